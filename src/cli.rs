@@ -1,0 +1,532 @@
+//! The command line (DESIGN §5): flags over `ECOM_*` environment variables over defaults,
+//! and the commands' own output.
+//!
+//! Owns: parsing, turning flags into configs, and printing results (JSON lines, the demo
+//! summary). Must never: hold pipeline logic. Each command calls into the library.
+
+use crate::config::{EngineConfig, RetryPolicy};
+use crate::demo::{self, DemoOptions, DemoReport};
+use crate::dlq::replay::{replay_every, replay_once};
+use crate::shutdown;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
+use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
+use crate::telemetry::Stats;
+use anyhow::Context as _;
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ecom-stream",
+    version,
+    about = "Joins e-commerce orders and payments from Pub/Sub into Cassandra/ScyllaDB"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`).
+    #[arg(long, env = "ECOM_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The whole pipeline in one process: built-in producers → join → embedded store, a DLQ
+    /// replay, then a summary.
+    Demo(DemoArgs),
+    /// The dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Read the facts table.
+    Query {
+        #[command(subcommand)]
+        command: QueryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Join dead-lettered payments whose order now exists; the others get `attempts + 1`.
+    Replay {
+        /// Repeat every DURATION (e.g. `60s`) until Ctrl-C.
+        #[arg(long, value_parser = parse_duration)]
+        every: Option<Duration>,
+    },
+    /// Print DLQ entries as JSON lines.
+    List {
+        /// Print invalid messages instead.
+        #[arg(long)]
+        invalid: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Print one row as a JSON line (exit 1 if there is none).
+    Order { order_id: i64 },
+    /// Print every row as JSON lines.
+    Facts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// SQLite under the data dir: no server.
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncArg {
+    /// fsync every commit: acked rows survive power loss.
+    Full,
+    /// fsync at checkpoints: acked rows survive a process crash, not power loss.
+    Normal,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Where rows go.
+    #[arg(
+        long,
+        env = "ECOM_STORE",
+        value_enum,
+        default_value = "embedded",
+        global = true
+    )]
+    pub store: StoreKind,
+    /// The embedded store's directory.
+    #[arg(long, env = "ECOM_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// The embedded store's commit durability.
+    #[arg(
+        long,
+        env = "ECOM_SYNC",
+        value_enum,
+        default_value = "full",
+        global = true
+    )]
+    pub sync: SyncArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Orders with ids 1..=N.
+    #[arg(long, default_value_t = 80)]
+    pub orders: u64,
+    /// One payment for each order id 1..=N.
+    #[arg(long, default_value_t = 500)]
+    pub payments: u64,
+    /// Messages per second (default: as fast as the pipeline takes them).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Fraction of messages published twice.
+    #[arg(long, default_value_t = 0.02)]
+    pub duplicates: f64,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// The engine's knobs; each has a flag and an `ECOM_*` variable.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Join shards (default: the number of cores).
+    #[arg(long, env = "ECOM_SHARDS")]
+    pub shards: Option<usize>,
+    /// How long a payment waits for its order before the DLQ.
+    #[arg(long, env = "ECOM_HOLD", value_parser = parse_duration, default_value = "5s")]
+    pub hold: Duration,
+    /// Held payments per shard before the oldest spill to the DLQ early.
+    #[arg(long, env = "ECOM_PENDING_CAPACITY", default_value_t = 100_000)]
+    pub pending_capacity: usize,
+    /// Known order ids cached per shard.
+    #[arg(long, env = "ECOM_ORDER_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    pub order_cache_capacity: u64,
+    /// Written ids remembered per shard for duplicate detection.
+    #[arg(long, env = "ECOM_DEDUP_CAPACITY", default_value_t = 1_000_000)]
+    pub dedup_capacity: u64,
+    /// Batches an actor mailbox holds before senders wait.
+    #[arg(long, env = "ECOM_MAILBOX_CAPACITY", default_value_t = 16)]
+    pub mailbox_capacity: usize,
+    /// Rows per store write.
+    #[arg(long, env = "ECOM_BATCH_SIZE", default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill.
+    #[arg(long, env = "ECOM_LINGER", value_parser = parse_duration, default_value = "5ms")]
+    pub linger: Duration,
+    /// Store writes in flight at once.
+    #[arg(long, env = "ECOM_MAX_IN_FLIGHT", default_value_t = 4)]
+    pub max_in_flight: usize,
+    /// Tries of a store call that fails with a retriable error.
+    #[arg(long, env = "ECOM_RETRY_ATTEMPTS", default_value_t = 6)]
+    pub retry_attempts: u32,
+    /// Longest time shutdown may take to flush.
+    #[arg(long, env = "ECOM_SHUTDOWN_DEADLINE", value_parser = parse_duration, default_value = "30s")]
+    pub shutdown_deadline: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5s, 250ms, 2m)"))
+}
+
+impl EngineArgs {
+    pub fn to_config(&self) -> EngineConfig {
+        let defaults = EngineConfig::default();
+        EngineConfig {
+            shards: self.shards.unwrap_or(defaults.shards),
+            hold: self.hold,
+            pending_capacity: self.pending_capacity,
+            order_cache_capacity: self.order_cache_capacity,
+            dedup_capacity: self.dedup_capacity,
+            mailbox_capacity: self.mailbox_capacity,
+            batch_size: self.batch_size,
+            linger: self.linger,
+            max_in_flight: self.max_in_flight,
+            retry: RetryPolicy {
+                max_attempts: self.retry_attempts,
+                ..RetryPolicy::default()
+            },
+            shutdown_deadline: self.shutdown_deadline,
+            ..defaults
+        }
+    }
+}
+
+/// Parses the command line, runs the command, and turns any error into one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let system = actix_rt::System::new();
+    match system.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => run_demo(&cli.store, args).await,
+        Command::Dlq { command } => run_dlq(&cli.store, command).await,
+        Command::Query { command } => run_query(&cli.store, command).await,
+    }
+}
+
+fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let StoreKind::Embedded = args.store;
+    let sync = match args.sync {
+        SyncArg::Full => SyncMode::Full,
+        SyncArg::Normal => SyncMode::Normal,
+    };
+    let store = EmbeddedStore::open(
+        &args.data_dir,
+        EmbeddedOptions {
+            sync,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .with_context(|| format!("opening the embedded store in {}", args.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let StoreKind::Embedded = args.store;
+    Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
+}
+
+async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.engine.to_config();
+    engine.validate()?;
+    if !(0.0..=1.0).contains(&args.duplicates) {
+        anyhow::bail!("invalid setting --duplicates: must be between 0 and 1");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        anyhow::bail!("invalid setting --rate: must be a positive number of messages per second");
+    }
+    let store = open_writer(store_args)?;
+    let (trigger, listener) = shutdown::channel();
+    actix_rt::spawn(shutdown::on_signals(trigger));
+    let opts = DemoOptions {
+        orders: args.orders,
+        payments: args.payments,
+        rate: args.rate,
+        seed: args.seed,
+        duplicates: args.duplicates,
+    };
+    let report = demo::run(&engine, &opts, store, listener).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        write_summary(&mut out, &report, &store_args.data_dir)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_summary(
+    out: &mut impl Write,
+    r: &DemoReport,
+    data_dir: &std::path::Path,
+) -> std::io::Result<()> {
+    let s = &r.stats;
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    writeln!(
+        out,
+        "ecom-stream demo{}",
+        if r.interrupted {
+            " (interrupted: partial)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  messages generated     {:>10}  ({} deliveries, {} acked, {} redelivered)",
+        r.messages, r.source.delivered, r.source.acked, r.source.nacked
+    )?;
+    writeln!(out, "  orders upserted        {:>10}", s.orders_upserted)?;
+    writeln!(
+        out,
+        "  payments joined        {:>10}  (order already known)",
+        s.payments_joined
+    )?;
+    writeln!(
+        out,
+        "  held, then joined      {:>10}  (arrived before their order)",
+        s.payments_joined_after_hold
+    )?;
+    writeln!(
+        out,
+        "  dead-lettered          {:>10}  (order not found after the hold; {} spilled early)",
+        s.dead_lettered, s.spilled_early
+    )?;
+    writeln!(
+        out,
+        "  replayed from the DLQ  {:>10}  ({} still unmatched)",
+        r.replay.replayed, r.replay.unmatched
+    )?;
+    writeln!(
+        out,
+        "  invalid payloads       {:>10}  (recorded with their reason)",
+        s.invalid
+    )?;
+    writeln!(out, "  duplicates skipped     {:>10}", s.duplicates)?;
+    writeln!(
+        out,
+        "  store writes           {:>10}  ({} retried, {} failed)",
+        s.writer_batches, s.write_retries, s.write_failures
+    )?;
+    writeln!(out, "  elapsed                {:>9.2}s  ({:.0} msg/s, including the hold of unmatched payments)", secs, r.source.delivered as f64 / secs)?;
+    writeln!(out, "  store                  {}", data_dir.display())?;
+    writeln!(
+        out,
+        "expected afterwards: `query facts` {} rows, `dlq list` {} entries",
+        r.expected_rows, r.expected_dlq
+    )
+}
+
+async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::Replay { every: None } => {
+            let store = open_writer(store_args)?;
+            let report = replay_once(store.as_ref(), &Stats::default()).await?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string(&report)?
+            )?;
+        }
+        DlqCommand::Replay { every: Some(every) } => {
+            if every.is_zero() {
+                anyhow::bail!("invalid setting --every: must be longer than 0s");
+            }
+            let store = open_writer(store_args)?;
+            let (trigger, listener) = shutdown::channel();
+            actix_rt::spawn(shutdown::on_signals(trigger));
+            replay_every(store.as_ref(), &Stats::default(), every, listener, |r| {
+                if let Ok(report) = r {
+                    if let Ok(line) = serde_json::to_string(report) {
+                        let _ = writeln!(std::io::stdout().lock(), "{line}");
+                    }
+                }
+            })
+            .await;
+        }
+        DlqCommand::List { invalid: false } => {
+            let store = open_reader(store_args)?;
+            print_pages(|after| {
+                let store = store.clone();
+                async move {
+                    let page = store.scan_dead_letters(after, 1000).await?;
+                    let next = page.last().map(|e| e.payment.payment_id);
+                    Ok((
+                        page.iter()
+                            .map(DlqLine::from)
+                            .map(|l| serde_json::to_string(&l))
+                            .collect(),
+                        next,
+                    ))
+                }
+            })
+            .await?;
+        }
+        DlqCommand::List { invalid: true } => {
+            let store = open_reader(store_args)?;
+            print_pages(|after| {
+                let store = store.clone();
+                async move {
+                    let page = store.scan_invalid(after, 1000).await?;
+                    let next = page.last().map(|m| (m.source, m.message_id.clone()));
+                    Ok((
+                        page.iter()
+                            .map(InvalidLine::from)
+                            .map(|l| serde_json::to_string(&l))
+                            .collect(),
+                        next,
+                    ))
+                }
+            })
+            .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_query(store_args: &StoreArgs, command: QueryCommand) -> anyhow::Result<ExitCode> {
+    let store = open_reader(store_args)?;
+    match command {
+        QueryCommand::Order { order_id } => match store.fact(order_id).await? {
+            Some(row) => {
+                writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no row for order_id {order_id}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        QueryCommand::Facts => {
+            print_pages(|after| {
+                let store = store.clone();
+                async move {
+                    let page = store.scan_facts(after, 1000).await?;
+                    let next = page.last().map(|r| r.order_id);
+                    Ok((page.iter().map(serde_json::to_string).collect(), next))
+                }
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+type PageLines<K> = (Vec<serde_json::Result<String>>, Option<K>);
+
+/// Prints JSON lines page by page, so a large table never sits in memory whole. A closed
+/// stdout (`| head`) ends the listing quietly.
+async fn print_pages<K, F, Fut>(mut fetch: F) -> anyhow::Result<()>
+where
+    F: FnMut(Option<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<PageLines<K>, StoreError>>,
+{
+    let mut after = None;
+    loop {
+        let (lines, next) = fetch(after).await?;
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            if let Err(e) = writeln!(out, "{}", line?) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
+        }
+        match next {
+            Some(key) => after = Some(key),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// A `dlq list` line: the payment's columns, then the DLQ's own (DESIGN §3).
+#[derive(Serialize)]
+struct DlqLine<'a> {
+    payment_id: i64,
+    order_id: i64,
+    payment_method: &'a str,
+    card_last_four: &'a str,
+    payment_status: &'a str,
+    payment_datetime: &'a str,
+    reason: &'a str,
+    first_seen: String,
+    attempts: i32,
+}
+
+impl<'a> From<&'a DlqEntry> for DlqLine<'a> {
+    fn from(e: &'a DlqEntry) -> Self {
+        let p = &e.payment;
+        DlqLine {
+            payment_id: p.payment_id,
+            order_id: p.order_id,
+            payment_method: &p.payment_method,
+            card_last_four: &p.card_last_four,
+            payment_status: &p.payment_status,
+            payment_datetime: &p.payment_datetime,
+            reason: &e.reason,
+            first_seen: rfc3339(e.first_seen),
+            attempts: e.attempts,
+        }
+    }
+}
+
+/// A `dlq list --invalid` line. `payload` is base64, since a blob may be any bytes.
+#[derive(Serialize)]
+struct InvalidLine<'a> {
+    source: &'a str,
+    message_id: &'a str,
+    payload: String,
+    error: &'a str,
+    received_at: String,
+}
+
+impl<'a> From<&'a InvalidMessage> for InvalidLine<'a> {
+    fn from(m: &'a InvalidMessage) -> Self {
+        InvalidLine {
+            source: m.source.as_str(),
+            message_id: &m.message_id,
+            payload: base64::engine::general_purpose::STANDARD.encode(&m.payload),
+            error: &m.error,
+            received_at: rfc3339(m.received_at),
+        }
+    }
+}
+
+fn rfc3339(micros: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
+    humantime::format_rfc3339_micros(t).to_string()
+}

@@ -1,0 +1,168 @@
+//! The engine's tuning knobs (DESIGN §4, §5), typed and validated once at start.
+//!
+//! Owns: [`EngineConfig`] and its validation. Must never: be read from the environment here
+//! (the CLI layers flags over `ECOM_*` variables and hands a finished config in), or let a
+//! zero capacity through (a zero-sized queue deadlocks instead of failing).
+
+use std::time::Duration;
+
+/// Bounds and timings of the join, writer and dead-letter actors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Join shards; each is an actor on its own arbiter thread, so this is the join's
+    /// parallelism. Default: the number of cores.
+    pub shards: usize,
+    /// How long a payment whose order is unknown is held before the store is checked once
+    /// more and it is dead-lettered (DESIGN §4.3).
+    pub hold: Duration,
+    /// Held payments per shard; beyond it the oldest are spilled to the DLQ early.
+    pub pending_capacity: usize,
+    /// Known order ids kept per shard; a miss costs one store read.
+    pub order_cache_capacity: u64,
+    /// How long a known order id stays cached after its last write.
+    pub order_cache_ttl: Duration,
+    /// Recently written ids per shard whose content is remembered to detect duplicates.
+    pub dedup_capacity: u64,
+    /// How long the dedup window remembers a written event.
+    pub dedup_ttl: Duration,
+    /// Messages (each a batch of events) an actor's mailbox holds before senders wait.
+    pub mailbox_capacity: usize,
+    /// Rows per store write.
+    pub batch_size: usize,
+    /// How long a partial batch waits for more rows before it is written anyway.
+    pub linger: Duration,
+    /// Store writes (batches) in flight at once, per writer.
+    pub max_in_flight: usize,
+    /// Retries of a store call that failed with a retriable error.
+    pub retry: RetryPolicy,
+    /// How long shutdown may take to flush in-flight work before it gives up (un-acked
+    /// messages are then redelivered by the source).
+    pub shutdown_deadline: Duration,
+}
+
+/// Exponential backoff with full jitter for retriable store errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            hold: Duration::from_secs(5),
+            pending_capacity: 100_000,
+            order_cache_capacity: 1_000_000,
+            order_cache_ttl: Duration::from_secs(3600),
+            dedup_capacity: 1_000_000,
+            dedup_ttl: Duration::from_secs(600),
+            mailbox_capacity: 16,
+            // 1,000 rows amortise one SQLite commit (an fsync) well below 1 ms per row;
+            // see BENCHMARKS.md for the writer's figures.
+            batch_size: 1000,
+            linger: Duration::from_millis(5),
+            max_in_flight: 4,
+            retry: RetryPolicy::default(),
+            shutdown_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A setting that cannot work, named as the user names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl EngineConfig {
+    /// Checks every bound; the error names the flag the user has to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn at_least_one(setting: &'static str, v: u64) -> Result<(), ConfigError> {
+            if v == 0 {
+                return Err(ConfigError {
+                    setting,
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Ok(())
+        }
+        fn nonzero(setting: &'static str, d: Duration) -> Result<(), ConfigError> {
+            if d.is_zero() {
+                return Err(ConfigError {
+                    setting,
+                    problem: "must be longer than 0s".into(),
+                });
+            }
+            Ok(())
+        }
+        at_least_one("--shards", self.shards as u64)?;
+        if self.shards > 1024 {
+            return Err(ConfigError {
+                setting: "--shards",
+                problem: format!("{} is more than 1024", self.shards),
+            });
+        }
+        nonzero("--hold", self.hold)?;
+        at_least_one("--pending-capacity", self.pending_capacity as u64)?;
+        at_least_one("--order-cache-capacity", self.order_cache_capacity)?;
+        nonzero("--order-cache-ttl", self.order_cache_ttl)?;
+        at_least_one("--dedup-capacity", self.dedup_capacity)?;
+        nonzero("--dedup-ttl", self.dedup_ttl)?;
+        at_least_one("--mailbox-capacity", self.mailbox_capacity as u64)?;
+        at_least_one("--batch-size", self.batch_size as u64)?;
+        nonzero("--linger", self.linger)?;
+        at_least_one("--max-in-flight", self.max_in_flight as u64)?;
+        at_least_one("--retry-attempts", u64::from(self.retry.max_attempts))?;
+        nonzero("--retry-backoff", self.retry.initial_backoff)?;
+        if self.retry.max_backoff < self.retry.initial_backoff {
+            return Err(ConfigError {
+                setting: "--retry-max-backoff",
+                problem: "must not be shorter than --retry-backoff".into(),
+            });
+        }
+        nonzero("--shutdown-deadline", self.shutdown_deadline)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zero_bounds_are_named() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let cfg = EngineConfig {
+            batch_size: 0,
+            ..EngineConfig::default()
+        };
+        let err = cfg.validate().expect_err("zero batch");
+        assert_eq!(err.setting, "--batch-size");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting --batch-size: must be at least 1"
+        );
+        let cfg = EngineConfig {
+            hold: Duration::ZERO,
+            ..EngineConfig::default()
+        };
+        assert_eq!(cfg.validate().map_err(|e| e.setting), Err("--hold"));
+    }
+}

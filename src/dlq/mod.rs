@@ -1,0 +1,53 @@
+//! The dead-letter queue: unmatched payments and invalid messages (DESIGN §2, §3, §4.3, §4.9).
+//!
+//! Owns: the [`DeadLetter`](dead_letter::DeadLetter) actor that records them durably, the
+//! [`DlqPublisher`] seam for the DLQ topic, and [`replay`]. Must never: ack a payment before
+//! both its DLQ table row and (where a topic is configured) its DLQ topic message exist.
+
+pub mod dead_letter;
+pub mod replay;
+
+use crate::store::{DlqEntry, InvalidMessage};
+use async_trait::async_trait;
+
+/// `reason` of a payment whose order never arrived within its hold time.
+pub const REASON_ORDER_NOT_FOUND: &str = "order_not_found";
+/// `reason` of a message that failed validation.
+pub const REASON_INVALID_PAYLOAD: &str = "invalid_payload";
+
+/// Why a DLQ topic publish failed.
+#[derive(Debug, thiserror::Error)]
+#[error("DLQ publish failed: {message}")]
+pub struct PublishError {
+    pub message: String,
+    /// Whether publishing the same records again may succeed.
+    pub retriable: bool,
+}
+
+impl crate::writer::retry::Retriable for PublishError {
+    fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}
+
+/// Publishes dead letters to the DLQ topic (`dlq_payments_data`), with `reason` (and, for
+/// invalid messages, `source` and `error`) as attributes.
+#[async_trait]
+pub trait DlqPublisher: Send + Sync + 'static {
+    async fn publish_unmatched(&self, entries: &[DlqEntry]) -> Result<(), PublishError>;
+    async fn publish_invalid(&self, messages: &[InvalidMessage]) -> Result<(), PublishError>;
+}
+
+/// For runs without Pub/Sub (`demo`, tests): the DLQ table is the whole DLQ.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TableOnly;
+
+#[async_trait]
+impl DlqPublisher for TableOnly {
+    async fn publish_unmatched(&self, _: &[DlqEntry]) -> Result<(), PublishError> {
+        Ok(())
+    }
+    async fn publish_invalid(&self, _: &[InvalidMessage]) -> Result<(), PublishError> {
+        Ok(())
+    }
+}

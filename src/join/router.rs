@@ -1,0 +1,115 @@
+//! The intake: where deliveries enter the pipeline. Decodes each, rejects the invalid, and
+//! routes every valid event to `JoinShard[hash(order_id) % N]`.
+//!
+//! Owns: decoding, validation outcomes and routing. Must never: ack anything (the handles
+//! travel on with their events), or return before every event of a delivery has been
+//! accepted by its shard or by the dead-letter actor: that wait is the back-pressure a
+//! source feels.
+
+use crate::dlq::dead_letter::{DeadLetter, InvalidRecord, RecordInvalid};
+use crate::join::shard::{Events, JoinShard};
+use crate::join::Routed;
+use crate::model::decode;
+use crate::source::Envelope;
+use crate::store::{now_micros, InvalidMessage};
+use crate::telemetry::Stats;
+use actix::prelude::*;
+use futures_util::future::join_all;
+use std::sync::Arc;
+
+/// The pipeline stopped while a delivery was being handed on; its messages are nacked.
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline is shut down: {0}")]
+pub struct PipelineClosed(#[from] MailboxError);
+
+/// The shard that owns `order_id` among `shards`. The id is mixed first (Fibonacci hashing)
+/// so that sequential ids, the common case, spread evenly.
+pub fn shard_of(order_id: i64, shards: usize) -> usize {
+    let mixed = (order_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((mixed >> 32) % shards.max(1) as u64) as usize
+}
+
+/// Cheap to clone: one per source task.
+#[derive(Clone)]
+pub struct Intake {
+    shards: Arc<[Addr<JoinShard>]>,
+    dead_letter: Addr<DeadLetter>,
+    stats: Arc<Stats>,
+}
+
+impl Intake {
+    pub fn new(
+        shards: Arc<[Addr<JoinShard>]>,
+        dead_letter: Addr<DeadLetter>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Intake {
+            shards,
+            dead_letter,
+            stats,
+        }
+    }
+
+    /// Hands one delivery of messages to the pipeline. Resolves once every event has been
+    /// accepted downstream; their acks come later, when effects are durable.
+    pub async fn submit(&self, batch: Vec<Envelope>) -> Result<(), PipelineClosed> {
+        Stats::add(&self.stats.received, batch.len() as u64);
+        let n = self.shards.len();
+        let mut per_shard: Vec<Vec<Routed>> = (0..n).map(|_| Vec::new()).collect();
+        let mut invalid = Vec::new();
+        for env in batch {
+            match decode(env.topic, &env.data) {
+                Ok(event) => per_shard[shard_of(event.order_id(), n)].push(Routed {
+                    event,
+                    ts: env.publish_time,
+                    ack: env.ack,
+                }),
+                Err(reason) => {
+                    tracing::debug!(source = %env.topic, id = %env.message_id, %reason, "invalid payload");
+                    invalid.push(InvalidRecord {
+                        message: InvalidMessage {
+                            source: env.topic,
+                            message_id: env.message_id,
+                            payload: env.data.to_vec(),
+                            error: reason.0,
+                            received_at: now_micros(),
+                        },
+                        ack: env.ack,
+                    });
+                }
+            }
+        }
+        if !invalid.is_empty() {
+            Stats::add(&self.stats.invalid, invalid.len() as u64);
+            self.dead_letter.send(RecordInvalid(invalid)).await?;
+        }
+        let sends = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, events)| !events.is_empty())
+            .map(|(i, events)| self.shards[i].send(Events(events)));
+        for result in join_all(sends).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_of;
+
+    #[test]
+    fn sequential_ids_spread_over_shards() {
+        let mut counts = [0usize; 4];
+        for id in 1..=10_000 {
+            counts[shard_of(id, 4)] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (2_000..3_000).contains(&c)),
+            "{counts:?}"
+        );
+        assert_eq!(shard_of(42, 1), 0);
+        assert_eq!(shard_of(-5, 3), shard_of(-5, 3));
+    }
+}

@@ -1,0 +1,219 @@
+//! `JoinShard`: the actor that owns one slice of the order-id space.
+//!
+//! Owns: the I/O around [`JoinState`]: the batched store read-through before a batch, the
+//! store recheck of payments whose hold ended, and the sends to the writer and the
+//! dead-letter actor. Must never: process the next batch before the current one has been
+//! handed on (handlers are atomic, which keeps per-order arrival order, DESIGN §4.6), or
+//! send with `do_send` (it ignores mailbox bounds).
+
+use crate::dlq::dead_letter::{DeadLetter, DeadLetterPayments, UnmatchedPayment};
+use crate::join::pending::HeldPayment;
+use crate::join::state::{JoinLimits, JoinState};
+use crate::join::Routed;
+use crate::store::Store;
+use crate::telemetry::Stats;
+use crate::writer::{FactWriter, PendingWrite, WriteBatch};
+use actix::prelude::*;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A batch of events for this shard, in arrival order. Answered once every event has been
+/// handed on (to the writer, the pending buffer, or the DLQ): that answer is what the
+/// intake's `send().await` waits for.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Events(pub Vec<Routed>);
+
+/// Shutdown: nack every held payment and hold no more. Answers with how many were nacked.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
+/// Held payments now, for tests and metrics.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct PendingCount;
+
+pub struct JoinShard {
+    state: JoinState,
+    store: Arc<dyn Store>,
+    writer: Addr<FactWriter>,
+    dead_letter: Addr<DeadLetter>,
+    stats: Arc<Stats>,
+    mailbox_capacity: usize,
+    /// How often expired holds are looked for: a tenth of the hold time, so a payment is
+    /// dead-lettered at most 10% after its hold ends.
+    tick: Duration,
+}
+
+impl JoinShard {
+    pub fn new(
+        limits: &JoinLimits,
+        store: Arc<dyn Store>,
+        writer: Addr<FactWriter>,
+        dead_letter: Addr<DeadLetter>,
+        stats: Arc<Stats>,
+        mailbox_capacity: usize,
+    ) -> Self {
+        JoinShard {
+            state: JoinState::new(limits, stats.clone()),
+            store,
+            writer,
+            dead_letter,
+            stats,
+            mailbox_capacity,
+            tick: (limits.hold / 10).clamp(Duration::from_millis(5), Duration::from_millis(500)),
+        }
+    }
+
+    /// Reads which of `ids` the store knows. An empty list costs nothing.
+    fn lookup(
+        &self,
+        ids: Vec<i64>,
+    ) -> impl Future<Output = Result<HashSet<i64>, crate::store::StoreError>> + 'static {
+        let store = self.store.clone();
+        let stats = self.stats.clone();
+        async move {
+            if ids.is_empty() {
+                return Ok(HashSet::new());
+            }
+            Stats::incr(&stats.store_reads);
+            store.known_orders(&ids).await
+        }
+    }
+
+    /// Rechecks the store for held payments, then joins or dead-letters each.
+    fn recheck(&mut self, held: Vec<HeldPayment>) -> ResponseActFuture<Self, ()> {
+        let ids = {
+            let mut ids: Vec<i64> = held.iter().map(|h| h.payment.order_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        Box::pin(self.lookup(ids).into_actor(self).then(move |found, act, _| {
+            let (writes, unmatched) = match found {
+                Ok(in_store) => {
+                    let r = act.state.resolve(held, &in_store);
+                    (r.writes, r.unmatched)
+                }
+                Err(e) => {
+                    // Neither joined nor provably unmatched: nacking lets the source
+                    // redeliver them later, when the store may answer.
+                    tracing::warn!(payments = held.len(), error = %e, "store recheck failed; nacking held payments");
+                    drop(held);
+                    (Vec::new(), Vec::new())
+                }
+            };
+            let unmatched = unmatched
+                .into_iter()
+                .map(|mut h| UnmatchedPayment {
+                    ack: act.state.dead_letter_ack(&mut h),
+                    payment: h.payment,
+                    ts: h.ts,
+                })
+                .collect();
+            act.forward(writes, unmatched)
+        }))
+    }
+
+    /// Hands rows to the writer and unmatched payments to the DLQ, waiting for room in each.
+    /// If either actor is gone the message is dropped, and dropping nacks its deliveries.
+    fn forward(
+        &self,
+        writes: Vec<PendingWrite>,
+        unmatched: Vec<UnmatchedPayment>,
+    ) -> ResponseActFuture<Self, ()> {
+        let writer = self.writer.clone();
+        let dead_letter = self.dead_letter.clone();
+        Box::pin(
+            async move {
+                if !writes.is_empty() {
+                    if let Err(e) = writer.send(WriteBatch(writes)).await {
+                        tracing::error!(error = %e, "writer unavailable; rows nacked");
+                    }
+                }
+                if !unmatched.is_empty() {
+                    if let Err(e) = dead_letter.send(DeadLetterPayments(unmatched)).await {
+                        tracing::error!(error = %e, "dead-letter actor unavailable; payments nacked");
+                    }
+                }
+            }
+            .into_actor(self),
+        )
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        let expired = self.state.expired(Instant::now());
+        if !expired.is_empty() {
+            // `wait`: no batch is processed until these payments are decided, so an order
+            // arriving meanwhile cannot slip between the recheck and the DLQ.
+            let fut = self.recheck(expired);
+            ctx.wait(fut);
+        }
+    }
+}
+
+impl Actor for JoinShard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity.max(1));
+        ctx.run_interval(self.tick, |act, ctx| act.on_tick(ctx));
+    }
+}
+
+impl Handler<Events> for JoinShard {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Events, _: &mut Self::Context) -> Self::Result {
+        let misses = self.state.misses(&msg.0);
+        AtomicResponse::new(Box::pin(self.lookup(misses).into_actor(self).then(
+            move |found, act, _| {
+                let in_store = found.unwrap_or_else(|e| {
+                    // Unknown is safe here: such payments are held and rechecked at expiry.
+                    tracing::warn!(error = %e, "order read-through failed; holding the payments");
+                    HashSet::new()
+                });
+                let fx = act.state.apply(msg.0, &in_store, Instant::now());
+                let forward = act.forward(fx.writes, Vec::new());
+                let spilled = fx.spilled;
+                forward.then(move |(), act, _| -> ResponseActFuture<Self, ()> {
+                    if spilled.is_empty() {
+                        Box::pin(actix::fut::ready(()))
+                    } else {
+                        act.recheck(spilled)
+                    }
+                })
+            },
+        )))
+    }
+}
+
+impl Handler<Drain> for JoinShard {
+    type Result = usize;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> usize {
+        let held = self.state.drain();
+        let n = held.len();
+        if n > 0 {
+            tracing::info!(
+                payments = n,
+                "shutdown: held payments nacked for redelivery"
+            );
+        }
+        // Dropping a held payment nacks its deliveries.
+        drop(held);
+        n
+    }
+}
+
+impl Handler<PendingCount> for JoinShard {
+    type Result = usize;
+
+    fn handle(&mut self, _: PendingCount, _: &mut Self::Context) -> usize {
+        self.state.pending_len()
+    }
+}

@@ -1,0 +1,271 @@
+//! The wire format of DESIGN §2: orders and payments as the Python producers send them,
+//! and the validation that turns any other payload into a typed [`InvalidPayload`].
+//!
+//! Owns: decoding bytes into [`Event`]s. Must never: panic on input, or accept a value the
+//! design calls impossible (negative quantity or price, non-positive id, non-finite price).
+
+use serde::{Deserialize, Serialize};
+use std::hash::{Hash, Hasher};
+
+/// The two input topics. Also the `source` column of `invalid_messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    Orders,
+    Payments,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Orders => "orders",
+            Topic::Payments => "payments",
+        }
+    }
+}
+
+impl std::str::FromStr for Topic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "orders" => Ok(Topic::Orders),
+            "payments" => Ok(Topic::Payments),
+            other => Err(format!(
+                "unknown source {other:?} (expected orders or payments)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order as published on `orders_data`. Unknown JSON fields are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: i64,
+    pub customer_id: i64,
+    pub item: String,
+    pub quantity: i64,
+    pub price: f64,
+    pub shipping_address: String,
+    pub order_status: String,
+    pub creation_date: String,
+}
+
+/// A payment as published on `payments_data`. Unknown JSON fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Payment {
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub payment_method: String,
+    pub card_last_four: String,
+    pub payment_status: String,
+    pub payment_datetime: String,
+}
+
+/// A decoded, valid message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Order(Order),
+    Payment(Payment),
+}
+
+impl Event {
+    /// The join key: every event is routed and ordered by it.
+    pub fn order_id(&self) -> i64 {
+        match self {
+            Event::Order(o) => o.order_id,
+            Event::Payment(p) => p.order_id,
+        }
+    }
+
+    /// A hash of the whole content, used by the dedup window to tell an exact duplicate
+    /// (same content, any delivery) from an update (same id, new content).
+    pub fn content_hash(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match self {
+            Event::Order(o) => {
+                0u8.hash(&mut h);
+                o.order_id.hash(&mut h);
+                o.customer_id.hash(&mut h);
+                o.item.hash(&mut h);
+                o.quantity.hash(&mut h);
+                o.price.to_bits().hash(&mut h);
+                o.shipping_address.hash(&mut h);
+                o.order_status.hash(&mut h);
+                o.creation_date.hash(&mut h);
+            }
+            Event::Payment(p) => {
+                1u8.hash(&mut h);
+                p.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// Why a payload was rejected. The text goes to the `error` column and DLQ attribute.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPayload(pub String);
+
+/// Longest `error` text kept: it travels as a Pub/Sub attribute, which must stay short.
+const MAX_ERROR_LEN: usize = 200;
+
+impl InvalidPayload {
+    fn new(msg: impl Into<String>) -> Self {
+        let mut msg: String = msg.into();
+        if msg.len() > MAX_ERROR_LEN {
+            let mut cut = MAX_ERROR_LEN;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+        }
+        InvalidPayload(msg)
+    }
+}
+
+/// Decodes and validates one message of `topic`.
+pub fn decode(topic: Topic, data: &[u8]) -> Result<Event, InvalidPayload> {
+    if data.is_empty() {
+        return Err(InvalidPayload::new("empty payload"));
+    }
+    match topic {
+        Topic::Orders => {
+            let order: Order = serde_json::from_slice(data)
+                .map_err(|e| InvalidPayload::new(format!("invalid order: {e}")))?;
+            validate_order(&order)?;
+            Ok(Event::Order(order))
+        }
+        Topic::Payments => {
+            let payment: Payment = serde_json::from_slice(data)
+                .map_err(|e| InvalidPayload::new(format!("invalid payment: {e}")))?;
+            validate_payment(&payment)?;
+            Ok(Event::Payment(payment))
+        }
+    }
+}
+
+fn positive(name: &str, v: i64) -> Result<(), InvalidPayload> {
+    if v <= 0 {
+        return Err(InvalidPayload::new(format!(
+            "{name} must be positive, got {v}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_order(o: &Order) -> Result<(), InvalidPayload> {
+    positive("order_id", o.order_id)?;
+    positive("customer_id", o.customer_id)?;
+    if o.quantity < 0 {
+        return Err(InvalidPayload::new(format!(
+            "quantity must not be negative, got {}",
+            o.quantity
+        )));
+    }
+    if !o.price.is_finite() || o.price < 0.0 {
+        return Err(InvalidPayload::new(format!(
+            "price must be a non-negative number, got {}",
+            o.price
+        )));
+    }
+    Ok(())
+}
+
+fn validate_payment(p: &Payment) -> Result<(), InvalidPayload> {
+    positive("payment_id", p.payment_id)?;
+    positive("order_id", p.order_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDER: &str = r#"{"order_id":7,"customer_id":3,"item":"Laptop","quantity":2,"price":999.5,"shipping_address":"1 Main St","order_status":"Shipped","creation_date":"2024-05-01 13:45:10","extra":"ignored"}"#;
+    const PAYMENT: &str = r#"{"payment_id":70,"order_id":7,"payment_method":"Credit Card","card_last_four":"1234","payment_status":"Completed","payment_datetime":"2024-05-01T13:50:00Z"}"#;
+
+    #[test]
+    fn decodes_valid_messages_and_ignores_unknown_fields() {
+        let Ok(Event::Order(o)) = decode(Topic::Orders, ORDER.as_bytes()) else {
+            panic!("order should decode");
+        };
+        assert_eq!(o.order_id, 7);
+        assert_eq!(o.price, 999.5);
+        let Ok(Event::Payment(p)) = decode(Topic::Payments, PAYMENT.as_bytes()) else {
+            panic!("payment should decode");
+        };
+        assert_eq!((p.payment_id, p.order_id), (70, 7));
+    }
+
+    #[test]
+    fn rejects_bad_payloads_with_a_reason() {
+        let cases: &[(Topic, &[u8], &str)] = &[
+            (Topic::Orders, b"", "empty payload"),
+            (Topic::Orders, b"not json", "invalid order"),
+            (Topic::Orders, b"\xff\xfe\x00", "invalid order"),
+            (Topic::Orders, br#"{"order_id":1}"#, "missing field"),
+            (Topic::Payments, br#"[1,2,3]"#, "invalid payment"),
+            (
+                Topic::Orders,
+                br#"{"order_id":"7","customer_id":3,"item":"x","quantity":1,"price":1.0,"shipping_address":"a","order_status":"s","creation_date":"d"}"#,
+                "invalid type",
+            ),
+            (
+                Topic::Orders,
+                br#"{"order_id":7,"customer_id":3,"item":"x","quantity":-1,"price":1.0,"shipping_address":"a","order_status":"s","creation_date":"d"}"#,
+                "quantity must not be negative",
+            ),
+            (
+                Topic::Orders,
+                br#"{"order_id":7,"customer_id":3,"item":"x","quantity":1,"price":-0.5,"shipping_address":"a","order_status":"s","creation_date":"d"}"#,
+                "price must be",
+            ),
+            (
+                Topic::Payments,
+                br#"{"payment_id":0,"order_id":7,"payment_method":"m","card_last_four":"1","payment_status":"s","payment_datetime":"d"}"#,
+                "payment_id must be positive",
+            ),
+            (
+                Topic::Payments,
+                br#"{"payment_id":1,"order_id":7.5,"payment_method":"m","card_last_four":"1","payment_status":"s","payment_datetime":"d"}"#,
+                "invalid type",
+            ),
+        ];
+        for (topic, data, expected) in cases {
+            let err = decode(*topic, data).expect_err("must be invalid");
+            assert!(
+                err.0.contains(expected),
+                "{:?}: {err} should contain {expected}",
+                String::from_utf8_lossy(data)
+            );
+            assert!(err.0.len() <= MAX_ERROR_LEN);
+        }
+    }
+
+    #[test]
+    fn huge_garbage_is_rejected_with_a_short_error() {
+        let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let err = decode(Topic::Payments, &garbage).expect_err("garbage");
+        assert!(err.0.len() <= MAX_ERROR_LEN);
+    }
+
+    #[test]
+    fn content_hash_separates_updates_from_duplicates() {
+        let Ok(a) = decode(Topic::Orders, ORDER.as_bytes()) else {
+            panic!()
+        };
+        let b = decode(
+            Topic::Orders,
+            ORDER.replace("Shipped", "Delivered").as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(a.content_hash(), a.clone().content_hash());
+        assert_ne!(a.content_hash(), b.content_hash());
+    }
+}

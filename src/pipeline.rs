@@ -1,0 +1,157 @@
+//! Wires the actors together and takes them down in order (DESIGN §1, §4.8).
+//!
+//! Owns: starting the join shards (one arbiter thread each), the fact writer and the
+//! dead-letter actor (one arbiter thread), handing out the [`Intake`], and the drain order
+//! at shutdown. Must never: make decisions about events (that is the join's), or stop an
+//! actor before everything upstream of it has drained into it.
+//!
+//! Must be started inside an actix `System` (the CLI, tests and benches all run one).
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::dlq::dead_letter::{self, DeadLetter};
+use crate::dlq::DlqPublisher;
+use crate::join::router::Intake;
+use crate::join::shard::{Drain, JoinShard, PendingCount};
+use crate::join::state::JoinLimits;
+use crate::store::Store;
+use crate::telemetry::Stats;
+use crate::writer::{self, FactWriter, WriterOptions};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running pipeline. Dropping it without [`shutdown`](Self::shutdown) stops the actors
+/// with the System, and everything un-acked is redelivered by the source.
+pub struct Pipeline {
+    intake: Intake,
+    shards: Arc<[Addr<JoinShard>]>,
+    writer: Addr<FactWriter>,
+    dead_letter: Addr<DeadLetter>,
+    /// The threads the actors run on; stopped after the drain.
+    arbiters: Vec<Arbiter>,
+    stats: Arc<Stats>,
+    shutdown_deadline: Duration,
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Everything in flight was written and answered.
+    Clean,
+    /// The deadline passed first; what was not answered is redelivered by the source.
+    DeadlineExceeded,
+}
+
+impl Pipeline {
+    pub fn start(
+        config: &EngineConfig,
+        store: Arc<dyn Store>,
+        publisher: Arc<dyn DlqPublisher>,
+        stats: Arc<Stats>,
+    ) -> Result<Pipeline, ConfigError> {
+        config.validate()?;
+        let io = Arbiter::new();
+        let writer_options = WriterOptions {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            max_in_flight: config.max_in_flight,
+            mailbox_capacity: config.mailbox_capacity,
+            retry: config.retry.clone(),
+        };
+        let writer = {
+            let (store, stats) = (store.clone(), stats.clone());
+            FactWriter::start_in_arbiter(&io.handle(), move |_| {
+                FactWriter::new(store, stats, writer_options)
+            })
+        };
+        let dead_letter = {
+            let (store, stats, retry) = (store.clone(), stats.clone(), config.retry.clone());
+            let (in_flight, mailbox) = (config.max_in_flight, config.mailbox_capacity);
+            DeadLetter::start_in_arbiter(&io.handle(), move |_| {
+                DeadLetter::new(store, publisher, stats, retry, in_flight, mailbox)
+            })
+        };
+        let limits = JoinLimits {
+            hold: config.hold,
+            pending_capacity: config.pending_capacity,
+            order_cache_capacity: config.order_cache_capacity,
+            order_cache_ttl: config.order_cache_ttl,
+            dedup_capacity: config.dedup_capacity,
+            dedup_ttl: config.dedup_ttl,
+        };
+        let mut arbiters = vec![io];
+        let mut shards = Vec::with_capacity(config.shards);
+        for _ in 0..config.shards {
+            let arbiter = Arbiter::new();
+            let (limits, store, stats) = (limits.clone(), store.clone(), stats.clone());
+            let (writer, dead_letter) = (writer.clone(), dead_letter.clone());
+            let mailbox = config.mailbox_capacity;
+            shards.push(JoinShard::start_in_arbiter(&arbiter.handle(), move |_| {
+                JoinShard::new(&limits, store, writer, dead_letter, stats, mailbox)
+            }));
+            arbiters.push(arbiter);
+        }
+        let shards: Arc<[Addr<JoinShard>]> = shards.into();
+        Ok(Pipeline {
+            intake: Intake::new(shards.clone(), dead_letter.clone(), stats.clone()),
+            shards,
+            writer,
+            dead_letter,
+            arbiters,
+            stats,
+            shutdown_deadline: config.shutdown_deadline,
+        })
+    }
+
+    /// Where sources hand in their deliveries.
+    pub fn intake(&self) -> Intake {
+        self.intake.clone()
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Payments held across all shards right now.
+    pub async fn pending(&self) -> usize {
+        let mut total = 0;
+        for shard in self.shards.iter() {
+            total += shard.send(PendingCount).await.unwrap_or(0);
+        }
+        total
+    }
+
+    /// Drains in dependency order, within the configured deadline: shards first (held
+    /// payments are nacked; their last rows go to the writer and the DLQ), then the writer
+    /// and the dead-letter actor flush and wait for their writes in flight, whose acks go
+    /// out as they complete. Stop the sources before calling this.
+    pub async fn shutdown(self) -> Drained {
+        let drain = async {
+            for shard in self.shards.iter() {
+                if let Err(e) = shard.send(Drain).await {
+                    tracing::warn!(error = %e, "shard already stopped");
+                }
+            }
+            if let Err(e) = self.writer.send(writer::Flush).await {
+                tracing::warn!(error = %e, "writer already stopped");
+            }
+            if let Err(e) = self.dead_letter.send(dead_letter::Flush).await {
+                tracing::warn!(error = %e, "dead-letter actor already stopped");
+            }
+        };
+        let outcome = match tokio::time::timeout(self.shutdown_deadline, drain).await {
+            Ok(()) => Drained::Clean,
+            Err(_) => {
+                tracing::error!(
+                    deadline_s = self.shutdown_deadline.as_secs_f64(),
+                    "shutdown deadline passed; un-acked messages will be redelivered"
+                );
+                Drained::DeadlineExceeded
+            }
+        };
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        outcome
+    }
+}

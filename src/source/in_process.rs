@@ -1,0 +1,296 @@
+//! A source that delivers messages from memory with Pub/Sub's contract: flow control on
+//! outstanding (un-acked) messages, redelivery of nacked ones, and an ack per message.
+//!
+//! Owns: delivering a finite feed through the [`Intake`] and waiting until every message of
+//! it is acked. Used by `demo`, the tests and the benches, so they exercise the same
+//! ack/nack path a Pub/Sub subscription does. Must never: count a message as done before it
+//! is acked, or hold more than `max_outstanding` un-acked messages.
+
+use crate::ack::{AckHandle, Acknowledge};
+use crate::join::router::Intake;
+use crate::model::Topic;
+use crate::shutdown::Shutdown;
+use crate::source::Envelope;
+use crate::store::now_micros;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// A message as published: what the source keeps until it is acked.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: Topic,
+    pub message_id: String,
+    pub data: Bytes,
+    /// µs since the epoch; 0 means "stamp it when first delivered" (generation time).
+    pub publish_time: i64,
+}
+
+/// Flow control and pacing.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Un-acked messages at most (Pub/Sub's max outstanding messages).
+    pub max_outstanding: usize,
+    /// Messages per delivery to the intake.
+    pub batch_size: usize,
+    /// Deliveries being decoded and routed at once.
+    pub concurrency: usize,
+    /// Messages per second, or unlimited.
+    pub rate: Option<f64>,
+    /// How long a nacked message waits before it is delivered again, so a failing store is
+    /// not hammered in a tight loop.
+    pub redelivery_delay: Duration,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            max_outstanding: 50_000,
+            batch_size: 500,
+            concurrency: 4,
+            rate: None,
+            redelivery_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every message was acked.
+    Completed,
+    /// Shutdown fired first; un-acked messages stay un-acked.
+    Interrupted,
+}
+
+/// Counters of the source itself (what a Pub/Sub subscription would report).
+#[derive(Debug, Default)]
+struct Counts {
+    delivered: AtomicU64,
+    acked: AtomicU64,
+    nacked: AtomicU64,
+    /// The most messages ever outstanding at once: tests assert flow control with it.
+    outstanding_high_water: AtomicU64,
+}
+
+struct Shared {
+    options: SourceOptions,
+    /// One permit per message that may be outstanding; an ack or nack returns it.
+    outstanding: Arc<Semaphore>,
+    /// Nacked messages and when they may be delivered again. Bounded by `max_outstanding`,
+    /// since only outstanding messages can be nacked.
+    redeliver: Mutex<VecDeque<(Instant, Message)>>,
+    /// Woken on every ack and nack.
+    changed: Notify,
+    counts: Counts,
+}
+
+/// The in-process source. Clones share state.
+#[derive(Clone)]
+pub struct InProcessSource {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot of the source's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceCounts {
+    pub delivered: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    pub outstanding: u64,
+    pub outstanding_high_water: u64,
+}
+
+impl InProcessSource {
+    pub fn new(options: SourceOptions) -> Self {
+        let max = options.max_outstanding.max(1);
+        InProcessSource {
+            shared: Arc::new(Shared {
+                outstanding: Arc::new(Semaphore::new(max)),
+                options: SourceOptions {
+                    max_outstanding: max,
+                    batch_size: options.batch_size.max(1),
+                    concurrency: options.concurrency.max(1),
+                    ..options
+                },
+                redeliver: Mutex::new(VecDeque::new()),
+                changed: Notify::new(),
+                counts: Counts::default(),
+            }),
+        }
+    }
+
+    pub fn counts(&self) -> SourceCounts {
+        let c = &self.shared.counts;
+        SourceCounts {
+            delivered: c.delivered.load(Ordering::Relaxed),
+            acked: c.acked.load(Ordering::Relaxed),
+            nacked: c.nacked.load(Ordering::Relaxed),
+            outstanding: self.outstanding() as u64,
+            outstanding_high_water: c.outstanding_high_water.load(Ordering::Relaxed),
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.shared.options.max_outstanding - self.shared.outstanding.available_permits()
+    }
+
+    /// Delivers `messages` (and redeliveries of any that are nacked) through `intake` until
+    /// every one is acked, or until `shutdown` fires.
+    pub async fn deliver<I>(&self, messages: I, intake: &Intake, shutdown: &Shutdown) -> Delivery
+    where
+        I: IntoIterator<Item = Message>,
+    {
+        let opts = &self.shared.options;
+        let batch_size = match opts.rate {
+            // A batch is sent at once, so at low rates it must be small to pace smoothly.
+            Some(rate) => ((rate / 20.0) as usize).clamp(1, opts.batch_size),
+            None => opts.batch_size,
+        };
+        let slots = Arc::new(Semaphore::new(opts.concurrency));
+        let mut fresh = messages.into_iter();
+        let mut fresh_done = false;
+        let started = Instant::now();
+        let mut sent: u64 = 0;
+        loop {
+            if shutdown.is_triggered() {
+                return Delivery::Interrupted;
+            }
+            let mut batch = Vec::with_capacity(batch_size);
+            while batch.len() < batch_size {
+                let Ok(permit) = self.shared.outstanding.clone().try_acquire_owned() else {
+                    break;
+                };
+                let msg = match self.due_redelivery() {
+                    Some(m) => m,
+                    None if !fresh_done => match fresh.next() {
+                        Some(m) => m,
+                        None => {
+                            fresh_done = true;
+                            break;
+                        }
+                    },
+                    None => break,
+                };
+                batch.push(self.envelope(msg, permit));
+            }
+            if batch.is_empty() {
+                if fresh_done && self.outstanding() == 0 && self.redeliveries_empty() {
+                    return Delivery::Completed;
+                }
+                // Nothing can go out now: wait for an ack, a nack, or a redelivery to fall due.
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = self.shared.changed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stop.wait() => return Delivery::Interrupted,
+                }
+                continue;
+            }
+            self.note_outstanding();
+            if let Some(rate) = opts.rate {
+                sent += batch.len() as u64;
+                let due = started + Duration::from_secs_f64(sent as f64 / rate);
+                tokio::time::sleep_until(due).await;
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return Delivery::Interrupted;
+            };
+            let intake = intake.clone();
+            // Spawned, not awaited inline: this loop must keep polling acks while the
+            // pipeline works, and `slots` bounds how many deliveries are in the air.
+            actix_rt::spawn(async move {
+                let _slot = slot;
+                if let Err(e) = intake.submit(batch).await {
+                    // The batch's handles were dropped, which nacks them: redelivered later.
+                    tracing::warn!(error = %e, "delivery failed; messages will be redelivered");
+                }
+            });
+        }
+    }
+
+    fn envelope(&self, mut msg: Message, permit: OwnedSemaphorePermit) -> Envelope {
+        if msg.publish_time == 0 {
+            msg.publish_time = now_micros();
+        }
+        self.shared.counts.delivered.fetch_add(1, Ordering::Relaxed);
+        Envelope {
+            topic: msg.topic,
+            message_id: msg.message_id.clone(),
+            data: msg.data.clone(),
+            publish_time: msg.publish_time,
+            ack: AckHandle::new(InProcessAck {
+                shared: self.shared.clone(),
+                message: msg,
+                _permit: permit,
+            }),
+        }
+    }
+
+    fn due_redelivery(&self) -> Option<Message> {
+        let mut queue = self.shared.redeliver.lock().ok()?;
+        match queue.front() {
+            Some((due, _)) if *due <= Instant::now() => queue.pop_front().map(|(_, m)| m),
+            _ => None,
+        }
+    }
+
+    fn redeliveries_empty(&self) -> bool {
+        self.shared
+            .redeliver
+            .lock()
+            .map(|q| q.is_empty())
+            .unwrap_or(true)
+    }
+
+    fn note_outstanding(&self) {
+        let now = self.outstanding() as u64;
+        self.shared
+            .counts
+            .outstanding_high_water
+            .fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// The answer path of one delivered message.
+struct InProcessAck {
+    shared: Arc<Shared>,
+    /// Kept for redelivery on nack, as Pub/Sub keeps an un-acked message.
+    message: Message,
+    /// Returned on ack or nack: the message is no longer outstanding.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Acknowledge for InProcessAck {
+    fn ack(self: Box<Self>) {
+        let InProcessAck {
+            shared, _permit, ..
+        } = *self;
+        shared.counts.acked.fetch_add(1, Ordering::Relaxed);
+        // Release the permit before waking the loop, so it sees the message as done.
+        drop(_permit);
+        shared.changed.notify_one();
+    }
+
+    fn nack(self: Box<Self>) {
+        let InProcessAck {
+            shared,
+            message,
+            _permit,
+        } = *self;
+        shared.counts.nacked.fetch_add(1, Ordering::Relaxed);
+        let due = Instant::now() + shared.options.redelivery_delay;
+        match shared.redeliver.lock() {
+            Ok(mut q) => q.push_back((due, message)),
+            // Only a panic while holding this lock poisons it; the process is failing anyway.
+            Err(_) => tracing::error!(id = %message.message_id, "redelivery queue poisoned"),
+        }
+        // Release the permit before waking the loop, so it sees the message as redeliverable.
+        drop(_permit);
+        shared.changed.notify_one();
+    }
+}

@@ -1,0 +1,29 @@
+//! Where messages come from: the contract between a source and the pipeline.
+//!
+//! Owns: [`Envelope`], the unit a source hands to the pipeline's
+//! [`Intake`](crate::join::router::Intake): raw bytes plus the [`AckHandle`] that answers the
+//! source once the message's effect is durable. Implementations: [`in_process`] (the
+//! built-in generators of `demo`, tests and benches); the Pub/Sub subscribers plug in here.
+//! Must never: decode or judge payloads (the intake does), or ack anything itself.
+
+pub mod generator;
+pub mod in_process;
+
+use crate::ack::AckHandle;
+use crate::model::Topic;
+use bytes::Bytes;
+
+/// One delivery of one message.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Which subscription it came from; decides how `data` is decoded.
+    pub topic: Topic,
+    /// The source's id for the message (Pub/Sub message id); keys `invalid_messages`.
+    pub message_id: String,
+    /// The payload, undecoded.
+    pub data: Bytes,
+    /// Publish time in µs since the Unix epoch: the write timestamp of its effect (§4.3).
+    pub publish_time: i64,
+    /// Answers the source; acked only once the effect is durable.
+    pub ack: AckHandle,
+}

@@ -1,0 +1,206 @@
+//! The in-memory store: the three tables of DESIGN §3 in concurrent hash maps, for tests.
+//!
+//! Owns: an exact, process-local model of the store rules of [`crate::store`], so pipeline
+//! tests need neither disk nor server. Must never: differ in observable behaviour from the
+//! embedded store (the shared contract suite runs against both), or be used where data must
+//! outlive the process. Nothing here can fail, so every call returns `Ok`.
+
+use crate::model::{Order, Payment, Topic};
+use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store, StoreError};
+use async_trait::async_trait;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::hash::Hash;
+
+/// A column group's value with the write timestamp (µs) that last set it: last-write-wins
+/// compares against `ts`, as Cassandra's per-cell write time does.
+#[derive(Debug, Clone)]
+struct Stamped<T> {
+    value: T,
+    ts: i64,
+}
+
+impl<T> Stamped<T> {
+    /// Replaces the group unless the incoming write is older (an equal timestamp replaces,
+    /// as in the embedded store's `excluded.ts >= ts`).
+    fn apply(slot: &mut Option<Stamped<T>>, value: T, ts: i64) {
+        if slot.as_ref().map_or(true, |cur| ts >= cur.ts) {
+            *slot = Some(Stamped { value, ts });
+        }
+    }
+}
+
+/// One `orders_payments_facts` row: either group may be missing, because either write may
+/// create the row.
+#[derive(Debug, Clone, Default)]
+struct FactEntry {
+    order: Option<Stamped<Order>>,
+    payment: Option<Stamped<Payment>>,
+}
+
+impl FactEntry {
+    fn to_row(&self, order_id: i64) -> FactRow {
+        let order = self.order.as_ref().map(|s| &s.value);
+        let payment = self.payment.as_ref().map(|s| &s.value);
+        FactRow {
+            order_id,
+            customer_id: order.map(|o| o.customer_id),
+            item: order.map(|o| o.item.clone()),
+            quantity: order.map(|o| o.quantity),
+            price: order.map(|o| o.price),
+            shipping_address: order.map(|o| o.shipping_address.clone()),
+            order_status: order.map(|o| o.order_status.clone()),
+            creation_date: order.map(|o| o.creation_date.clone()),
+            payment_id: payment.map(|p| p.payment_id),
+            payment_method: payment.map(|p| p.payment_method.clone()),
+            card_last_four: payment.map(|p| p.card_last_four.clone()),
+            payment_status: payment.map(|p| p.payment_status.clone()),
+            payment_datetime: payment.map(|p| p.payment_datetime.clone()),
+        }
+    }
+}
+
+/// The in-memory store. Cheap to create; share it behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    /// `orders_payments_facts`, keyed by `order_id`.
+    facts: DashMap<i64, FactEntry>,
+    /// `dlq_payments`, keyed by `payment_id`.
+    dead_letters: DashMap<i64, DlqEntry>,
+    /// `invalid_messages`, keyed by `(source, message_id)`.
+    invalid: DashMap<(Topic, String), InvalidMessage>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Up to `limit` keys of `map` after `after`, ascending: the embedded store's
+/// `WHERE key > ? ORDER BY key LIMIT ?`. Linear in the table size, which tests can afford.
+fn keys_after<K, V>(map: &DashMap<K, V>, after: Option<&K>, limit: usize) -> Vec<K>
+where
+    K: Eq + Hash + Ord + Clone,
+{
+    let mut keys: Vec<K> = map
+        .iter()
+        .map(|e| e.key().clone())
+        .filter(|k| after.map_or(true, |a| k > a))
+        .collect();
+    keys.sort_unstable();
+    keys.truncate(limit);
+    keys
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
+        for write in writes {
+            // The entry guard makes each read-compare-replace atomic per row, like one upsert.
+            let mut row = self.facts.entry(write.order_id()).or_default();
+            match write {
+                FactWrite::Order { order, ts } => {
+                    Stamped::apply(&mut row.order, order.clone(), *ts)
+                }
+                FactWrite::Payment { payment, ts } => {
+                    Stamped::apply(&mut row.payment, payment.clone(), *ts)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+        Ok(order_ids
+            .iter()
+            .copied()
+            .filter(|id| self.facts.get(id).is_some_and(|row| row.order.is_some()))
+            .collect())
+    }
+
+    async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
+        Ok(self.facts.get(&order_id).map(|row| row.to_row(order_id)))
+    }
+
+    async fn scan_facts(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<FactRow>, StoreError> {
+        Ok(keys_after(&self.facts, after.as_ref(), limit)
+            .into_iter()
+            .filter_map(|id| self.facts.get(&id).map(|row| row.to_row(id)))
+            .collect())
+    }
+
+    async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
+        for entry in entries {
+            match self.dead_letters.entry(entry.payment.payment_id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(entry.clone());
+                }
+                Entry::Occupied(mut slot) => {
+                    // first_seen and attempts belong to the entry, not to the payment: they
+                    // survive a re-insert. The payment itself is last-write-wins.
+                    let cur = slot.get_mut();
+                    if entry.event_ts >= cur.event_ts {
+                        cur.payment = entry.payment.clone();
+                        cur.reason = entry.reason.clone();
+                        cur.event_ts = entry.event_ts;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn scan_dead_letters(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DlqEntry>, StoreError> {
+        Ok(keys_after(&self.dead_letters, after.as_ref(), limit)
+            .into_iter()
+            .filter_map(|id| self.dead_letters.get(&id).map(|e| e.clone()))
+            .collect())
+    }
+
+    async fn delete_dead_letters(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
+        for id in payment_ids {
+            self.dead_letters.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
+        for id in payment_ids {
+            if let Some(mut entry) = self.dead_letters.get_mut(id) {
+                entry.attempts = entry.attempts.saturating_add(1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_invalid(&self, entries: &[InvalidMessage]) -> Result<(), StoreError> {
+        for entry in entries {
+            // The first record of a message wins: a redelivery is the same message.
+            self.invalid
+                .entry((entry.source, entry.message_id.clone()))
+                .or_insert_with(|| entry.clone());
+        }
+        Ok(())
+    }
+
+    async fn scan_invalid(
+        &self,
+        after: Option<(Topic, String)>,
+        limit: usize,
+    ) -> Result<Vec<InvalidMessage>, StoreError> {
+        Ok(keys_after(&self.invalid, after.as_ref(), limit)
+            .into_iter()
+            .filter_map(|key| self.invalid.get(&key).map(|e| e.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,192 @@
+//! The fact writer: batches joined rows into store writes and answers each message only
+//! once its row is durable (DESIGN §4.4, §4.7).
+//!
+//! Owns: the [`FactWriter`] actor, its batch buffer, its bound on writes in flight and its
+//! retries. Must never: ack before the store confirmed, ack a failed write (it nacks, so the
+//! source redelivers), or accept rows faster than the store takes them. A full in-flight
+//! window blocks the handler, which fills the mailbox, which makes the shards' `send().await`
+//! wait: that is the back-pressure chain from a slow store to the source.
+
+pub mod retry;
+
+use crate::ack::AckHandle;
+use crate::config::RetryPolicy;
+use crate::store::{FactWrite, Store};
+use crate::telemetry::Stats;
+use actix::prelude::*;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// A row to write and the delivery (or deliveries) it answers.
+#[derive(Debug)]
+pub struct PendingWrite {
+    pub write: FactWrite,
+    pub ack: AckHandle,
+}
+
+/// Rows from a join shard. Answered once they are buffered or handed to a write.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WriteBatch(pub Vec<PendingWrite>);
+
+/// Writes whatever is buffered and answers once every write in flight has finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Tuning of one writer.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub max_in_flight: usize,
+    pub mailbox_capacity: usize,
+    pub retry: RetryPolicy,
+}
+
+pub struct FactWriter {
+    store: Arc<dyn Store>,
+    stats: Arc<Stats>,
+    options: WriterOptions,
+    /// Rows waiting for a full batch or the linger timer. At most `batch_size - 1` rows
+    /// stay here between messages; full batches leave at once.
+    buffer: Vec<PendingWrite>,
+    /// One permit per store write in flight: the writer's bound on concurrency and memory.
+    in_flight: Arc<Semaphore>,
+    /// Whether a linger flush is scheduled for the rows in `buffer`.
+    linger_armed: bool,
+}
+
+impl FactWriter {
+    pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>, options: WriterOptions) -> Self {
+        let permits = options.max_in_flight.max(1);
+        FactWriter {
+            store,
+            stats,
+            buffer: Vec::new(),
+            in_flight: Arc::new(Semaphore::new(permits)),
+            linger_armed: false,
+            options,
+        }
+    }
+
+    /// Takes every full batch out of the buffer.
+    fn take_full_batches(&mut self) -> Vec<Vec<PendingWrite>> {
+        let size = self.options.batch_size.max(1);
+        let mut batches = Vec::new();
+        while self.buffer.len() >= size {
+            let rest = self.buffer.split_off(size);
+            batches.push(std::mem::replace(&mut self.buffer, rest));
+        }
+        batches
+    }
+
+    /// A future that starts each batch as a write once a permit is free. It resolves when
+    /// every batch has started, not finished: finishing is the spawned write's job.
+    fn dispatch(&self, batches: Vec<Vec<PendingWrite>>) -> impl Future<Output = ()> + 'static {
+        let in_flight = self.in_flight.clone();
+        let store = self.store.clone();
+        let stats = self.stats.clone();
+        let retry = self.options.retry.clone();
+        async move {
+            for batch in batches {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    // The semaphore is never closed; if it were, dropping the batch nacks it.
+                    return;
+                };
+                let (store, stats, retry) = (store.clone(), stats.clone(), retry.clone());
+                actix_rt::spawn(async move {
+                    write_batch(store.as_ref(), &stats, &retry, batch).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    fn arm_linger(&mut self, ctx: &mut Context<Self>) {
+        if self.linger_armed || self.buffer.is_empty() {
+            return;
+        }
+        self.linger_armed = true;
+        ctx.run_later(self.options.linger, |act, ctx| {
+            act.linger_armed = false;
+            if act.buffer.is_empty() {
+                return;
+            }
+            let batch = std::mem::take(&mut act.buffer);
+            // `wait`: no new rows are taken while this batch waits for a permit.
+            ctx.wait(act.dispatch(vec![batch]).into_actor(act));
+        });
+    }
+}
+
+/// Writes one batch with retries, then answers every row of it.
+async fn write_batch(
+    store: &dyn Store,
+    stats: &Stats,
+    retry: &RetryPolicy,
+    batch: Vec<PendingWrite>,
+) {
+    let (writes, acks): (Vec<FactWrite>, Vec<AckHandle>) =
+        batch.into_iter().map(|p| (p.write, p.ack)).unzip();
+    let result =
+        retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
+    match result {
+        Ok(()) => {
+            let orders = writes
+                .iter()
+                .filter(|w| matches!(w, FactWrite::Order { .. }))
+                .count() as u64;
+            Stats::add(&stats.orders_upserted, orders);
+            Stats::add(&stats.payments_upserted, writes.len() as u64 - orders);
+            Stats::incr(&stats.writer_batches);
+            acks.into_iter().for_each(AckHandle::ack);
+        }
+        Err(e) => {
+            tracing::error!(rows = writes.len(), error = %e, "write failed for good; nacking its messages for redelivery");
+            Stats::incr(&stats.write_failures);
+            acks.into_iter().for_each(AckHandle::nack);
+        }
+    }
+}
+
+impl Actor for FactWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.options.mailbox_capacity.max(1));
+    }
+}
+
+impl Handler<WriteBatch> for FactWriter {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: WriteBatch, ctx: &mut Self::Context) -> Self::Result {
+        self.buffer.extend(msg.0);
+        let full = self.take_full_batches();
+        self.arm_linger(ctx);
+        // Atomic: the next message waits until these batches have a permit.
+        AtomicResponse::new(Box::pin(self.dispatch(full).into_actor(self)))
+    }
+}
+
+impl Handler<Flush> for FactWriter {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        let rest = std::mem::take(&mut self.buffer);
+        let start = self.dispatch(vec![rest].into_iter().filter(|b| !b.is_empty()).collect());
+        let in_flight = self.in_flight.clone();
+        let all = self.options.max_in_flight.max(1) as u32;
+        AtomicResponse::new(Box::pin(
+            async move {
+                start.await;
+                // Holding every permit at once means no write is in flight.
+                let _all = in_flight.acquire_many(all).await;
+            }
+            .into_actor(self),
+        ))
+    }
+}

@@ -1,0 +1,2 @@
+//! All integration tests compile as one binary (one link, shared helpers).
+mod store_contract;

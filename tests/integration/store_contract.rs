@@ -1,0 +1,752 @@
+//! The one store contract suite (DESIGN §6: "all stores pass one shared contract test
+//! suite"), run against every store.
+//!
+//! Owns: the executable form of the rules in `ecom_stream::store`. Each check is an
+//! `async fn(&dyn Store)` that expects an empty store and fails if its rule breaks;
+//! [`contract_tests!`] turns every check into one `#[tokio::test]` per store. Must never:
+//! depend on a particular store's internals (those tests live beside the store), or assume
+//! a scan order other than "each key exactly once" outside the local-store checks.
+//!
+//! Adding a store (Cassandra, when `ECOM_CASSANDRA_NODES` is set): write an
+//! `async fn cassandra_fixture() -> Option<Fixture>` that returns `None` (after saying why)
+//! when the node is not configured, and an empty keyspace otherwise, then add
+//! `contract_tests!(cassandra, cassandra_fixture);`.
+
+use ecom_stream::model::{Order, Payment, Topic};
+use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use ecom_stream::store::memory::MemoryStore;
+use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures: one empty store per test, plus whatever must outlive it.
+// ---------------------------------------------------------------------------------------
+
+/// A store under test. Fields drop in order: the store closes before its directory goes.
+pub struct Fixture {
+    store: Arc<dyn Store>,
+    /// Keeps the embedded store's directory alive for the test's duration.
+    _dir: Option<TempDir>,
+}
+
+async fn memory_fixture() -> Option<Fixture> {
+    Some(Fixture {
+        store: Arc::new(MemoryStore::new()),
+        _dir: None,
+    })
+}
+
+async fn embedded_fixture() -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open store");
+    Some(Fixture {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn order(order_id: i64, status: &str) -> Order {
+    Order {
+        order_id,
+        customer_id: 100 + order_id,
+        item: format!("item-{order_id}"),
+        quantity: 2,
+        price: 19.5,
+        shipping_address: "1 Main St".into(),
+        order_status: status.into(),
+        creation_date: "2024-05-01 13:45:10".into(),
+    }
+}
+
+fn payment(payment_id: i64, order_id: i64, status: &str) -> Payment {
+    Payment {
+        payment_id,
+        order_id,
+        payment_method: "Credit Card".into(),
+        card_last_four: "1234".into(),
+        payment_status: status.into(),
+        payment_datetime: "2024-05-01T13:50:00Z".into(),
+    }
+}
+
+fn w_order(o: &Order, ts: i64) -> FactWrite {
+    FactWrite::Order {
+        order: o.clone(),
+        ts,
+    }
+}
+
+fn w_payment(p: &Payment, ts: i64) -> FactWrite {
+    FactWrite::Payment {
+        payment: p.clone(),
+        ts,
+    }
+}
+
+/// The row a store must hold after these halves were written.
+fn row(order_id: i64, o: Option<&Order>, p: Option<&Payment>) -> FactRow {
+    FactRow {
+        order_id,
+        customer_id: o.map(|o| o.customer_id),
+        item: o.map(|o| o.item.clone()),
+        quantity: o.map(|o| o.quantity),
+        price: o.map(|o| o.price),
+        shipping_address: o.map(|o| o.shipping_address.clone()),
+        order_status: o.map(|o| o.order_status.clone()),
+        creation_date: o.map(|o| o.creation_date.clone()),
+        payment_id: p.map(|p| p.payment_id),
+        payment_method: p.map(|p| p.payment_method.clone()),
+        card_last_four: p.map(|p| p.card_last_four.clone()),
+        payment_status: p.map(|p| p.payment_status.clone()),
+        payment_datetime: p.map(|p| p.payment_datetime.clone()),
+    }
+}
+
+fn dead_letter(payment_id: i64, status: &str, first_seen: i64, event_ts: i64) -> DlqEntry {
+    DlqEntry {
+        payment: payment(payment_id, 9_000 + payment_id, status),
+        reason: "order_not_found".into(),
+        first_seen,
+        attempts: 0,
+        event_ts,
+    }
+}
+
+fn invalid(source: Topic, message_id: &str, payload: &[u8]) -> InvalidMessage {
+    InvalidMessage {
+        source,
+        message_id: message_id.into(),
+        payload: payload.to_vec(),
+        error: "invalid order: expected value".into(),
+        received_at: 1_700_000_000_000_000,
+    }
+}
+
+async fn write(store: &dyn Store, writes: &[FactWrite]) {
+    store.write_facts(writes).await.expect("write_facts");
+}
+
+async fn fact(store: &dyn Store, order_id: i64) -> FactRow {
+    store
+        .fact(order_id)
+        .await
+        .expect("fact")
+        .unwrap_or_else(|| panic!("row {order_id} missing"))
+}
+
+/// Every page of a keyed scan, checking page sizes; `next` gives the page after a key.
+async fn all_pages<T, K, F, Fut>(limit: usize, key: impl Fn(&T) -> K, mut next: F) -> Vec<T>
+where
+    F: FnMut(Option<K>) -> Fut,
+    Fut: std::future::Future<Output = Vec<T>>,
+{
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = next(after.take()).await;
+        assert!(
+            page.len() <= limit,
+            "page of {} > limit {limit}",
+            page.len()
+        );
+        let Some(last) = page.last() else { break };
+        after = Some(key(last));
+        all.extend(page);
+        assert!(all.len() <= 10_000, "scan does not end");
+    }
+    all
+}
+
+async fn all_facts(store: &dyn Store, limit: usize) -> Vec<FactRow> {
+    all_pages(
+        limit,
+        |r: &FactRow| r.order_id,
+        |after| async move { store.scan_facts(after, limit).await.expect("scan_facts") },
+    )
+    .await
+}
+
+async fn all_dead_letters(store: &dyn Store, limit: usize) -> Vec<DlqEntry> {
+    all_pages(
+        limit,
+        |d: &DlqEntry| d.payment.payment_id,
+        |after| async move {
+            let page = store.scan_dead_letters(after, limit).await;
+            page.expect("scan_dead_letters")
+        },
+    )
+    .await
+}
+
+async fn all_invalid(store: &dyn Store, limit: usize) -> Vec<InvalidMessage> {
+    all_pages(
+        limit,
+        |m: &InvalidMessage| (m.source, m.message_id.clone()),
+        |after| async move {
+            store
+                .scan_invalid(after, limit)
+                .await
+                .expect("scan_invalid")
+        },
+    )
+    .await
+}
+
+/// Asserts `keys` holds each of `expected` exactly once, in any order.
+fn assert_each_once<K: std::hash::Hash + Eq + std::fmt::Debug + Clone>(keys: &[K], expected: &[K]) {
+    let unique: HashSet<&K> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "a key came back twice: {keys:?}");
+    assert_eq!(unique, expected.iter().collect::<HashSet<_>>());
+}
+
+// ---------------------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------------------
+
+async fn order_then_payment_make_one_row(store: &dyn Store) {
+    let (o, p) = (order(1, "Shipped"), payment(10, 1, "Completed"));
+    write(store, &[w_order(&o, 100)]).await;
+    assert_eq!(fact(store, 1).await, row(1, Some(&o), None));
+    write(store, &[w_payment(&p, 200)]).await;
+    assert_eq!(fact(store, 1).await, row(1, Some(&o), Some(&p)));
+    assert_eq!(all_facts(store, 10).await.len(), 1);
+}
+
+async fn payment_then_order_make_the_same_row(store: &dyn Store) {
+    let (o, p) = (order(2, "Shipped"), payment(20, 2, "Completed"));
+    write(store, &[w_payment(&p, 200)]).await;
+    let payment_only = fact(store, 2).await;
+    assert_eq!(payment_only, row(2, None, Some(&p)));
+    assert!(!payment_only.has_order() && payment_only.has_payment());
+    write(store, &[w_order(&o, 100)]).await;
+    assert_eq!(fact(store, 2).await, row(2, Some(&o), Some(&p)));
+}
+
+async fn both_halves_in_one_batch_make_one_row(store: &dyn Store) {
+    let (o, p) = (order(3, "Shipped"), payment(30, 3, "Completed"));
+    write(store, &[w_payment(&p, 5), w_order(&o, 5)]).await;
+    assert_eq!(fact(store, 3).await, row(3, Some(&o), Some(&p)));
+}
+
+async fn a_group_write_never_clobbers_the_other_group(store: &dyn Store) {
+    let (o, p) = (order(4, "Shipped"), payment(40, 4, "Completed"));
+    write(store, &[w_order(&o, 100), w_payment(&p, 100)]).await;
+
+    let o2 = Order {
+        customer_id: 999,
+        item: "Phone".into(),
+        ..order(4, "Delivered")
+    };
+    write(store, &[w_order(&o2, 300)]).await;
+    assert_eq!(fact(store, 4).await, row(4, Some(&o2), Some(&p)));
+
+    let p2 = Payment {
+        payment_method: "PayPal".into(),
+        ..payment(41, 4, "Refunded")
+    };
+    write(store, &[w_payment(&p2, 300)]).await;
+    assert_eq!(fact(store, 4).await, row(4, Some(&o2), Some(&p2)));
+}
+
+async fn order_group_is_last_write_wins(store: &dyn Store) {
+    let newer = order(5, "Delivered");
+    write(store, &[w_order(&newer, 200)]).await;
+    write(store, &[w_order(&order(5, "Shipped"), 199)]).await;
+    assert_eq!(
+        fact(store, 5).await,
+        row(5, Some(&newer), None),
+        "older write won"
+    );
+
+    let same_ts = order(5, "Returned");
+    write(store, &[w_order(&same_ts, 200)]).await;
+    assert_eq!(
+        fact(store, 5).await,
+        row(5, Some(&same_ts), None),
+        "equal ts must replace"
+    );
+
+    // Inside one batch too: the later, older write loses.
+    let newest = order(5, "Cancelled");
+    write(
+        store,
+        &[w_order(&newest, 300), w_order(&order(5, "Stale"), 250)],
+    )
+    .await;
+    assert_eq!(fact(store, 5).await, row(5, Some(&newest), None));
+}
+
+async fn payment_group_is_last_write_wins(store: &dyn Store) {
+    let newer = payment(60, 6, "Completed");
+    write(store, &[w_payment(&newer, 200)]).await;
+    write(store, &[w_payment(&payment(60, 6, "Pending"), 199)]).await;
+    assert_eq!(
+        fact(store, 6).await,
+        row(6, None, Some(&newer)),
+        "older write won"
+    );
+
+    let same_ts = payment(61, 6, "Refunded");
+    write(store, &[w_payment(&same_ts, 200)]).await;
+    assert_eq!(
+        fact(store, 6).await,
+        row(6, None, Some(&same_ts)),
+        "equal ts must replace"
+    );
+}
+
+async fn group_timestamps_are_independent(store: &dyn Store) {
+    // A new order timestamp does not make an older payment write stale, nor the reverse.
+    let (o, p) = (order(7, "Shipped"), payment(70, 7, "Completed"));
+    write(store, &[w_order(&o, 1_000_000)]).await;
+    write(store, &[w_payment(&p, 10)]).await;
+    assert_eq!(fact(store, 7).await, row(7, Some(&o), Some(&p)));
+
+    let (o, p) = (order(8, "Shipped"), payment(80, 8, "Completed"));
+    write(store, &[w_payment(&p, 1_000_000)]).await;
+    write(store, &[w_order(&o, 10)]).await;
+    assert_eq!(fact(store, 8).await, row(8, Some(&o), Some(&p)));
+}
+
+async fn the_same_batch_twice_leaves_the_same_rows(store: &dyn Store) {
+    let batch = vec![
+        w_order(&order(1, "Shipped"), 10),
+        w_payment(&payment(10, 1, "Pending"), 11),
+        w_order(&order(1, "Delivered"), 12),
+        w_payment(&payment(10, 1, "Completed"), 13),
+        w_payment(&payment(20, 2, "Completed"), 20),
+        w_order(&order(3, "Shipped"), 30),
+        w_order(&order(3, "Stale"), 29),
+    ];
+    write(store, &batch).await;
+    let once = all_facts(store, 100).await;
+    write(store, &batch).await;
+    let twice = all_facts(store, 100).await;
+    assert_eq!(once.len(), 3);
+    assert_eq!(once, twice);
+    let first = once.iter().find(|r| r.order_id == 1).expect("row 1");
+    assert_eq!(first.order_status.as_deref(), Some("Delivered"));
+    assert_eq!(first.payment_status.as_deref(), Some("Completed"));
+}
+
+async fn known_orders_counts_only_rows_with_an_order(store: &dyn Store) {
+    write(
+        store,
+        &[
+            w_order(&order(1, "Shipped"), 1),
+            w_payment(&payment(20, 2, "Completed"), 1),
+        ],
+    )
+    .await;
+    let known = store.known_orders(&[1, 2, 3]).await.expect("known_orders");
+    assert_eq!(known, HashSet::from([1]));
+    assert!(store.known_orders(&[]).await.expect("empty").is_empty());
+}
+
+async fn known_orders_takes_many_ids(store: &dyn Store) {
+    let writes: Vec<FactWrite> = (1..=1_000)
+        .map(|i| w_order(&order(2 * i, "Shipped"), 1))
+        .collect();
+    write(store, &writes).await;
+    let mut asked: Vec<i64> = (1..=2_000).collect();
+    asked.extend([2, 2, 4]); // duplicates are harmless
+    let known = store.known_orders(&asked).await.expect("known_orders");
+    assert_eq!(known, (1..=1_000).map(|i| 2 * i).collect::<HashSet<i64>>());
+}
+
+async fn a_missing_fact_is_none(store: &dyn Store) {
+    assert_eq!(store.fact(42).await.expect("fact"), None);
+    write(store, &[w_order(&order(41, "Shipped"), 1)]).await;
+    assert_eq!(store.fact(42).await.expect("fact"), None);
+}
+
+async fn scan_facts_pages_through_every_row_once(store: &dyn Store) {
+    assert!(all_facts(store, 3).await.is_empty());
+    let ids = [7, 3, 10, 1, 9, 2, 8, 4, 6, 5];
+    let writes: Vec<FactWrite> = ids
+        .iter()
+        .map(|&id| w_order(&order(id, "Shipped"), 1))
+        .collect();
+    write(store, &writes).await;
+    let rows = all_facts(store, 3).await;
+    let keys: Vec<i64> = rows.iter().map(|r| r.order_id).collect();
+    assert_each_once(&keys, &ids);
+    assert!(rows
+        .iter()
+        .all(|r| r.order_status.as_deref() == Some("Shipped")));
+    assert!(store.scan_facts(None, 0).await.expect("limit 0").is_empty());
+}
+
+async fn dead_letters_put_scan_delete(store: &dyn Store) {
+    let entries = [
+        dead_letter(1, "Completed", 100, 10),
+        dead_letter(2, "Completed", 100, 10),
+    ];
+    store.put_dead_letters(&entries).await.expect("put");
+    assert_eq!(all_dead_letters(store, 10).await.len(), 2);
+    let stored = all_dead_letters(store, 10).await;
+    assert!(entries.iter().all(|e| stored.contains(e)), "{stored:?}");
+
+    store.delete_dead_letters(&[1, 999]).await.expect("delete");
+    assert_eq!(all_dead_letters(store, 10).await, vec![entries[1].clone()]);
+    store.delete_dead_letters(&[2]).await.expect("delete");
+    assert!(all_dead_letters(store, 10).await.is_empty());
+}
+
+async fn a_re_put_dead_letter_keeps_one_entry_first_seen_and_attempts(store: &dyn Store) {
+    store
+        .put_dead_letters(&[dead_letter(5, "Pending", 100, 10)])
+        .await
+        .expect("put");
+    store.bump_dead_letter_attempts(&[5]).await.expect("bump");
+
+    // A redelivery later: new first_seen, zero attempts, newer payment.
+    let newer = DlqEntry {
+        attempts: 0,
+        ..dead_letter(5, "Completed", 999, 20)
+    };
+    store
+        .put_dead_letters(std::slice::from_ref(&newer))
+        .await
+        .expect("re-put");
+    let expected = DlqEntry {
+        first_seen: 100,
+        attempts: 1,
+        ..newer.clone()
+    };
+    assert_eq!(all_dead_letters(store, 10).await, vec![expected.clone()]);
+
+    // An older payment does not replace a newer one.
+    store
+        .put_dead_letters(&[dead_letter(5, "Stale", 50, 15)])
+        .await
+        .expect("re-put older");
+    assert_eq!(all_dead_letters(store, 10).await, vec![expected]);
+}
+
+async fn dead_letter_attempts_bump(store: &dyn Store) {
+    let entries = [
+        dead_letter(1, "Completed", 100, 10),
+        dead_letter(2, "Completed", 100, 10),
+    ];
+    store.put_dead_letters(&entries).await.expect("put");
+    store
+        .bump_dead_letter_attempts(&[1, 2])
+        .await
+        .expect("bump");
+    store
+        .bump_dead_letter_attempts(&[1, 404])
+        .await
+        .expect("bump");
+    let attempts: Vec<(i64, i32)> = all_dead_letters(store, 10)
+        .await
+        .iter()
+        .map(|d| (d.payment.payment_id, d.attempts))
+        .collect();
+    assert_each_once(&attempts, &[(1, 2), (2, 1)]);
+}
+
+async fn dead_letters_page(store: &dyn Store) {
+    let ids: Vec<i64> = vec![70, 10, 40, 20, 60, 30, 50];
+    let entries: Vec<DlqEntry> = ids
+        .iter()
+        .map(|&id| dead_letter(id, "Completed", 1, 1))
+        .collect();
+    store.put_dead_letters(&entries).await.expect("put");
+    let keys: Vec<i64> = all_dead_letters(store, 3)
+        .await
+        .iter()
+        .map(|d| d.payment.payment_id)
+        .collect();
+    assert_each_once(&keys, &ids);
+}
+
+async fn invalid_messages_put_scan_and_re_put(store: &dyn Store) {
+    // 1 MB that is not UTF-8 (0xFF never appears in UTF-8) must come back byte for byte.
+    let big: Vec<u8> = (0..1_000_000u32)
+        .map(|i| if i % 7 == 0 { 0xFF } else { (i % 256) as u8 })
+        .collect();
+    assert!(std::str::from_utf8(&big).is_err());
+    let first = invalid(Topic::Orders, "m-1", &big);
+    let small = invalid(Topic::Payments, "m-1", b"");
+    store
+        .put_invalid(&[first.clone(), small.clone()])
+        .await
+        .expect("put");
+
+    let again = InvalidMessage {
+        payload: b"other".to_vec(),
+        error: "other error".into(),
+        received_at: 1,
+        ..first.clone()
+    };
+    store.put_invalid(&[again]).await.expect("re-put");
+    let stored = all_invalid(store, 10).await;
+    assert_eq!(stored.len(), 2, "one entry per (source, message_id)");
+    assert!(
+        stored.contains(&first),
+        "the first record must stay, payload intact"
+    );
+    assert!(stored.contains(&small));
+
+    store
+        .put_invalid(std::slice::from_ref(&first))
+        .await
+        .expect("re-put same");
+    assert_eq!(
+        all_invalid(store, 10).await,
+        stored,
+        "an identical re-put changes nothing"
+    );
+}
+
+async fn invalid_messages_page_by_source_and_message_id(store: &dyn Store) {
+    let mut keys = Vec::new();
+    for source in [Topic::Payments, Topic::Orders] {
+        for id in ["b", "a", "c", "aa", "ü"] {
+            keys.push((source, id.to_string()));
+        }
+    }
+    let entries: Vec<InvalidMessage> = keys.iter().map(|(s, id)| invalid(*s, id, b"x")).collect();
+    store.put_invalid(&entries).await.expect("put");
+    let got: Vec<(Topic, String)> = all_invalid(store, 2)
+        .await
+        .iter()
+        .map(|m| (m.source, m.message_id.clone()))
+        .collect();
+    assert_each_once(&got, &keys);
+}
+
+async fn empty_calls_are_no_ops(store: &dyn Store) {
+    store.write_facts(&[]).await.expect("write_facts");
+    store.put_dead_letters(&[]).await.expect("put_dead_letters");
+    store.delete_dead_letters(&[]).await.expect("delete");
+    store.bump_dead_letter_attempts(&[]).await.expect("bump");
+    store.put_invalid(&[]).await.expect("put_invalid");
+    assert!(all_facts(store, 5).await.is_empty());
+    assert!(all_dead_letters(store, 5).await.is_empty());
+    assert!(all_invalid(store, 5).await.is_empty());
+}
+
+/// Local stores only (memory, embedded): scans come back in ascending key order.
+async fn local_scans_are_ascending(store: &dyn Store) {
+    let writes: Vec<FactWrite> = [5, 1, 4, 2, 3]
+        .iter()
+        .map(|&id| w_order(&order(id, "Shipped"), 1))
+        .collect();
+    write(store, &writes).await;
+    let dlq: Vec<DlqEntry> = [30, 10, 20]
+        .iter()
+        .map(|&id| dead_letter(id, "C", 1, 1))
+        .collect();
+    store.put_dead_letters(&dlq).await.expect("put");
+    let inv: Vec<InvalidMessage> = [
+        (Topic::Payments, "a"),
+        (Topic::Orders, "b"),
+        (Topic::Orders, "a"),
+    ]
+    .iter()
+    .map(|(s, id)| invalid(*s, id, b"x"))
+    .collect();
+    store.put_invalid(&inv).await.expect("put");
+
+    let facts: Vec<i64> = all_facts(store, 2)
+        .await
+        .iter()
+        .map(|r| r.order_id)
+        .collect();
+    assert_eq!(facts, [1, 2, 3, 4, 5]);
+    let dead: Vec<i64> = all_dead_letters(store, 2)
+        .await
+        .iter()
+        .map(|d| d.payment.payment_id)
+        .collect();
+    assert_eq!(dead, [10, 20, 30]);
+    let invalid: Vec<(Topic, String)> = all_invalid(store, 2)
+        .await
+        .iter()
+        .map(|m| (m.source, m.message_id.clone()))
+        .collect();
+    let expected = [
+        (Topic::Orders, "a"),
+        (Topic::Orders, "b"),
+        (Topic::Payments, "a"),
+    ];
+    assert_eq!(invalid, expected.map(|(s, id)| (s, id.to_string())));
+}
+
+// ---------------------------------------------------------------------------------------
+// One #[tokio::test] per (store, check)
+// ---------------------------------------------------------------------------------------
+
+/// `contract_tests!(name, fixture_fn)` runs every check against the store `fixture_fn`
+/// builds (a fresh, empty one per test; `None` skips). Add `; local` for stores whose scans
+/// are in ascending key order, to run the ordering check too.
+macro_rules! contract_tests {
+    ($name:ident, $fixture:ident $(; $local:ident)?) => {
+        mod $name {
+            use super::*;
+            contract_tests!(@each $fixture;
+                order_then_payment_make_one_row,
+                payment_then_order_make_the_same_row,
+                both_halves_in_one_batch_make_one_row,
+                a_group_write_never_clobbers_the_other_group,
+                order_group_is_last_write_wins,
+                payment_group_is_last_write_wins,
+                group_timestamps_are_independent,
+                the_same_batch_twice_leaves_the_same_rows,
+                known_orders_counts_only_rows_with_an_order,
+                known_orders_takes_many_ids,
+                a_missing_fact_is_none,
+                scan_facts_pages_through_every_row_once,
+                dead_letters_put_scan_delete,
+                a_re_put_dead_letter_keeps_one_entry_first_seen_and_attempts,
+                dead_letter_attempts_bump,
+                dead_letters_page,
+                invalid_messages_put_scan_and_re_put,
+                invalid_messages_page_by_source_and_message_id,
+                empty_calls_are_no_ops,
+            );
+            $(contract_tests!(@$local $fixture);)?
+        }
+    };
+    (@local $fixture:ident) => {
+        contract_tests!(@each $fixture; local_scans_are_ascending);
+    };
+    (@each $fixture:ident; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                if let Some(fixture) = $fixture().await {
+                    super::$check(&*fixture.store).await;
+                }
+            }
+        )+
+    };
+}
+
+contract_tests!(memory, memory_fixture; local);
+contract_tests!(embedded, embedded_fixture; local);
+
+// ---------------------------------------------------------------------------------------
+// Embedded only: what a file on disk adds to the contract.
+// ---------------------------------------------------------------------------------------
+
+mod embedded_on_disk {
+    use super::*;
+
+    fn open(dir: &TempDir) -> EmbeddedStore {
+        EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_reader_sees_the_writers_commits_while_the_writer_is_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = open(&dir);
+        let o = order(1, "Shipped");
+        writer.write_facts(&[w_order(&o, 1)]).await.expect("write");
+
+        let reader = EmbeddedStore::open_reader(dir.path()).expect("open_reader");
+        assert_eq!(fact(&reader, 1).await, row(1, Some(&o), None));
+
+        // Commits after the reader opened are visible to its next read.
+        let p = payment(10, 1, "Completed");
+        writer
+            .write_facts(&[w_payment(&p, 2)])
+            .await
+            .expect("write");
+        writer
+            .put_dead_letters(&[dead_letter(3, "Completed", 1, 1)])
+            .await
+            .expect("put");
+        assert_eq!(fact(&reader, 1).await, row(1, Some(&o), Some(&p)));
+        assert_eq!(all_dead_letters(&reader, 10).await.len(), 1);
+
+        // A reader refuses to write, and says why.
+        let err = reader
+            .write_facts(&[w_order(&o, 3)])
+            .await
+            .expect_err("reader wrote");
+        assert!(!err.is_retriable());
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn data_survives_drop_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (o, p) = (order(1, "Shipped"), payment(10, 1, "Completed"));
+        let dl = dead_letter(2, "Completed", 100, 10);
+        let inv = invalid(Topic::Payments, "m-9", b"\xff\xfe");
+        {
+            let store = open(&dir);
+            store
+                .write_facts(&[w_order(&o, 1), w_payment(&p, 1)])
+                .await
+                .expect("write");
+            store
+                .put_dead_letters(std::slice::from_ref(&dl))
+                .await
+                .expect("dlq");
+            store.bump_dead_letter_attempts(&[2]).await.expect("bump");
+            store
+                .put_invalid(std::slice::from_ref(&inv))
+                .await
+                .expect("invalid");
+        }
+        let bumped = DlqEntry {
+            attempts: 1,
+            ..dl.clone()
+        };
+        for store in [
+            EmbeddedStore::open_reader(dir.path()).expect("open_reader"),
+            open(&dir),
+        ] {
+            assert_eq!(fact(&store, 1).await, row(1, Some(&o), Some(&p)));
+            assert_eq!(all_dead_letters(&store, 10).await, vec![bumped.clone()]);
+            assert_eq!(all_invalid(&store, 10).await, vec![inv.clone()]);
+        }
+
+        // LWW timestamps survive too: an older write after reopening still loses.
+        let store = open(&dir);
+        store
+            .write_facts(&[w_order(&order(1, "Stale"), 0)])
+            .await
+            .expect("write");
+        assert_eq!(fact(&store, 1).await, row(1, Some(&o), Some(&p)));
+    }
+
+    #[tokio::test]
+    async fn open_reader_on_an_empty_dir_fails_clearly_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = EmbeddedStore::open_reader(dir.path()).expect_err("no store there");
+        let msg = err.to_string();
+        assert!(msg.contains("no embedded store at"), "{msg}");
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        assert!(msg.contains("ecom-stream demo"), "{msg}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+
+        let missing = dir.path().join("not-there");
+        assert!(EmbeddedStore::open_reader(&missing).is_err());
+        assert!(!missing.exists());
+    }
+
+    #[tokio::test]
+    async fn open_creates_the_data_dir_and_reopens_idempotently() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("a").join("b");
+        let store = EmbeddedStore::open(&nested, EmbeddedOptions::default()).expect("open");
+        store
+            .write_facts(&[w_order(&order(1, "Shipped"), 1)])
+            .await
+            .expect("write");
+        // A second writer on the same file (as `dlq replay` in another process would be).
+        let second = EmbeddedStore::open(&nested, EmbeddedOptions::default()).expect("reopen");
+        assert!(second.known_orders(&[1]).await.expect("known").contains(&1));
+    }
+}
