@@ -30,12 +30,9 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Messages handed to the pipeline by a source (redeliveries included).
+    /// Messages handed to the pipeline by a source (redeliveries included). Acks and nacks
+    /// are counted by the sources, which answer them.
     received,
-    /// Messages acked to their source (effect durable).
-    acked,
-    /// Messages nacked to their source (to be redelivered).
-    nacked,
     /// Payloads rejected by validation (recorded in `invalid_messages`).
     invalid,
     /// Duplicate deliveries detected (skipped, or merged into a held payment).

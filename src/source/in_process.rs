@@ -192,13 +192,23 @@ impl InProcessSource {
                 continue;
             }
             self.note_outstanding();
+            // Both waits below end at shutdown: with a stalled store a slot may never free
+            // up, and the batch in hand is then dropped, which nacks it.
+            let mut stop = shutdown.clone();
             if let Some(rate) = opts.rate {
                 sent += batch.len() as u64;
                 let due = started + Duration::from_secs_f64(sent as f64 / rate);
-                tokio::time::sleep_until(due).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = stop.wait() => return Delivery::Interrupted,
+                }
             }
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return Delivery::Interrupted;
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return Delivery::Interrupted,
+                },
+                _ = stop.wait() => return Delivery::Interrupted,
             };
             let intake = intake.clone();
             // Spawned, not awaited inline: this loop must keep polling acks while the

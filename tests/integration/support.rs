@@ -1,0 +1,251 @@
+//! Shared test harness: messages, engine configs, and stores that fail or stall on demand.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ecom_stream::config::{EngineConfig, RetryPolicy};
+use ecom_stream::dlq::{DlqPublisher, PublishError};
+use ecom_stream::model::Topic;
+use ecom_stream::source::generator::MockData;
+use ecom_stream::source::in_process::Message;
+use ecom_stream::store::memory::MemoryStore;
+use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store, StoreError};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A small, fast engine: two shards, short linger, quick retries.
+pub fn engine(hold: Duration) -> EngineConfig {
+    EngineConfig {
+        shards: 2,
+        hold,
+        batch_size: 100,
+        linger: Duration::from_millis(2),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        },
+        shutdown_deadline: Duration::from_secs(30),
+        ..EngineConfig::default()
+    }
+}
+
+pub fn order_msg(mock: &mut MockData, order_id: i64, tag: &str) -> Message {
+    let order = mock.order(order_id);
+    Message {
+        topic: Topic::Orders,
+        message_id: format!("order-{order_id}{tag}"),
+        data: Bytes::from(serde_json::to_vec(&order).unwrap()),
+        publish_time: 0,
+    }
+}
+
+pub fn payment_msg(mock: &mut MockData, payment_id: i64, order_id: i64, tag: &str) -> Message {
+    let payment = mock.payment(payment_id, order_id);
+    Message {
+        topic: Topic::Payments,
+        message_id: format!("payment-{payment_id}{tag}"),
+        data: Bytes::from(serde_json::to_vec(&payment).unwrap()),
+        publish_time: 0,
+    }
+}
+
+pub fn raw_msg(topic: Topic, id: &str, data: impl Into<Bytes>) -> Message {
+    Message {
+        topic,
+        message_id: id.to_string(),
+        data: data.into(),
+        publish_time: 0,
+    }
+}
+
+/// Every fact row, by order id.
+pub async fn all_facts(store: &dyn Store) -> BTreeMap<i64, FactRow> {
+    let mut rows = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.scan_facts(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.order_id);
+        rows.extend(page.into_iter().map(|r| (r.order_id, r)));
+    }
+    rows
+}
+
+/// Every DLQ entry, by payment id.
+pub async fn all_dead_letters(store: &dyn Store) -> BTreeMap<i64, DlqEntry> {
+    let mut out = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.scan_dead_letters(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.payment.payment_id);
+        out.extend(page.into_iter().map(|e| (e.payment.payment_id, e)));
+    }
+    out
+}
+
+pub async fn all_invalid(store: &dyn Store) -> Vec<InvalidMessage> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.scan_invalid(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.source, last.message_id.clone()));
+        out.extend(page);
+    }
+    out
+}
+
+/// What a store wrapper does before each write reaches the real store.
+#[async_trait]
+pub trait WriteHook: Send + Sync + 'static {
+    async fn before_write(&self) -> Result<(), StoreError>;
+}
+
+/// A [`MemoryStore`] whose writes pass through a [`WriteHook`] first; reads go straight
+/// through.
+pub struct HookedStore<H> {
+    pub inner: MemoryStore,
+    pub hook: H,
+}
+
+impl<H: WriteHook> HookedStore<H> {
+    pub fn new(hook: H) -> Arc<Self> {
+        Arc::new(HookedStore {
+            inner: MemoryStore::new(),
+            hook,
+        })
+    }
+}
+
+#[async_trait]
+impl<H: WriteHook> Store for HookedStore<H> {
+    async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
+        self.hook.before_write().await?;
+        self.inner.write_facts(writes).await
+    }
+    async fn known_orders(&self, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+        self.inner.known_orders(ids).await
+    }
+    async fn fact(&self, id: i64) -> Result<Option<FactRow>, StoreError> {
+        self.inner.fact(id).await
+    }
+    async fn scan_facts(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<FactRow>, StoreError> {
+        self.inner.scan_facts(after, limit).await
+    }
+    async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
+        self.hook.before_write().await?;
+        self.inner.put_dead_letters(entries).await
+    }
+    async fn scan_dead_letters(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DlqEntry>, StoreError> {
+        self.inner.scan_dead_letters(after, limit).await
+    }
+    async fn delete_dead_letters(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.inner.delete_dead_letters(ids).await
+    }
+    async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.inner.bump_dead_letter_attempts(ids).await
+    }
+    async fn put_invalid(&self, entries: &[InvalidMessage]) -> Result<(), StoreError> {
+        self.hook.before_write().await?;
+        self.inner.put_invalid(entries).await
+    }
+    async fn scan_invalid(
+        &self,
+        after: Option<(Topic, String)>,
+        limit: usize,
+    ) -> Result<Vec<InvalidMessage>, StoreError> {
+        self.inner.scan_invalid(after, limit).await
+    }
+}
+
+/// Fails the first `failures` writes with a retriable error, then lets writes through.
+#[derive(Default)]
+pub struct FailFirst {
+    pub failures: u64,
+    pub calls: AtomicU64,
+}
+
+#[async_trait]
+impl WriteHook for FailFirst {
+    async fn before_write(&self) -> Result<(), StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(StoreError::Unavailable("injected timeout".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Blocks every write until [`Gate::open`]; counts the writes that arrived at the gate.
+pub struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+    pub arrived: AtomicU64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            open: tokio::sync::watch::channel(false).0,
+            arrived: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+#[async_trait]
+impl WriteHook for Gate {
+    async fn before_write(&self) -> Result<(), StoreError> {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+        Ok(())
+    }
+}
+
+/// A DLQ topic that counts what it was asked to publish, per payment id.
+#[derive(Default)]
+pub struct CountingPublisher {
+    pub unmatched: dashmap::DashMap<i64, u64>,
+    pub invalid: AtomicU64,
+}
+
+#[async_trait]
+impl DlqPublisher for CountingPublisher {
+    async fn publish_unmatched(&self, entries: &[DlqEntry]) -> Result<(), PublishError> {
+        for e in entries {
+            *self.unmatched.entry(e.payment.payment_id).or_default() += 1;
+        }
+        Ok(())
+    }
+    async fn publish_invalid(&self, messages: &[InvalidMessage]) -> Result<(), PublishError> {
+        self.invalid
+            .fetch_add(messages.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Waits (bounded) until `cond` holds, polling; panics with `what` if it never does.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
