@@ -23,8 +23,6 @@ pub struct EngineConfig {
     pub order_cache_ttl: Duration,
     /// Recently written ids per shard whose content is remembered to detect duplicates.
     pub dedup_capacity: u64,
-    /// How long the dedup window remembers a written event.
-    pub dedup_ttl: Duration,
     /// Messages (each a batch of events) an actor's mailbox holds before senders wait.
     pub mailbox_capacity: usize,
     /// Rows per store write.
@@ -70,7 +68,6 @@ impl Default for EngineConfig {
             order_cache_capacity: 1_000_000,
             order_cache_ttl: Duration::from_secs(3600),
             dedup_capacity: 1_000_000,
-            dedup_ttl: Duration::from_secs(600),
             mailbox_capacity: 16,
             // 1,000 rows amortise one SQLite commit (an fsync) well below 1 ms per row;
             // see BENCHMARKS.md for the writer's figures.
@@ -124,7 +121,6 @@ impl EngineConfig {
         at_least_one("--order-cache-capacity", self.order_cache_capacity)?;
         nonzero("--order-cache-ttl", self.order_cache_ttl)?;
         at_least_one("--dedup-capacity", self.dedup_capacity)?;
-        nonzero("--dedup-ttl", self.dedup_ttl)?;
         at_least_one("--mailbox-capacity", self.mailbox_capacity as u64)?;
         at_least_one("--batch-size", self.batch_size as u64)?;
         nonzero("--linger", self.linger)?;

@@ -77,7 +77,6 @@ impl Pipeline {
             order_cache_capacity: config.order_cache_capacity,
             order_cache_ttl: config.order_cache_ttl,
             dedup_capacity: config.dedup_capacity,
-            dedup_ttl: config.dedup_ttl,
         };
         let mut arbiters = vec![io];
         let mut shards = Vec::with_capacity(config.shards);

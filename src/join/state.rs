@@ -27,7 +27,6 @@ pub struct JoinLimits {
     pub order_cache_capacity: u64,
     pub order_cache_ttl: Duration,
     pub dedup_capacity: u64,
-    pub dedup_ttl: Duration,
 }
 
 /// What the actor must do after the state took a batch.
@@ -70,7 +69,7 @@ impl JoinState {
                 .time_to_live(limits.order_cache_ttl)
                 .build(),
             pending: PendingBuffer::new(limits.pending_capacity),
-            dedup: DedupWindow::new(limits.dedup_capacity, limits.dedup_ttl),
+            dedup: DedupWindow::new(limits.dedup_capacity),
             hold: limits.hold,
             draining: false,
             stats,

@@ -1,2 +1,6 @@
 //! All integration tests compile as one binary (one link, shared helpers).
+mod cli;
+mod crash;
+mod pipeline;
 mod store_contract;
+mod support;

@@ -1,0 +1,289 @@
+//! The embedded store under process-level stress (DESIGN §4.4, §6): a SIGKILL in the middle
+//! of a demo, and readers in other processes beside a running writer.
+
+use crate::cli::{
+    assert_fully_joined, command, dlq_by_id, facts_by_id, int, run, Run, Running, DB_FILE,
+    HANG_LIMIT, PAYMENT_ID_OFFSET,
+};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Big enough that a debug build runs for several seconds (about 4–6 s on an idle 2-core
+/// machine), so the kill and the reads land mid-run; the tests fail loudly if it ends first.
+const ORDERS: &str = "40000";
+const PAYMENTS: &str = "50000";
+const ORDERS_N: i64 = 40_000;
+const PAYMENTS_N: i64 = 50_000;
+
+fn big_demo_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec![
+        "demo",
+        "--orders",
+        ORDERS,
+        "--payments",
+        PAYMENTS,
+        "--hold",
+        "1s",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Rows in `table`, read straight from the file (read-only); `None` while the store is not
+/// there yet (no file, or no schema yet).
+fn count_rows(dir: &Path, table: &str) -> Option<i64> {
+    let path = dir.join(DB_FILE);
+    if !path.is_file() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(Duration::from_secs(5)).ok()?;
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .ok()
+}
+
+fn integrity_check(dir: &Path) {
+    let path = dir.join(DB_FILE);
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let result: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_else(|e| panic!("integrity_check on {}: {e}", path.display()));
+    assert_eq!(result, ["ok"], "integrity_check on {}", path.display());
+}
+
+/// Waits (at most [`HANG_LIMIT`]) until `ready` holds while `child` still runs. Panics, with
+/// the child's output, if the child exits first.
+fn wait_while_running(child: &mut Running, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait() {
+            panic!(
+                "the demo ended ({status}) before {what}: make the run bigger\n{}",
+                child.output_so_far()
+            );
+        }
+        if ready() {
+            return;
+        }
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "no {what} after {HANG_LIMIT:?}\n{}",
+            child.output_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn assert_completed_demo(run: &Run) {
+    let report = run.json();
+    assert_eq!(report["interrupted"], false, "{run}");
+    assert_eq!(int(&report["stats"], "write_failures"), 0, "{run}");
+}
+
+/// `dlq list` entries without the columns that legitimately differ between runs.
+fn dlq_comparable(run: &Run) -> BTreeMap<i64, Value> {
+    dlq_by_id(run)
+        .into_iter()
+        .map(|(id, mut e)| {
+            let o = e.as_object_mut().expect("object");
+            o.remove("first_seen");
+            o.remove("attempts");
+            (id, e)
+        })
+        .collect()
+}
+
+/// `dlq list --invalid` without `received_at`.
+fn invalid_comparable(run: &Run) -> Vec<Value> {
+    run.json_lines()
+        .into_iter()
+        .map(|mut m| {
+            m.as_object_mut().expect("object").remove("received_at");
+            m
+        })
+        .collect()
+}
+
+/// SIGKILL mid-run leaves a store that reopens cleanly with every commit it had, and a
+/// rerun of the same demo converges to what one uninterrupted run produces.
+#[test]
+fn sigkill_mid_demo_then_rerun_matches_an_uninterrupted_run() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    let args = big_demo_args(&[]);
+
+    let mut demo = Running::spawn(command(a.path(), &args));
+    let mut seen = (0, 0);
+    wait_while_running(&mut demo, "facts and DLQ rows were committed", || {
+        let facts = count_rows(a.path(), "orders_payments_facts").unwrap_or(0);
+        let dlq = count_rows(a.path(), "dlq_payments").unwrap_or(0);
+        seen = (facts, dlq);
+        facts > 0 && dlq > 0
+    });
+    let killed = demo.kill();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "the demo was not killed mid-run (it ended by itself first?): {killed}"
+        );
+    }
+    assert!(
+        !killed.stdout.contains("\"interrupted\""),
+        "the demo printed its summary, so it was not killed mid-run: {killed}"
+    );
+
+    // The store reopens: every committed row is still there and the file is sound.
+    let facts = run(a.path(), &["query", "facts"]).ok();
+    let partial = facts_by_id(&facts);
+    assert!(
+        partial.len() as i64 >= seen.0,
+        "{} rows were committed before the kill, {} after: {facts}",
+        seen.0,
+        partial.len()
+    );
+    assert!(partial.len() as i64 <= ORDERS_N, "{facts}");
+    let dlq = run(a.path(), &["dlq", "list"]).ok();
+    assert!(dlq_by_id(&dlq).len() as i64 >= seen.1, "{dlq}");
+    run(a.path(), &["dlq", "list", "--invalid"])
+        .ok()
+        .json_lines();
+    integrity_check(a.path());
+
+    // The same demo again on A, and once uninterrupted on B (side by side).
+    let rerun = Running::spawn(command(a.path(), &args));
+    let fresh = Running::spawn(command(b.path(), &args));
+    let rerun = rerun.wait().ok();
+    let fresh = fresh.wait().ok();
+    assert_completed_demo(&rerun);
+    assert_completed_demo(&fresh);
+    integrity_check(a.path());
+    integrity_check(b.path());
+
+    let facts_a = run(a.path(), &["query", "facts"]).ok();
+    let facts_b = run(b.path(), &["query", "facts"]).ok();
+    let (rows_a, rows_b) = (facts_by_id(&facts_a), facts_by_id(&facts_b));
+    assert_eq!(rows_b.len() as i64, ORDERS_N, "{facts_b}");
+    for row in rows_b.values() {
+        assert_fully_joined(row);
+    }
+    assert_eq!(rows_a.len(), rows_b.len(), "A: {facts_a}\nB: {facts_b}");
+    for (id, row_b) in &rows_b {
+        assert_eq!(
+            rows_a.get(id),
+            Some(row_b),
+            "row {id} differs between A and B"
+        );
+    }
+
+    let dlq_a = run(a.path(), &["dlq", "list"]).ok();
+    let dlq_b = run(b.path(), &["dlq", "list"]).ok();
+    let (dead_a, dead_b) = (dlq_comparable(&dlq_a), dlq_comparable(&dlq_b));
+    assert_eq!(dead_b.len() as i64, PAYMENTS_N - ORDERS_N, "{dlq_b}");
+    for (payment_id, e) in &dead_b {
+        assert_eq!(e["reason"], "order_not_found", "{e}");
+        assert!(int(e, "order_id") > ORDERS_N, "{e}");
+        assert_eq!(*payment_id, PAYMENT_ID_OFFSET + int(e, "order_id"), "{e}");
+    }
+    assert_eq!(dead_a.len(), dead_b.len(), "A: {dlq_a}\nB: {dlq_b}");
+    for (id, e_b) in &dead_b {
+        assert_eq!(
+            dead_a.get(id),
+            Some(e_b),
+            "DLQ entry {id} differs between A and B"
+        );
+    }
+
+    let invalid_a = run(a.path(), &["dlq", "list", "--invalid"]).ok();
+    let invalid_b = run(b.path(), &["dlq", "list", "--invalid"]).ok();
+    assert_eq!(
+        invalid_comparable(&invalid_a),
+        invalid_comparable(&invalid_b),
+        "A: {invalid_a}\nB: {invalid_b}"
+    );
+}
+
+/// `query facts` and `dlq list` in other processes work while a demo writes (§6), and the
+/// demo then finishes normally.
+#[test]
+fn readers_in_other_processes_beside_a_running_demo() {
+    let c = tempfile::tempdir().expect("tempdir");
+    // Paced, so that the run lasts well beyond the hold and the reads overlap real writes.
+    let args = big_demo_args(&["--rate", "10000"]);
+    let mut demo = Running::spawn(command(c.path(), &args));
+
+    // Wait for the store to be set up (schema created, first rows committed): from then on
+    // every read must succeed.
+    wait_while_running(&mut demo, "the first rows were committed", || {
+        count_rows(c.path(), "orders_payments_facts").unwrap_or(0) > 0
+    });
+
+    // Read from other processes until both reads returned rows while the writer was still
+    // running after they returned.
+    let started = Instant::now();
+    let mut reads = 0;
+    loop {
+        let facts = run(c.path(), &["query", "facts"]);
+        assert!(
+            facts.status.success(),
+            "query facts failed beside the running demo: {facts}\n--- demo ---\n{}",
+            demo.output_so_far()
+        );
+        let rows = facts_by_id(&facts);
+        let dlq = run(c.path(), &["dlq", "list"]);
+        assert!(
+            dlq.status.success(),
+            "dlq list failed beside the running demo: {dlq}\n--- demo ---\n{}",
+            demo.output_so_far()
+        );
+        let dead = dlq_by_id(&dlq);
+        for e in dead.values() {
+            assert_eq!(e["reason"], "order_not_found", "{e}");
+        }
+        reads += 1;
+        if let Some(status) = demo.try_wait() {
+            panic!(
+                "the demo ended ({status}) before both reads returned rows while it ran \
+                 ({reads} reads; last: {} rows, {} DLQ entries): make the run longer\n{}",
+                rows.len(),
+                dead.len(),
+                demo.output_so_far()
+            );
+        }
+        if !rows.is_empty() && !dead.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "no DLQ entries after {HANG_LIMIT:?}\n{}",
+            demo.output_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let done = demo.wait().ok();
+    assert_completed_demo(&done);
+    let facts = run(c.path(), &["query", "facts"]).ok();
+    let rows = facts_by_id(&facts);
+    assert_eq!(rows.len() as i64, ORDERS_N, "after {reads} reads: {facts}");
+    for row in rows.values() {
+        assert_fully_joined(row);
+    }
+    let dlq = run(c.path(), &["dlq", "list"]).ok();
+    assert_eq!(dlq_by_id(&dlq).len() as i64, PAYMENTS_N - ORDERS_N, "{dlq}");
+}
