@@ -19,7 +19,9 @@ use ecom_stream::pipeline::{Drained, Pipeline};
 use ecom_stream::shutdown::Shutdown;
 use ecom_stream::source::generator::MockData;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, Message, SourceOptions};
-use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store, StoreError};
+use ecom_stream::store::{
+    DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError,
+};
 use ecom_stream::telemetry::Stats;
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
@@ -83,7 +85,7 @@ impl Store for NoopStore {
     ) -> Result<Vec<DlqEntry>, StoreError> {
         Ok(Vec::new())
     }
-    async fn delete_dead_letters(&self, _: &[i64]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(&self, _: &[Resolved]) -> Result<(), StoreError> {
         Ok(())
     }
     async fn bump_dead_letter_attempts(&self, _: &[i64]) -> Result<(), StoreError> {

@@ -17,41 +17,68 @@ pub trait Acknowledge: Send + 'static {
 /// [`nack`](Self::nack); dropping it unanswered nacks.
 #[must_use = "dropping an AckHandle nacks the message"]
 pub struct AckHandle {
-    inner: Option<Box<dyn Acknowledge>>,
+    inner: Inner,
+}
+
+/// One answer path, or several answered together. Merging flattens into `Many`, so a
+/// payment delivered ten thousand times while held is one list, not a ten-thousand-deep
+/// nest whose answer would recurse through the stack.
+enum Inner {
+    None,
+    One(Box<dyn Acknowledge>),
+    Many(Vec<Box<dyn Acknowledge>>),
 }
 
 impl AckHandle {
     pub fn new(inner: impl Acknowledge) -> Self {
         AckHandle {
-            inner: Some(Box::new(inner)),
+            inner: Inner::One(Box::new(inner)),
         }
     }
 
     /// A handle that answers nobody: for messages with no source to answer (replay, tests).
     pub fn none() -> Self {
-        AckHandle { inner: None }
+        AckHandle { inner: Inner::None }
     }
 
     pub fn ack(mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.ack();
+        match std::mem::replace(&mut self.inner, Inner::None) {
+            Inner::None => {}
+            Inner::One(a) => a.ack(),
+            Inner::Many(all) => all.into_iter().for_each(|a| a.ack()),
         }
     }
 
     pub fn nack(mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.nack();
+        self.nack_in_place();
+    }
+
+    fn nack_in_place(&mut self) {
+        match std::mem::replace(&mut self.inner, Inner::None) {
+            Inner::None => {}
+            Inner::One(a) => a.nack(),
+            Inner::Many(all) => all.into_iter().for_each(|a| a.nack()),
         }
     }
 
     /// One handle that answers both: used when a duplicate delivery joins a held payment, so
     /// that both deliveries are answered when the one effect is durable.
-    pub fn merge(self, other: AckHandle) -> AckHandle {
-        match (self.is_empty(), other.is_empty()) {
-            (true, _) => other,
-            (_, true) => self,
-            _ => AckHandle::new(Both(self, other)),
-        }
+    pub fn merge(mut self, mut other: AckHandle) -> AckHandle {
+        let a = std::mem::replace(&mut self.inner, Inner::None);
+        let b = std::mem::replace(&mut other.inner, Inner::None);
+        let inner = match (a, b) {
+            (Inner::None, x) | (x, Inner::None) => x,
+            (Inner::One(x), Inner::One(y)) => Inner::Many(vec![x, y]),
+            (Inner::Many(mut xs), Inner::One(y)) | (Inner::One(y), Inner::Many(mut xs)) => {
+                xs.push(y);
+                Inner::Many(xs)
+            }
+            (Inner::Many(mut xs), Inner::Many(ys)) => {
+                xs.extend(ys);
+                Inner::Many(xs)
+            }
+        };
+        AckHandle { inner }
     }
 
     /// Runs `on_ack` just before acking: how the dedup window learns that a write is durable.
@@ -63,15 +90,13 @@ impl AckHandle {
     }
 
     fn is_empty(&self) -> bool {
-        self.inner.is_none()
+        matches!(self.inner, Inner::None)
     }
 }
 
 impl Drop for AckHandle {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.nack();
-        }
+        self.nack_in_place();
     }
 }
 
@@ -82,21 +107,6 @@ impl std::fmt::Debug for AckHandle {
         } else {
             "AckHandle(pending)"
         })
-    }
-}
-
-struct Both(AckHandle, AckHandle);
-
-impl Acknowledge for Both {
-    fn ack(self: Box<Self>) {
-        let Both(a, b) = *self;
-        a.ack();
-        b.ack();
-    }
-    fn nack(self: Box<Self>) {
-        let Both(a, b) = *self;
-        a.nack();
-        b.nack();
     }
 }
 
@@ -158,5 +168,22 @@ mod tests {
             .on_ack(|| panic!("must not run on nack"))
             .nack();
         assert_eq!(t.nacks.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn many_merges_stay_flat_and_answer_each_delivery_once() {
+        let t = Arc::new(Tally::default());
+        let mut h = AckHandle::none();
+        for _ in 0..200_000 {
+            h = h.merge(AckHandle::new(Probe(t.clone())));
+        }
+        // A nested chain this long would overflow the stack when answered or dropped.
+        drop(h);
+        assert_eq!(t.nacks.load(Ordering::SeqCst), 200_000);
+        let both = AckHandle::new(Probe(t.clone()))
+            .merge(AckHandle::new(Probe(t.clone())))
+            .merge(AckHandle::new(Probe(t.clone())).merge(AckHandle::new(Probe(t.clone()))));
+        both.ack();
+        assert_eq!(t.acks.load(Ordering::SeqCst), 4);
     }
 }

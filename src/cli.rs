@@ -208,7 +208,10 @@ impl EngineArgs {
 
 /// Parses the command line, runs the command, and turns any error into one line on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_logging(&cli.log);
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
@@ -220,12 +223,58 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Help and version print as clap made them; a bad flag or variable prints one line that
+/// names the setting (and its `ECOM_*` variable, since the value may have come from there).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    // clap's first paragraph (the error, possibly with its possible values), on one line.
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let first = first.join(" ");
+    let env = setting_env(&first)
+        .map(|v| format!(" (flag or {v})"))
+        .unwrap_or_default();
+    eprintln!("{first}{env}");
+    ExitCode::from(2)
+}
+
+/// The `ECOM_*` variable of the flag a clap error line names, if it has one.
+fn setting_env(line: &str) -> Option<String> {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, line: &str) -> Option<String> {
+        for arg in cmd.get_arguments() {
+            if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
+                if line.contains(&format!("'--{long} ")) || line.contains(&format!("'--{long}'")) {
+                    return Some(env.to_string_lossy().into_owned());
+                }
+            }
+        }
+        cmd.get_subcommands().find_map(|sub| walk(sub, line))
+    }
+    walk(&Cli::command(), line)
+}
+
 fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -262,6 +311,20 @@ fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
 async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.to_config();
     engine.validate()?;
+    // The scenario is built in memory (it is sorted to interleave), ~350 bytes a message.
+    const MAX_DEMO: u64 = 10_000_000;
+    if args.orders > MAX_DEMO {
+        anyhow::bail!(
+            "invalid setting --orders: {} is more than {MAX_DEMO}",
+            args.orders
+        );
+    }
+    if args.payments > MAX_DEMO {
+        anyhow::bail!(
+            "invalid setting --payments: {} is more than {MAX_DEMO}",
+            args.payments
+        );
+    }
     if !(0.0..=1.0).contains(&args.duplicates) {
         anyhow::bail!("invalid setting --duplicates: must be between 0 and 1");
     }
@@ -335,7 +398,11 @@ fn write_summary(
         "  invalid payloads       {:>10}  (recorded with their reason)",
         s.invalid
     )?;
-    writeln!(out, "  duplicates skipped     {:>10}", s.duplicates)?;
+    writeln!(
+        out,
+        "  duplicates seen        {:>10}  (of effects already durable or held)",
+        s.duplicates
+    )?;
     writeln!(
         out,
         "  store writes           {:>10}  ({} retried, {} failed)",

@@ -43,7 +43,9 @@ pub struct EngineConfig {
 pub struct RetryPolicy {
     /// Tries in all, the first included.
     pub max_attempts: u32,
+    /// The longest wait before the second try; it doubles with each further try.
     pub initial_backoff: Duration,
+    /// The cap on any one wait.
     pub max_backoff: Duration,
 }
 
@@ -109,24 +111,70 @@ impl EngineConfig {
             }
             Ok(())
         }
-        at_least_one("--shards", self.shards as u64)?;
-        if self.shards > 1024 {
-            return Err(ConfigError {
-                setting: "--shards",
-                problem: format!("{} is more than 1024", self.shards),
-            });
+        // Upper bounds keep every derived quantity (semaphore permits, deadlines, memory)
+        // far from overflow; each is well beyond any sensible setting.
+        fn at_most(setting: &'static str, v: u64, max: u64) -> Result<(), ConfigError> {
+            if v > max {
+                return Err(ConfigError {
+                    setting,
+                    problem: format!("{v} is more than {max}"),
+                });
+            }
+            Ok(())
         }
+        fn no_longer(setting: &'static str, d: Duration, max: Duration) -> Result<(), ConfigError> {
+            if d > max {
+                return Err(ConfigError {
+                    setting,
+                    problem: format!(
+                        "must not be longer than {}",
+                        humantime::format_duration(max)
+                    ),
+                });
+            }
+            Ok(())
+        }
+        const DAY: Duration = Duration::from_secs(86_400);
+        at_least_one("--shards", self.shards as u64)?;
+        at_most("--shards", self.shards as u64, 1024)?;
         nonzero("--hold", self.hold)?;
+        no_longer("--hold", self.hold, DAY)?;
         at_least_one("--pending-capacity", self.pending_capacity as u64)?;
+        at_most(
+            "--pending-capacity",
+            self.pending_capacity as u64,
+            100_000_000,
+        )?;
         at_least_one("--order-cache-capacity", self.order_cache_capacity)?;
+        at_most(
+            "--order-cache-capacity",
+            self.order_cache_capacity,
+            1_000_000_000,
+        )?;
         nonzero("--order-cache-ttl", self.order_cache_ttl)?;
         at_least_one("--dedup-capacity", self.dedup_capacity)?;
+        at_most("--dedup-capacity", self.dedup_capacity, 1_000_000_000)?;
         at_least_one("--mailbox-capacity", self.mailbox_capacity as u64)?;
+        at_most(
+            "--mailbox-capacity",
+            self.mailbox_capacity as u64,
+            1_000_000,
+        )?;
         at_least_one("--batch-size", self.batch_size as u64)?;
+        at_most("--batch-size", self.batch_size as u64, 1_000_000)?;
         nonzero("--linger", self.linger)?;
+        no_longer("--linger", self.linger, Duration::from_secs(60))?;
         at_least_one("--max-in-flight", self.max_in_flight as u64)?;
+        at_most("--max-in-flight", self.max_in_flight as u64, 65_536)?;
         at_least_one("--retry-attempts", u64::from(self.retry.max_attempts))?;
+        at_most("--retry-attempts", u64::from(self.retry.max_attempts), 1000)?;
         nonzero("--retry-backoff", self.retry.initial_backoff)?;
+        no_longer(
+            "--retry-max-backoff",
+            self.retry.max_backoff,
+            Duration::from_secs(3600),
+        )?;
+        no_longer("--shutdown-deadline", self.shutdown_deadline, DAY)?;
         if self.retry.max_backoff < self.retry.initial_backoff {
             return Err(ConfigError {
                 setting: "--retry-max-backoff",
@@ -160,5 +208,18 @@ mod tests {
             ..EngineConfig::default()
         };
         assert_eq!(cfg.validate().map_err(|e| e.setting), Err("--hold"));
+        let cfg = EngineConfig {
+            hold: Duration::from_secs(u64::MAX / 4),
+            ..EngineConfig::default()
+        };
+        assert_eq!(cfg.validate().map_err(|e| e.setting), Err("--hold"));
+        let cfg = EngineConfig {
+            max_in_flight: usize::MAX,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            cfg.validate().map_err(|e| e.setting),
+            Err("--max-in-flight")
+        );
     }
 }

@@ -29,6 +29,7 @@ use crate::store::{Store, StoreError};
 use crate::telemetry::{Stats, StatsSnapshot};
 use bytes::Bytes;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,12 +91,9 @@ pub fn scenario(opts: &DemoOptions) -> Scenario {
     } else {
         0
     };
-    let mut late_ids: Vec<i64> = Vec::new();
+    let mut late_ids: HashSet<i64> = HashSet::new();
     while (late_ids.len() as i64) < late_count {
-        let id = 1 + mock.rng().below(orders as u64) as i64;
-        if !late_ids.contains(&id) {
-            late_ids.push(id);
-        }
+        late_ids.insert(1 + mock.rng().below(orders as u64) as i64);
     }
     let mut keyed: Vec<(i64, Message)> = Vec::new();
     let mut late = Vec::new();
@@ -195,7 +193,7 @@ fn invalid_payloads() -> Vec<(Topic, Vec<u8>)> {
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoReport {
     pub stats: StatsSnapshot,
-    #[serde(skip)]
+    /// Deliveries, acks and redeliveries, as the source counted them.
     pub source: SourceCounts,
     pub replay: ReplayReport,
     /// Distinct messages generated (duplicates and invalid ones included).

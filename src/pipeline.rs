@@ -23,13 +23,18 @@ use std::time::Duration;
 /// A running pipeline. Dropping it without [`shutdown`](Self::shutdown) stops the actors
 /// with the System, and everything un-acked is redelivered by the source.
 pub struct Pipeline {
+    /// Handed to sources.
     intake: Intake,
+    /// Drained first at shutdown.
     shards: Arc<[Addr<JoinShard>]>,
+    /// Flushed after the shards.
     writer: Addr<FactWriter>,
+    /// Flushed after the shards.
     dead_letter: Addr<DeadLetter>,
     /// The threads the actors run on; stopped after the drain.
     arbiters: Vec<Arbiter>,
     stats: Arc<Stats>,
+    /// How long [`shutdown`](Self::shutdown) may take.
     shutdown_deadline: Duration,
 }
 
@@ -80,13 +85,13 @@ impl Pipeline {
         };
         let mut arbiters = vec![io];
         let mut shards = Vec::with_capacity(config.shards);
-        for _ in 0..config.shards {
+        for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let (limits, store, stats) = (limits.clone(), store.clone(), stats.clone());
             let (writer, dead_letter) = (writer.clone(), dead_letter.clone());
             let mailbox = config.mailbox_capacity;
             shards.push(JoinShard::start_in_arbiter(&arbiter.handle(), move |_| {
-                JoinShard::new(&limits, store, writer, dead_letter, stats, mailbox)
+                JoinShard::new(id, &limits, store, writer, dead_letter, stats, mailbox)
             }));
             arbiters.push(arbiter);
         }

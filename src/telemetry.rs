@@ -35,7 +35,8 @@ counters! {
     received,
     /// Payloads rejected by validation (recorded in `invalid_messages`).
     invalid,
-    /// Duplicate deliveries detected (skipped, or merged into a held payment).
+    /// Deliveries whose content repeats an effect already durable or a payment already held
+    /// (skipped, merged, or for a newer republish written again).
     duplicates,
     /// Order rows written durably.
     orders_upserted,
@@ -49,7 +50,8 @@ counters! {
     payments_held,
     /// Payments written to the DLQ as `order_not_found` (durably).
     dead_lettered,
-    /// Held payments spilled to the DLQ before their hold time because the buffer was full.
+    /// Held payments taken out before their hold ended because the buffer was full; each is
+    /// rechecked against the store, then joined or dead-lettered.
     spilled_early,
     /// Payments joined by `dlq replay`.
     replayed,

@@ -47,13 +47,18 @@ pub struct RecordInvalid(pub Vec<InvalidRecord>);
 pub struct Flush;
 
 pub struct DeadLetter {
+    /// The DLQ and invalid-message tables live here.
     store: Arc<dyn Store>,
+    /// The DLQ topic (or [`TableOnly`](crate::dlq::TableOnly) without Pub/Sub).
     publisher: Arc<dyn DlqPublisher>,
     stats: Arc<Stats>,
+    /// Retries of retriable store and publish errors.
     retry: RetryPolicy,
     /// One permit per write in flight: bounds memory and concurrency like the fact writer.
     in_flight: Arc<Semaphore>,
+    /// All of `in_flight`'s permits: holding them all means nothing is in flight (`Flush`).
     max_in_flight: u32,
+    /// Set on start: messages waiting before senders park.
     mailbox_capacity: usize,
 }
 

@@ -6,7 +6,7 @@
 //! the payment is written with its original timestamp, so it never overwrites a newer one.
 
 use crate::shutdown::Shutdown;
-use crate::store::{FactWrite, Store, StoreError};
+use crate::store::{FactWrite, Resolved, Store, StoreError};
 use crate::telemetry::Stats;
 use serde::Serialize;
 use std::time::Duration;
@@ -43,7 +43,13 @@ pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayRepor
             .partition(|e| known.contains(&e.payment.order_id));
 
         if !found.is_empty() {
-            let ids: Vec<i64> = found.iter().map(|e| e.payment.payment_id).collect();
+            let resolved: Vec<Resolved> = found
+                .iter()
+                .map(|e| Resolved {
+                    payment_id: e.payment.payment_id,
+                    event_ts: e.event_ts,
+                })
+                .collect();
             let writes: Vec<FactWrite> = found
                 .into_iter()
                 .map(|e| FactWrite::Payment {
@@ -54,9 +60,9 @@ pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayRepor
             // Write first, delete second: a crash between them leaves an entry that the
             // next pass replays again, harmlessly.
             store.write_facts(&writes).await?;
-            store.delete_dead_letters(&ids).await?;
-            report.replayed += ids.len() as u64;
-            Stats::add(&stats.replayed, ids.len() as u64);
+            store.delete_dead_letters(&resolved).await?;
+            report.replayed += resolved.len() as u64;
+            Stats::add(&stats.replayed, resolved.len() as u64);
         }
         if !missing.is_empty() {
             let ids: Vec<i64> = missing.iter().map(|e| e.payment.payment_id).collect();
@@ -92,7 +98,12 @@ pub async fn replay_every(
             _ = ticker.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let result = replay_once(store, stats).await;
+        // A pass is raced against the shutdown too: Ctrl-C must not wait for a long pass
+        // (each page is idempotent, so stopping between steps loses nothing).
+        let result = tokio::select! {
+            r = replay_once(store, stats) => r,
+            _ = shutdown.wait() => return,
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, "dlq replay pass failed; next try at the next tick");
         }

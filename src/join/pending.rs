@@ -6,7 +6,7 @@
 
 use crate::ack::AckHandle;
 use crate::model::Payment;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::time::Instant;
 
 /// A payment held un-acked until its order shows up or its hold time ends.
@@ -36,24 +36,27 @@ pub enum Merged {
 }
 
 /// Bounded by count; expiry in deadline order (the hold time is fixed, so insertion order).
+/// Every operation is O(1) per payment, however many payments wait for one order.
 #[derive(Debug)]
 pub struct PendingBuffer {
-    /// Held payments by the order they wait for: an arriving order takes them in one lookup.
-    by_order: HashMap<i64, Vec<HeldPayment>>,
-    /// payment id → order id, to find a held payment when it is delivered again.
-    by_payment: HashMap<i64, i64>,
+    /// Held payments by payment id: where a redelivery finds its held copy.
+    held: HashMap<i64, HeldPayment>,
+    /// Payment ids by the order they wait for: an arriving order takes them in one lookup.
+    by_order: HashMap<i64, HashSet<i64>>,
     /// (deadline, payment id, seq) in insertion order. Entries of payments taken out early
     /// stay until they reach the front or a compaction drops them.
     expiry: VecDeque<(Instant, i64, u64)>,
+    /// Most payments held at once.
     capacity: usize,
+    /// The next insertion number (see [`HeldPayment`]'s `seq`).
     next_seq: u64,
 }
 
 impl PendingBuffer {
     pub fn new(capacity: usize) -> Self {
         PendingBuffer {
+            held: HashMap::new(),
             by_order: HashMap::new(),
-            by_payment: HashMap::new(),
             expiry: VecDeque::new(),
             capacity: capacity.max(1),
             next_seq: 0,
@@ -61,15 +64,15 @@ impl PendingBuffer {
     }
 
     pub fn len(&self) -> usize {
-        self.by_payment.len()
+        self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_payment.is_empty()
+        self.held.is_empty()
     }
 
     pub fn contains_payment(&self, payment_id: i64) -> bool {
-        self.by_payment.contains_key(&payment_id)
+        self.held.contains_key(&payment_id)
     }
 
     /// Folds a new delivery of an already held payment into the held entry. Returns the
@@ -81,22 +84,10 @@ impl PendingBuffer {
         hash: u64,
         ack: AckHandle,
     ) -> Result<Merged, Box<(Payment, AckHandle)>> {
-        let Some(&old_order) = self.by_payment.get(&payment.payment_id) else {
+        let payment_id = payment.payment_id;
+        let Some(held) = self.held.get_mut(&payment_id) else {
             return Err(Box::new((payment, ack)));
         };
-        let Some(list) = self.by_order.get_mut(&old_order) else {
-            return Err(Box::new((payment, ack)));
-        };
-        let Some(idx) = list
-            .iter()
-            .position(|h| h.payment.payment_id == payment.payment_id)
-        else {
-            return Err(Box::new((payment, ack)));
-        };
-        let mut held = list.swap_remove(idx);
-        if list.is_empty() {
-            self.by_order.remove(&old_order);
-        }
         let outcome = if held.hash == hash {
             Merged::Duplicate
         } else {
@@ -104,16 +95,22 @@ impl PendingBuffer {
         };
         // Both deliveries are answered by the one effect that is finally written.
         held.ack = std::mem::replace(&mut held.ack, AckHandle::none()).merge(ack);
+        let mut moved = None;
         if outcome == Merged::Updated && ts >= held.ts {
+            let old_order = held.payment.order_id;
             held.payment = payment;
             held.ts = ts;
             held.hash = hash;
+            if old_order != held.payment.order_id {
+                moved = Some((old_order, held.payment.order_id));
+            }
         }
         // The seq is kept, so the entry's place in the expiry queue stays valid even if the
         // update moved it to another order id.
-        let order_id = held.payment.order_id;
-        self.by_payment.insert(held.payment.payment_id, order_id);
-        self.by_order.entry(order_id).or_default().push(held);
+        if let Some((old_order, new_order)) = moved {
+            self.unlink(old_order, payment_id);
+            self.link(new_order, payment_id);
+        }
         Ok(outcome)
     }
 
@@ -134,30 +131,33 @@ impl PendingBuffer {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.expiry.push_back((deadline, payment.payment_id, seq));
-        self.by_payment.insert(payment.payment_id, payment.order_id);
-        self.by_order
-            .entry(payment.order_id)
-            .or_default()
-            .push(HeldPayment {
+        let (payment_id, order_id) = (payment.payment_id, payment.order_id);
+        self.expiry.push_back((deadline, payment_id, seq));
+        self.link(order_id, payment_id);
+        let previous = self.held.insert(
+            payment_id,
+            HeldPayment {
                 payment,
                 ts,
                 hash,
                 ack,
                 deadline,
                 seq,
-            });
+            },
+        );
+        // Callers merge deliveries of held payments instead of holding them twice; if one
+        // did not, the older copy is still answered (dropping it nacks: redelivered).
+        drop(previous);
         self.compact_if_stale();
         spilled
     }
 
     /// Takes out every payment waiting for `order_id`.
     pub fn take_for_order(&mut self, order_id: i64) -> Vec<HeldPayment> {
-        let held = self.by_order.remove(&order_id).unwrap_or_default();
-        for h in &held {
-            self.by_payment.remove(&h.payment.payment_id);
-        }
-        held
+        let ids = self.by_order.remove(&order_id).unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.held.remove(&id))
+            .collect()
     }
 
     /// Takes out every payment whose hold ended at or before `now`.
@@ -177,8 +177,8 @@ impl PendingBuffer {
     /// Takes out everything (shutdown: the caller nacks them for redelivery).
     pub fn take_all(&mut self) -> Vec<HeldPayment> {
         self.expiry.clear();
-        self.by_payment.clear();
-        self.by_order.drain().flat_map(|(_, v)| v).collect()
+        self.by_order.clear();
+        self.held.drain().map(|(_, h)| h).collect()
     }
 
     /// The deadline of the oldest held payment.
@@ -207,34 +207,39 @@ impl PendingBuffer {
         if !self.is_live(payment_id, seq) {
             return None;
         }
-        let order_id = self.by_payment.remove(&payment_id)?;
-        let list = self.by_order.get_mut(&order_id)?;
-        let idx = list.iter().position(|h| h.seq == seq)?;
-        let held = list.swap_remove(idx);
-        if list.is_empty() {
-            self.by_order.remove(&order_id);
-        }
+        let held = self.held.remove(&payment_id)?;
+        self.unlink(held.payment.order_id, payment_id);
         Some(held)
     }
 
     fn is_live(&self, payment_id: i64, seq: u64) -> bool {
-        self.by_payment
-            .get(&payment_id)
-            .and_then(|order_id| self.by_order.get(order_id))
-            .is_some_and(|v| v.iter().any(|h| h.seq == seq))
+        self.held.get(&payment_id).is_some_and(|h| h.seq == seq)
+    }
+
+    fn link(&mut self, order_id: i64, payment_id: i64) {
+        self.by_order
+            .entry(order_id)
+            .or_default()
+            .insert(payment_id);
+    }
+
+    fn unlink(&mut self, order_id: i64, payment_id: i64) {
+        if let Some(ids) = self.by_order.get_mut(&order_id) {
+            ids.remove(&payment_id);
+            if ids.is_empty() {
+                self.by_order.remove(&order_id);
+            }
+        }
     }
 
     /// Keeps the expiry queue within a small multiple of the live entries, so payments
-    /// joined before their deadline cannot make it grow without bound.
+    /// joined before their deadline cannot make it grow without bound. The slack (1,024)
+    /// only keeps tiny buffers from compacting on every insert.
     fn compact_if_stale(&mut self) {
         if self.expiry.len() > 2 * self.capacity.max(self.len()) + 1024 {
-            let live: Vec<_> = self
-                .expiry
-                .iter()
-                .copied()
-                .filter(|&(_, pid, seq)| self.is_live(pid, seq))
-                .collect();
-            self.expiry = live.into();
+            let held = &self.held;
+            self.expiry
+                .retain(|&(_, pid, seq)| held.get(&pid).is_some_and(|h| h.seq == seq));
         }
     }
 }
@@ -300,6 +305,37 @@ mod tests {
         let held = buf.take_for_order(10);
         assert_eq!(held[0].payment, newer);
         assert!(buf.merge(payment(9, 10), 1, 1, AckHandle::none()).is_err());
+    }
+
+    #[test]
+    fn many_payments_waiting_for_one_order_stay_cheap() {
+        let t0 = Instant::now();
+        let mut buf = PendingBuffer::new(200_000);
+        for i in 0..100_000 {
+            let _ = buf.hold(
+                payment(i, 7),
+                1,
+                1,
+                AckHandle::none(),
+                t0 + Duration::from_secs(1),
+            );
+        }
+        // Quadratic bookkeeping would make this take hours; it must be instant.
+        let expired = buf.take_expired(t0 + Duration::from_secs(1));
+        assert_eq!(expired.len(), 100_000);
+        assert!(buf.is_empty() && buf.take_for_order(7).is_empty());
+    }
+
+    #[test]
+    fn an_update_that_moves_a_payment_to_another_order_follows_it() {
+        let t0 = Instant::now();
+        let mut buf = PendingBuffer::new(10);
+        let _ = buf.hold(payment(1, 10), 5, 1, AckHandle::none(), t0);
+        let r = buf.merge(payment(1, 20), 6, 2, AckHandle::none());
+        assert_eq!(r.map_err(|_| ()), Ok(Merged::Updated));
+        assert!(buf.take_for_order(10).is_empty());
+        assert_eq!(buf.take_for_order(20).len(), 1);
+        assert!(buf.is_empty());
     }
 
     #[test]

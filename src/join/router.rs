@@ -32,7 +32,9 @@ pub fn shard_of(order_id: i64, shards: usize) -> usize {
 /// Cheap to clone: one per source task.
 #[derive(Clone)]
 pub struct Intake {
+    /// The shards, indexed by [`shard_of`]; shared by every clone.
     shards: Arc<[Addr<JoinShard>]>,
+    /// Where invalid payloads go, with their reason.
     dead_letter: Addr<DeadLetter>,
     stats: Arc<Stats>,
 }
@@ -70,7 +72,7 @@ impl Intake {
                         message: InvalidMessage {
                             source: env.topic,
                             message_id: env.message_id,
-                            payload: env.data.to_vec(),
+                            payload: env.data,
                             error: reason.0,
                             received_at: now_micros(),
                         },
@@ -79,16 +81,22 @@ impl Intake {
                 }
             }
         }
-        if !invalid.is_empty() {
+        let to_dead_letter = async {
+            if invalid.is_empty() {
+                return Ok(());
+            }
             Stats::add(&self.stats.invalid, invalid.len() as u64);
-            self.dead_letter.send(RecordInvalid(invalid)).await?;
-        }
+            self.dead_letter.send(RecordInvalid(invalid)).await
+        };
         let sends = per_shard
             .into_iter()
             .enumerate()
             .filter(|(_, events)| !events.is_empty())
             .map(|(i, events)| self.shards[i].send(Events(events)));
-        for result in join_all(sends).await {
+        // Concurrently: a slow DLQ write must not hold back this delivery's valid events.
+        let (invalid_sent, shard_results) = futures_util::join!(to_dead_letter, join_all(sends));
+        invalid_sent?;
+        for result in shard_results {
             result?;
         }
         Ok(())

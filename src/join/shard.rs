@@ -38,19 +38,27 @@ pub struct Drain;
 pub struct PendingCount;
 
 pub struct JoinShard {
+    /// Which shard this is, for logs.
+    id: usize,
+    /// The join's decisions and its bounded state.
     state: JoinState,
+    /// For the read-through and the recheck; written only by the writer and DLQ actors.
     store: Arc<dyn Store>,
+    /// Where joined rows go.
     writer: Addr<FactWriter>,
+    /// Where payments go whose order never came.
     dead_letter: Addr<DeadLetter>,
     stats: Arc<Stats>,
+    /// Set on start: batches waiting for this shard before senders park.
     mailbox_capacity: usize,
-    /// How often expired holds are looked for: a tenth of the hold time, so a payment is
-    /// dead-lettered at most 10% after its hold ends.
+    /// How often expired holds are looked for: a tenth of the hold time, kept between 5 ms
+    /// (no busy timer for tiny holds) and 500 ms (no long overstay for long ones).
     tick: Duration,
 }
 
 impl JoinShard {
     pub fn new(
+        id: usize,
         limits: &JoinLimits,
         store: Arc<dyn Store>,
         writer: Addr<FactWriter>,
@@ -59,6 +67,7 @@ impl JoinShard {
         mailbox_capacity: usize,
     ) -> Self {
         JoinShard {
+            id,
             state: JoinState::new(limits, stats.clone()),
             store,
             writer,
@@ -102,7 +111,7 @@ impl JoinShard {
                 Err(e) => {
                     // Neither joined nor provably unmatched: nacking lets the source
                     // redeliver them later, when the store may answer.
-                    tracing::warn!(payments = held.len(), error = %e, "store recheck failed; nacking held payments");
+                    tracing::warn!(shard = act.id, payments = held.len(), error = %e, "store recheck failed; nacking held payments for redelivery");
                     drop(held);
                     (Vec::new(), Vec::new())
                 }
@@ -174,7 +183,7 @@ impl Handler<Events> for JoinShard {
             move |found, act, _| {
                 let in_store = found.unwrap_or_else(|e| {
                     // Unknown is safe here: such payments are held and rechecked at expiry.
-                    tracing::warn!(error = %e, "order read-through failed; holding the payments");
+                    tracing::warn!(shard = act.id, error = %e, "order read-through failed; holding the payments");
                     HashSet::new()
                 });
                 let fx = act.state.apply(msg.0, &in_store, Instant::now());

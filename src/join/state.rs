@@ -19,13 +19,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Bounds of one shard's state.
+/// Bounds of one shard's state (see [`EngineConfig`](crate::config::EngineConfig)).
 #[derive(Debug, Clone)]
 pub struct JoinLimits {
+    /// How long an early payment is held.
     pub hold: Duration,
+    /// Held payments at most.
     pub pending_capacity: usize,
+    /// Known order ids cached at most.
     pub order_cache_capacity: u64,
+    /// How long a known order id stays cached.
     pub order_cache_ttl: Duration,
+    /// Durable effects remembered at most.
     pub dedup_capacity: u64,
 }
 
@@ -52,11 +57,14 @@ pub struct JoinState {
     /// the join, because a payment write touches the payment columns alone; so the value is
     /// `()` and an entry costs a few dozen bytes.
     orders: moka::sync::Cache<i64, ()>,
+    /// Payments waiting for their order, un-acked.
     pending: PendingBuffer,
+    /// Effects already durable; shared with the ack path, which fills it.
     dedup: DedupWindow,
+    /// How long a payment waits for its order before the recheck and the DLQ.
     hold: Duration,
-    /// After shutdown began: payments that would be held are nacked instead, since nobody
-    /// will be there to answer them when the hold ends.
+    /// After shutdown began: every event is nacked, since the writer downstream may already
+    /// have flushed for the last time.
     draining: bool,
     stats: Arc<Stats>,
 }
@@ -94,8 +102,20 @@ impl JoinState {
     /// Takes a batch in arrival order. `in_store`: order ids the read-through found.
     pub fn apply(&mut self, batch: Vec<Routed>, in_store: &HashSet<i64>, now: Instant) -> Effects {
         let mut fx = Effects::default();
-        for found in in_store {
-            self.orders.insert(*found, ());
+        if self.draining {
+            // Shutdown began: the writer may already have flushed, so nothing new is taken.
+            // Dropping the events nacks them; the source redelivers them to the next run.
+            drop(batch);
+            return fx;
+        }
+        for &found in in_store {
+            self.orders.insert(found, ());
+            // Payments held for an order the store now shows are joined at once.
+            for held in self.pending.take_for_order(found) {
+                Stats::incr(&self.stats.payments_joined_after_hold);
+                fx.writes
+                    .push(self.payment_write(held.payment, held.ts, held.hash, held.ack));
+            }
         }
         for Routed { event, ts, ack } in batch {
             let hash = event.content_hash();
@@ -117,9 +137,14 @@ impl JoinState {
                 .push(self.payment_write(held.payment, held.ts, held.hash, held.ack));
         }
         let key = DedupKey::Order(order_id);
-        if self.dedup.get(key).is_some_and(|s| s.hash == hash) {
+        if let Some(seen) = self.dedup.get(key).filter(|s| s.hash == hash) {
             Stats::incr(&self.stats.duplicates);
-            return ack.ack();
+            // Skipped only if the durable copy is at least as new. A republished copy is
+            // written again, with its newer timestamp: skipping it would let an older
+            // update that arrives later win, against last-write-wins (DESIGN §4.3).
+            if seen.ts >= ts {
+                return ack.ack();
+            }
         }
         let dedup = self.dedup.clone();
         let seen = Seen {
@@ -144,11 +169,20 @@ impl JoinState {
     ) {
         let order_known = self.orders.contains_key(&payment.order_id);
         if let Some(seen) = self.dedup.get(DedupKey::Payment(payment.payment_id)) {
-            // A dead-lettered payment seen again once its order is known is joined, not
-            // skipped: that is the effect a user wants from the redelivery.
-            if seen.hash == hash && !(seen.dead_lettered && order_known) {
+            if seen.hash == hash {
                 Stats::incr(&self.stats.duplicates);
-                return ack.ack();
+                // Skipped if the durable copy is at least as new (see `on_order`), or if it
+                // is a DLQ entry of this very content while the order is still unknown:
+                // dead-lettering it again would only publish it to the DLQ topic twice.
+                // Once the order is known it is joined instead: what a redelivery is for.
+                let skip = if seen.dead_lettered {
+                    !order_known
+                } else {
+                    seen.ts >= ts
+                };
+                if skip {
+                    return ack.ack();
+                }
             }
         }
         let (payment, ack) = match self.pending.merge(payment, ts, hash, ack) {
@@ -163,10 +197,6 @@ impl JoinState {
             return;
         }
         Stats::incr(&self.stats.cache_misses);
-        if self.draining {
-            // Nacked: redelivered to whichever instance runs next.
-            return ack.nack();
-        }
         Stats::incr(&self.stats.payments_held);
         let deadline = now + self.hold;
         if let Some(oldest) = self.pending.hold(payment, ts, hash, ack, deadline) {
@@ -180,8 +210,8 @@ impl JoinState {
         self.pending.take_expired(now)
     }
 
-    /// Decides held payments after the store recheck found `in_store`. An order that
-    /// arrived while the recheck ran is in the cache and counts as found too.
+    /// Decides held payments after the store recheck found `in_store`. The cache counts
+    /// too: it knows orders that are written but whose write is not durable yet.
     pub fn resolve(&mut self, held: Vec<HeldPayment>, in_store: &HashSet<i64>) -> Resolved {
         let mut out = Resolved::default();
         for h in held {
@@ -212,8 +242,8 @@ impl JoinState {
             .on_ack(move || dedup.remember(key, seen))
     }
 
-    /// Begins shutdown: every held payment is handed back (to be nacked), and none is held
-    /// from now on.
+    /// Begins shutdown: every held payment is handed back (to be nacked), and every event
+    /// from now on is nacked.
     pub fn drain(&mut self) -> Vec<HeldPayment> {
         self.draining = true;
         self.pending.take_all()
@@ -235,5 +265,195 @@ impl JoinState {
             write: FactWrite::Payment { payment, ts },
             ack: ack.on_ack(move || dedup.remember(key, seen)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Acknowledge;
+    use crate::model::{Order, Payment};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Tally {
+        acks: AtomicUsize,
+        nacks: AtomicUsize,
+    }
+    struct Probe(Arc<Tally>);
+    impl Acknowledge for Probe {
+        fn ack(self: Box<Self>) {
+            self.0.acks.fetch_add(1, Ordering::SeqCst);
+        }
+        fn nack(self: Box<Self>) {
+            self.0.nacks.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn limits() -> JoinLimits {
+        JoinLimits {
+            hold: Duration::from_secs(5),
+            pending_capacity: 2,
+            order_cache_capacity: 100,
+            order_cache_ttl: Duration::from_secs(60),
+            dedup_capacity: 100,
+        }
+    }
+
+    fn order(id: i64) -> Event {
+        Event::Order(Order {
+            order_id: id,
+            customer_id: 1,
+            item: "Laptop".into(),
+            quantity: 1,
+            price: 10.0,
+            shipping_address: "a".into(),
+            order_status: "Pending".into(),
+            creation_date: "2024-01-01 00:00:00".into(),
+        })
+    }
+
+    fn payment(id: i64, order_id: i64) -> Event {
+        Event::Payment(Payment {
+            payment_id: id,
+            order_id,
+            payment_method: "Card".into(),
+            card_last_four: "1234".into(),
+            payment_status: "Completed".into(),
+            payment_datetime: "2024-01-01 00:00:00".into(),
+        })
+    }
+
+    fn routed(event: Event, ts: i64, t: &Arc<Tally>) -> Routed {
+        Routed {
+            event,
+            ts,
+            ack: AckHandle::new(Probe(t.clone())),
+        }
+    }
+
+    fn ack_all(writes: Vec<PendingWrite>) {
+        writes.into_iter().for_each(|w| w.ack.ack());
+    }
+
+    #[test]
+    fn a_held_payment_joins_when_its_order_arrives() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let now = Instant::now();
+        let fx = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), now);
+        assert!(fx.writes.is_empty());
+        assert_eq!(s.pending_len(), 1);
+        let fx = s.apply(vec![routed(order(1), 2, &t)], &HashSet::new(), now);
+        assert_eq!(fx.writes.len(), 2);
+        assert_eq!(s.pending_len(), 0);
+        assert!(matches!(fx.writes[0].write, FactWrite::Payment { .. }));
+        ack_all(fx.writes);
+        assert_eq!(t.acks.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_read_through_hit_joins_at_once() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let batch = vec![routed(payment(10, 7), 1, &t)];
+        assert_eq!(s.misses(&batch), vec![7]);
+        let fx = s.apply(batch, &HashSet::from([7]), Instant::now());
+        assert_eq!(fx.writes.len(), 1);
+        assert_eq!(s.pending_len(), 0);
+        // Now cached: no further read-through for order 7.
+        assert!(s.misses(&[routed(payment(11, 7), 1, &t)]).is_empty());
+    }
+
+    #[test]
+    fn only_durable_effects_make_duplicates() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let now = Instant::now();
+        // First copy written but not yet durable: the second copy is written too.
+        let first = s.apply(vec![routed(order(1), 1, &t)], &HashSet::new(), now);
+        let second = s.apply(vec![routed(order(1), 2, &t)], &HashSet::new(), now);
+        assert_eq!(second.writes.len(), 1);
+        // A failed (nacked) write teaches the window nothing.
+        first.writes.into_iter().for_each(|w| w.ack.nack());
+        let third = s.apply(vec![routed(order(1), 3, &t)], &HashSet::new(), now);
+        assert_eq!(third.writes.len(), 1);
+        // Once durable, a redelivery of it (same publish time) is acked without a write...
+        ack_all(second.writes);
+        let fourth = s.apply(vec![routed(order(1), 2, &t)], &HashSet::new(), now);
+        assert!(fourth.writes.is_empty());
+        assert_eq!(t.acks.load(Ordering::SeqCst), 2);
+        // ...but a republish (newer publish time) is written, so that last-write-wins holds
+        // against an older update arriving later.
+        let fifth = s.apply(vec![routed(order(1), 5, &t)], &HashSet::new(), now);
+        assert_eq!(fifth.writes.len(), 1);
+        assert_eq!(t.nacks.load(Ordering::SeqCst), 1);
+        drop(third);
+    }
+
+    #[test]
+    fn a_dead_lettered_payment_seen_again_joins_once_its_order_is_known() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let now = Instant::now();
+        let _ = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), now);
+        let mut expired = s.expired(now + Duration::from_secs(6));
+        assert_eq!(expired.len(), 1);
+        let resolved = s.resolve(std::mem::take(&mut expired), &HashSet::new());
+        assert_eq!(resolved.unmatched.len(), 1);
+        let mut held = resolved.unmatched.into_iter().next().expect("one");
+        s.dead_letter_ack(&mut held).ack();
+        // Redelivered while the order is still unknown: a duplicate, acked.
+        let fx = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), now);
+        assert!(fx.writes.is_empty() && s.pending_len() == 0);
+        // Once the order exists, the same payment is joined instead of skipped.
+        let fx = s.apply(
+            vec![routed(order(1), 2, &t), routed(payment(10, 1), 1, &t)],
+            &HashSet::new(),
+            now,
+        );
+        assert_eq!(fx.writes.len(), 2);
+    }
+
+    #[test]
+    fn an_order_arriving_during_the_recheck_still_joins() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let now = Instant::now();
+        let _ = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), now);
+        let expired = s.expired(now + Duration::from_secs(6));
+        // The order arrives after the payment left the buffer but before the recheck ends.
+        let _ = s.apply(vec![routed(order(1), 2, &t)], &HashSet::new(), now);
+        let resolved = s.resolve(expired, &HashSet::new());
+        assert_eq!(resolved.writes.len(), 1);
+        assert!(resolved.unmatched.is_empty());
+    }
+
+    #[test]
+    fn a_full_buffer_spills_its_oldest_and_draining_nacks() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let now = Instant::now();
+        let fx = s.apply(
+            (1..=3).map(|i| routed(payment(10 + i, i), 1, &t)).collect(),
+            &HashSet::new(),
+            now,
+        );
+        assert_eq!(fx.spilled.len(), 1);
+        assert_eq!(fx.spilled[0].payment.payment_id, 11);
+        drop(fx);
+        assert_eq!(t.nacks.load(Ordering::SeqCst), 1);
+        let held = s.drain();
+        assert_eq!(held.len(), 2);
+        drop(held);
+        // After the drain nothing is taken: events are nacked for redelivery.
+        let fx = s.apply(
+            vec![routed(payment(20, 9), 1, &t), routed(order(9), 1, &t)],
+            &HashSet::new(),
+            now,
+        );
+        assert!(fx.writes.is_empty() && fx.spilled.is_empty());
+        assert_eq!(s.pending_len(), 0);
+        assert_eq!(t.nacks.load(Ordering::SeqCst), 5);
     }
 }

@@ -14,7 +14,7 @@ use crate::source::Envelope;
 use crate::store::now_micros;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -35,6 +35,9 @@ pub struct Message {
 pub struct SourceOptions {
     /// Un-acked messages at most (Pub/Sub's max outstanding messages).
     pub max_outstanding: usize,
+    /// Un-acked payload bytes at most (Pub/Sub's max outstanding bytes). A message larger
+    /// than this is delivered alone.
+    pub max_outstanding_bytes: usize,
     /// Messages per delivery to the intake.
     pub batch_size: usize,
     /// Deliveries being decoded and routed at once.
@@ -50,6 +53,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             max_outstanding: 50_000,
+            max_outstanding_bytes: 100 * 1024 * 1024,
             batch_size: 500,
             concurrency: 4,
             rate: None,
@@ -75,18 +79,29 @@ struct Counts {
     nacked: AtomicU64,
     /// The most messages ever outstanding at once: tests assert flow control with it.
     outstanding_high_water: AtomicU64,
+    /// The most payload bytes ever outstanding at once.
+    outstanding_bytes_high_water: AtomicU64,
 }
 
 struct Shared {
     options: SourceOptions,
-    /// One permit per message that may be outstanding; an ack or nack returns it.
+    /// One permit per message that may be outstanding.
     outstanding: Arc<Semaphore>,
-    /// Nacked messages and when they may be delivered again. Bounded by `max_outstanding`,
-    /// since only outstanding messages can be nacked.
-    redeliver: Mutex<VecDeque<(Instant, Message)>>,
+    /// One permit per payload byte that may be outstanding.
+    bytes: Arc<Semaphore>,
+    /// Nacked messages, when they may be delivered again, and the permits they still hold:
+    /// a message waiting for redelivery is still outstanding, so this queue is bounded by
+    /// `max_outstanding` and by `max_outstanding_bytes`.
+    redeliver: Mutex<VecDeque<(Instant, Message, Permits)>>,
     /// Woken on every ack and nack.
     changed: Notify,
     counts: Counts,
+}
+
+/// What a message holds while it is outstanding; released on ack.
+struct Permits {
+    _message: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
 }
 
 /// The in-process source. Clones share state.
@@ -96,23 +111,32 @@ pub struct InProcessSource {
 }
 
 /// A snapshot of the source's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SourceCounts {
     pub delivered: u64,
     pub acked: u64,
     pub nacked: u64,
+    /// Delivered and not acked: in the pipeline, or nacked and waiting for redelivery.
     pub outstanding: u64,
+    /// Of `outstanding`, the nacked messages waiting for redelivery.
+    pub awaiting_redelivery: u64,
     pub outstanding_high_water: u64,
+    pub outstanding_bytes_high_water: u64,
 }
 
 impl InProcessSource {
     pub fn new(options: SourceOptions) -> Self {
-        let max = options.max_outstanding.max(1);
+        let max = options.max_outstanding.clamp(1, Semaphore::MAX_PERMITS);
+        let max_bytes = options
+            .max_outstanding_bytes
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         InProcessSource {
             shared: Arc::new(Shared {
                 outstanding: Arc::new(Semaphore::new(max)),
+                bytes: Arc::new(Semaphore::new(max_bytes)),
                 options: SourceOptions {
                     max_outstanding: max,
+                    max_outstanding_bytes: max_bytes,
                     batch_size: options.batch_size.max(1),
                     concurrency: options.concurrency.max(1),
                     ..options
@@ -131,7 +155,9 @@ impl InProcessSource {
             acked: c.acked.load(Ordering::Relaxed),
             nacked: c.nacked.load(Ordering::Relaxed),
             outstanding: self.outstanding() as u64,
+            awaiting_redelivery: lock(&self.shared.redeliver).len() as u64,
             outstanding_high_water: c.outstanding_high_water.load(Ordering::Relaxed),
+            outstanding_bytes_high_water: c.outstanding_bytes_high_water.load(Ordering::Relaxed),
         }
     }
 
@@ -153,6 +179,8 @@ impl InProcessSource {
         };
         let slots = Arc::new(Semaphore::new(opts.concurrency));
         let mut fresh = messages.into_iter();
+        // A fresh message taken from `fresh` that had no permits yet.
+        let mut waiting: Option<Message> = None;
         let mut fresh_done = false;
         let started = Instant::now();
         let mut sent: u64 = 0;
@@ -162,24 +190,24 @@ impl InProcessSource {
             }
             let mut batch = Vec::with_capacity(batch_size);
             while batch.len() < batch_size {
-                let Ok(permit) = self.shared.outstanding.clone().try_acquire_owned() else {
+                if let Some((msg, permits)) = self.due_redelivery() {
+                    batch.push(self.envelope(msg, permits));
+                    continue;
+                }
+                let Some(msg) = waiting.take().or_else(|| fresh.next()) else {
+                    fresh_done = true;
                     break;
                 };
-                let msg = match self.due_redelivery() {
-                    Some(m) => m,
-                    None if !fresh_done => match fresh.next() {
-                        Some(m) => m,
-                        None => {
-                            fresh_done = true;
-                            break;
-                        }
-                    },
-                    None => break,
-                };
-                batch.push(self.envelope(msg, permit));
+                match self.permits_for(&msg) {
+                    Some(permits) => batch.push(self.envelope(msg, permits)),
+                    None => {
+                        waiting = Some(msg);
+                        break;
+                    }
+                }
             }
             if batch.is_empty() {
-                if fresh_done && self.outstanding() == 0 && self.redeliveries_empty() {
+                if fresh_done && waiting.is_none() && self.outstanding() == 0 {
                     return Delivery::Completed;
                 }
                 // Nothing can go out now: wait for an ack, a nack, or a redelivery to fall due.
@@ -223,9 +251,21 @@ impl InProcessSource {
         }
     }
 
-    fn envelope(&self, mut msg: Message, permit: OwnedSemaphorePermit) -> Envelope {
+    /// Takes the permits `msg` needs to be outstanding, if they are free now.
+    fn permits_for(&self, msg: &Message) -> Option<Permits> {
+        let message = self.shared.outstanding.clone().try_acquire_owned().ok()?;
+        let max = self.shared.options.max_outstanding_bytes;
+        let n = msg.data.len().clamp(1, max) as u32;
+        let bytes = self.shared.bytes.clone().try_acquire_many_owned(n).ok()?;
+        Some(Permits {
+            _message: message,
+            _bytes: bytes,
+        })
+    }
+
+    fn envelope(&self, mut msg: Message, permits: Permits) -> Envelope {
         if msg.publish_time == 0 {
-            msg.publish_time = now_micros();
+            msg.publish_time = generation_time();
         }
         self.shared.counts.delivered.fetch_add(1, Ordering::Relaxed);
         Envelope {
@@ -236,34 +276,54 @@ impl InProcessSource {
             ack: AckHandle::new(InProcessAck {
                 shared: self.shared.clone(),
                 message: msg,
-                _permit: permit,
+                permits,
             }),
         }
     }
 
-    fn due_redelivery(&self) -> Option<Message> {
-        let mut queue = self.shared.redeliver.lock().ok()?;
+    fn due_redelivery(&self) -> Option<(Message, Permits)> {
+        let mut queue = lock(&self.shared.redeliver);
         match queue.front() {
-            Some((due, _)) if *due <= Instant::now() => queue.pop_front().map(|(_, m)| m),
+            Some((due, _, _)) if *due <= Instant::now() => {
+                queue.pop_front().map(|(_, m, p)| (m, p))
+            }
             _ => None,
         }
     }
 
-    fn redeliveries_empty(&self) -> bool {
-        self.shared
-            .redeliver
-            .lock()
-            .map(|q| q.is_empty())
-            .unwrap_or(true)
-    }
-
     fn note_outstanding(&self) {
-        let now = self.outstanding() as u64;
-        self.shared
-            .counts
+        let counts = &self.shared.counts;
+        let messages = self.outstanding() as u64;
+        counts
             .outstanding_high_water
-            .fetch_max(now, Ordering::Relaxed);
+            .fetch_max(messages, Ordering::Relaxed);
+        let bytes =
+            self.shared.options.max_outstanding_bytes - self.shared.bytes.available_permits();
+        counts
+            .outstanding_bytes_high_water
+            .fetch_max(bytes as u64, Ordering::Relaxed);
     }
+}
+
+/// A write timestamp for a message generated in process: the clock in µs, made strictly
+/// increasing, so that no two messages of this process tie under last-write-wins (a tie
+/// would let the order in which writes happen to land decide the row).
+fn generation_time() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_micros();
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now);
+    now.max(prev.saturating_add(1))
+}
+
+/// Locks the redelivery queue. A poisoned lock (a panic while holding it) is taken over
+/// rather than given up on: the queue itself is always in a valid state, and giving up would
+/// lose the messages in it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The answer path of one delivered message.
@@ -271,18 +331,19 @@ struct InProcessAck {
     shared: Arc<Shared>,
     /// Kept for redelivery on nack, as Pub/Sub keeps an un-acked message.
     message: Message,
-    /// Returned on ack or nack: the message is no longer outstanding.
-    _permit: OwnedSemaphorePermit,
+    /// Held until acked: the message is outstanding until then, also while it waits for
+    /// redelivery after a nack.
+    permits: Permits,
 }
 
 impl Acknowledge for InProcessAck {
     fn ack(self: Box<Self>) {
         let InProcessAck {
-            shared, _permit, ..
+            shared, permits, ..
         } = *self;
         shared.counts.acked.fetch_add(1, Ordering::Relaxed);
-        // Release the permit before waking the loop, so it sees the message as done.
-        drop(_permit);
+        // Release the permits before waking the loop, so it sees the message as done.
+        drop(permits);
         shared.changed.notify_one();
     }
 
@@ -290,17 +351,26 @@ impl Acknowledge for InProcessAck {
         let InProcessAck {
             shared,
             message,
-            _permit,
+            permits,
         } = *self;
         shared.counts.nacked.fetch_add(1, Ordering::Relaxed);
         let due = Instant::now() + shared.options.redelivery_delay;
-        match shared.redeliver.lock() {
-            Ok(mut q) => q.push_back((due, message)),
-            // Only a panic while holding this lock poisons it; the process is failing anyway.
-            Err(_) => tracing::error!(id = %message.message_id, "redelivery queue poisoned"),
-        }
-        // Release the permit before waking the loop, so it sees the message as redeliverable.
-        drop(_permit);
+        lock(&shared.redeliver).push_back((due, message, permits));
         shared.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generation_time;
+
+    #[test]
+    fn generation_times_strictly_increase() {
+        let mut last = generation_time();
+        for _ in 0..100_000 {
+            let t = generation_time();
+            assert!(t > last);
+            last = t;
+        }
     }
 }

@@ -20,7 +20,7 @@
 //! a long C++ build on 2 cores.
 
 use crate::model::{Order, Payment, Topic};
-use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store, StoreError};
+use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use rusqlite::{Transaction, TransactionBehavior};
@@ -250,8 +250,8 @@ impl EmbeddedStore {
         let path = data_dir.join(DB_FILE);
         if !path.is_file() {
             return Err(StoreError::Failed(format!(
-                "no embedded store at {}: run `ecom-stream demo` or `ecom-stream run` with this \
-                 data dir first (--data-dir / ECOM_DATA_DIR)",
+                "no embedded store at {}: nothing has written to this data dir yet \
+                 (try `ecom-stream demo`, or set --data-dir / ECOM_DATA_DIR)",
                 path.display()
             )));
         }
@@ -427,7 +427,7 @@ fn invalid_message(row: &Row<'_>) -> rusqlite::Result<InvalidMessage> {
     Ok(InvalidMessage {
         source,
         message_id: row.get(1)?,
-        payload: row.get(2)?,
+        payload: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
         error: row.get(3)?,
         received_at: row.get(4)?,
     })
@@ -600,15 +600,17 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn delete_dead_letters(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
-        if payment_ids.is_empty() {
+    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+        if resolved.is_empty() {
             return Ok(());
         }
-        let ids = payment_ids.to_vec();
+        let resolved = resolved.to_vec();
         self.write("delete_dead_letters (dlq_payments)", move |tx| {
-            let mut stmt = tx.prepare_cached("DELETE FROM dlq_payments WHERE payment_id = ?1")?;
-            for id in &ids {
-                stmt.execute([id])?;
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM dlq_payments WHERE payment_id = ?1 AND event_ts = ?2",
+            )?;
+            for r in &resolved {
+                stmt.execute([r.payment_id, r.event_ts])?;
             }
             Ok(())
         })
@@ -649,7 +651,7 @@ impl Store for EmbeddedStore {
                 stmt.execute(params![
                     e.source.as_str(),
                     e.message_id,
-                    e.payload,
+                    &e.payload[..],
                     e.error,
                     e.received_at
                 ])?;

@@ -6,7 +6,7 @@
 //! outlive the process. Nothing here can fail, so every call returns `Ok`.
 
 use crate::model::{Order, Payment, Topic};
-use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store, StoreError};
+use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -167,9 +167,10 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn delete_dead_letters(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
-        for id in payment_ids {
-            self.dead_letters.remove(id);
+    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+        for r in resolved {
+            self.dead_letters
+                .remove_if(&r.payment_id, |_, e| e.event_ts == r.event_ts);
         }
         Ok(())
     }

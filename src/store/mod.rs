@@ -87,12 +87,20 @@ pub struct DlqEntry {
     pub event_ts: i64,
 }
 
+/// A dead letter that replay joined: which entry, and which version of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub payment_id: i64,
+    pub event_ts: i64,
+}
+
 /// A rejected message in `invalid_messages`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidMessage {
     pub source: Topic,
     pub message_id: String,
-    pub payload: Vec<u8>,
+    /// The payload as received; `Bytes`, so a large one is shared, not copied, on its way.
+    pub payload: bytes::Bytes,
     pub error: String,
     /// µs since the Unix epoch.
     pub received_at: i64,
@@ -149,8 +157,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<DlqEntry>, StoreError>;
 
-    /// Removes the dead letters of these payments (replay resolved them).
-    async fn delete_dead_letters(&self, payment_ids: &[i64]) -> Result<(), StoreError>;
+    /// Removes dead letters that replay resolved, each only if its `event_ts` is still the
+    /// one replay read: a newer version of the payment dead-lettered meanwhile (and acked)
+    /// must stay until a later pass joins it.
+    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError>;
 
     /// Adds one to `attempts` of these dead letters (replay found no order for them).
     async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError>;

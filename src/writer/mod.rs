@@ -3,9 +3,13 @@
 //!
 //! Owns: the [`FactWriter`] actor, its batch buffer, its bound on writes in flight and its
 //! retries. Must never: ack before the store confirmed, ack a failed write (it nacks, so the
-//! source redelivers), or accept rows faster than the store takes them. A full in-flight
-//! window blocks the handler, which fills the mailbox, which makes the shards' `send().await`
-//! wait: that is the back-pressure chain from a slow store to the source.
+//! source redelivers), or accept rows faster than the store takes them.
+//!
+//! Back-pressure: a full in-flight window keeps the handler from replying, and every sender
+//! awaits the reply (`send().await`), so a shard stops until the writer takes its rows, the
+//! intake stops until the shard does, and the source stops. Awaiting the reply is what
+//! bounds the queues: actix 0.13's `send()` on a full mailbox retries through a fresh sender
+//! clone that is let through, so the mailbox capacity alone is not a hard limit.
 
 pub mod retry;
 
@@ -36,19 +40,26 @@ pub struct WriteBatch(pub Vec<PendingWrite>);
 #[rtype(result = "()")]
 pub struct Flush;
 
-/// Tuning of one writer.
+/// Tuning of one writer (see [`EngineConfig`](crate::config::EngineConfig) for each).
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
+    /// Rows per store write.
     pub batch_size: usize,
+    /// Longest wait for a partial batch.
     pub linger: Duration,
+    /// Store writes in flight at once.
     pub max_in_flight: usize,
+    /// Messages the mailbox holds before senders park.
     pub mailbox_capacity: usize,
+    /// Retries of retriable store errors.
     pub retry: RetryPolicy,
 }
 
 pub struct FactWriter {
+    /// Where rows go; the only component that writes facts.
     store: Arc<dyn Store>,
     stats: Arc<Stats>,
+    /// Batch size, linger, in-flight bound and retry policy, fixed at start.
     options: WriterOptions,
     /// Rows waiting for a full batch or the linger timer. At most `batch_size - 1` rows
     /// stay here between messages; full batches leave at once.
@@ -122,7 +133,9 @@ impl FactWriter {
     }
 }
 
-/// Writes one batch with retries, then answers every row of it.
+/// Writes one batch with retries, then answers every row of it. A batch that fails with an
+/// error retrying cannot fix is written again row by row, so that one bad row is nacked
+/// alone instead of taking a thousand good ones with it.
 async fn write_batch(
     store: &dyn Store,
     stats: &Stats,
@@ -135,21 +148,44 @@ async fn write_batch(
         retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
     match result {
         Ok(()) => {
-            let orders = writes
-                .iter()
-                .filter(|w| matches!(w, FactWrite::Order { .. }))
-                .count() as u64;
-            Stats::add(&stats.orders_upserted, orders);
-            Stats::add(&stats.payments_upserted, writes.len() as u64 - orders);
+            count_written(stats, &writes);
             Stats::incr(&stats.writer_batches);
             acks.into_iter().for_each(AckHandle::ack);
         }
+        Err(e) if !e.is_retriable() && writes.len() > 1 => {
+            tracing::warn!(rows = writes.len(), error = %e, "batch write failed; writing its rows one by one to isolate the failing ones");
+            for (write, ack) in writes.into_iter().zip(acks) {
+                let one = std::slice::from_ref(&write);
+                match retry::with_retries(retry, stats, "write fact", || store.write_facts(one))
+                    .await
+                {
+                    Ok(()) => {
+                        count_written(stats, one);
+                        ack.ack();
+                    }
+                    Err(e) => {
+                        tracing::error!(order_id = write.order_id(), error = %e, "row write failed; nacking its message for redelivery");
+                        Stats::incr(&stats.write_failures);
+                        ack.nack();
+                    }
+                }
+            }
+        }
         Err(e) => {
-            tracing::error!(rows = writes.len(), error = %e, "write failed for good; nacking its messages for redelivery");
+            tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e, "write failed for good; nacking its messages for redelivery");
             Stats::incr(&stats.write_failures);
             acks.into_iter().for_each(AckHandle::nack);
         }
     }
+}
+
+fn count_written(stats: &Stats, writes: &[FactWrite]) {
+    let orders = writes
+        .iter()
+        .filter(|w| matches!(w, FactWrite::Order { .. }))
+        .count() as u64;
+    Stats::add(&stats.orders_upserted, orders);
+    Stats::add(&stats.payments_upserted, writes.len() as u64 - orders);
 }
 
 impl Actor for FactWriter {

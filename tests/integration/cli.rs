@@ -225,6 +225,16 @@ impl Running {
         }
     }
 
+    /// Sends a signal by name (`INT`, `TERM`) with the system's `kill` command.
+    pub fn signal(&mut self, name: &str) {
+        let pid = self.child().id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .unwrap_or_else(|e| panic!("run kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
     /// SIGKILL (on unix), then reap.
     pub fn kill(mut self) -> Run {
         let cmd = self.cmd.clone();

@@ -380,9 +380,11 @@ async fn shutdown_acks_only_what_was_written_and_nacks_held_payments() {
     assert_eq!(pipeline.shutdown().await, Drained::Clean);
 
     // Nothing is left in the air: every delivery is answered (deliveries still on their way
-    // when the actors stopped are nacked as the stopped actors drop them).
+    // when the actors stopped are nacked as the stopped actors drop them). The nacked ones
+    // stay outstanding, waiting for a redelivery that this stopped run will not make.
     eventually("every delivery answered", || {
-        source.counts().outstanding == 0
+        let c = source.counts();
+        c.outstanding == c.awaiting_redelivery
     })
     .await;
     let c = source.counts();
@@ -397,4 +399,47 @@ async fn shutdown_acks_only_what_was_written_and_nacks_held_payments() {
         c.acked,
         rows.len()
     );
+}
+
+#[actix_rt::test]
+async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
+    let mut mock = MockData::new(9);
+    let mut msgs: Vec<Message> = (1..=600).map(|i| order_msg(&mut mock, i, "")).collect();
+    for i in 0..20 {
+        msgs.push(raw_msg(
+            Topic::Payments,
+            &format!("big-{i}"),
+            vec![b'x'; 1 << 20],
+        ));
+    }
+    // Failing writes make messages come back for redelivery: those still count.
+    let store = HookedStore::new(FailFirst {
+        failures: 30,
+        ..FailFirst::default()
+    });
+    let pipeline = Pipeline::start(
+        &engine(LONG_HOLD),
+        store.clone(),
+        Arc::new(TableOnly),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    let source = InProcessSource::new(SourceOptions {
+        max_outstanding: 100,
+        max_outstanding_bytes: 3 << 20,
+        ..SourceOptions::default()
+    });
+    let outcome = source
+        .deliver(msgs, &pipeline.intake(), &Shutdown::never())
+        .await;
+    assert_eq!(outcome, Delivery::Completed);
+    assert_eq!(pipeline.shutdown().await, Drained::Clean);
+
+    let c = source.counts();
+    assert!(c.nacked >= 1, "{c:?}");
+    assert!(c.outstanding_high_water <= 100, "{c:?}");
+    assert!(c.outstanding_bytes_high_water <= 3 << 20, "{c:?}");
+    assert_eq!(c.acked, 620);
+    assert_eq!(all_facts(store.as_ref()).await.len(), 600);
+    assert_eq!(all_invalid(store.as_ref()).await.len(), 20);
 }

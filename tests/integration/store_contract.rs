@@ -15,7 +15,7 @@
 use ecom_stream::model::{Order, Payment, Topic};
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use ecom_stream::store::memory::MemoryStore;
-use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store};
+use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -122,7 +122,7 @@ fn invalid(source: Topic, message_id: &str, payload: &[u8]) -> InvalidMessage {
     InvalidMessage {
         source,
         message_id: message_id.into(),
-        payload: payload.to_vec(),
+        payload: bytes::Bytes::copy_from_slice(payload),
         error: "invalid order: expected value".into(),
         received_at: 1_700_000_000_000_000,
     }
@@ -393,9 +393,26 @@ async fn dead_letters_put_scan_delete(store: &dyn Store) {
     let stored = all_dead_letters(store, 10).await;
     assert!(entries.iter().all(|e| stored.contains(e)), "{stored:?}");
 
-    store.delete_dead_letters(&[1, 999]).await.expect("delete");
+    let resolved = |payment_id, event_ts| Resolved {
+        payment_id,
+        event_ts,
+    };
+    store
+        .delete_dead_letters(&[resolved(1, 10), resolved(999, 10)])
+        .await
+        .expect("delete");
     assert_eq!(all_dead_letters(store, 10).await, vec![entries[1].clone()]);
-    store.delete_dead_letters(&[2]).await.expect("delete");
+    // A version other than the stored one is not deleted: replay read an older entry, and
+    // a newer one was dead-lettered (and acked) since.
+    store
+        .delete_dead_letters(&[resolved(2, 9)])
+        .await
+        .expect("delete");
+    assert_eq!(all_dead_letters(store, 10).await, vec![entries[1].clone()]);
+    store
+        .delete_dead_letters(&[resolved(2, 10)])
+        .await
+        .expect("delete");
     assert!(all_dead_letters(store, 10).await.is_empty());
 }
 
@@ -481,7 +498,7 @@ async fn invalid_messages_put_scan_and_re_put(store: &dyn Store) {
         .expect("put");
 
     let again = InvalidMessage {
-        payload: b"other".to_vec(),
+        payload: bytes::Bytes::from_static(b"other"),
         error: "other error".into(),
         received_at: 1,
         ..first.clone()

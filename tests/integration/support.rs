@@ -8,7 +8,9 @@ use ecom_stream::model::Topic;
 use ecom_stream::source::generator::MockData;
 use ecom_stream::source::in_process::Message;
 use ecom_stream::store::memory::MemoryStore;
-use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store, StoreError};
+use ecom_stream::store::{
+    DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -150,8 +152,8 @@ impl<H: WriteHook> Store for HookedStore<H> {
     ) -> Result<Vec<DlqEntry>, StoreError> {
         self.inner.scan_dead_letters(after, limit).await
     }
-    async fn delete_dead_letters(&self, ids: &[i64]) -> Result<(), StoreError> {
-        self.inner.delete_dead_letters(ids).await
+    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+        self.inner.delete_dead_letters(resolved).await
     }
     async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.inner.bump_dead_letter_attempts(ids).await
