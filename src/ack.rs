@@ -126,18 +126,21 @@ impl<F: FnOnce() + Send + 'static> Acknowledge for OnAck<F> {
     }
 }
 
+/// A source stand-in for tests: counts how its messages were answered.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::Acknowledge;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     #[derive(Default)]
-    struct Tally {
-        acks: AtomicUsize,
-        nacks: AtomicUsize,
+    pub(crate) struct Tally {
+        pub(crate) acks: AtomicUsize,
+        pub(crate) nacks: AtomicUsize,
     }
-    struct Probe(Arc<Tally>);
+
+    pub(crate) struct Probe(pub(crate) Arc<Tally>);
+
     impl Acknowledge for Probe {
         fn ack(self: Box<Self>) {
             self.0.acks.fetch_add(1, Ordering::SeqCst);
@@ -146,6 +149,15 @@ mod tests {
             self.0.nacks.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::testing::{Probe, Tally};
 
     #[test]
     fn drop_nacks_and_merge_answers_both() {

@@ -7,12 +7,13 @@
 
 use crate::ack::AckHandle;
 use crate::config::RetryPolicy;
-use crate::dlq::{DlqPublisher, REASON_ORDER_NOT_FOUND};
+use crate::dlq::{DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
 use crate::model::Payment;
-use crate::store::{now_micros, DlqEntry, InvalidMessage, Store};
+use crate::store::{now_micros, DlqEntry, InvalidMessage, Store, StoreError};
 use crate::telemetry::Stats;
 use crate::writer::retry::with_retries;
 use actix::prelude::*;
+use async_trait::async_trait;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -112,6 +113,77 @@ impl Actor for DeadLetter {
     }
 }
 
+/// What the DLQ records: written to its table, then published, by the same steps.
+#[async_trait]
+trait DlqRecord: Sized + Send + Sync + 'static {
+    /// The table, for logs.
+    const TABLE: &'static str;
+    async fn write(store: &dyn Store, records: &[Self]) -> Result<(), StoreError>;
+    async fn publish(publisher: &dyn DlqPublisher, records: &[Self]) -> Result<(), PublishError>;
+}
+
+#[async_trait]
+impl DlqRecord for DlqEntry {
+    const TABLE: &'static str = "dlq_payments";
+    async fn write(store: &dyn Store, records: &[Self]) -> Result<(), StoreError> {
+        store.put_dead_letters(records).await
+    }
+    async fn publish(publisher: &dyn DlqPublisher, records: &[Self]) -> Result<(), PublishError> {
+        publisher.publish_unmatched(records).await
+    }
+}
+
+#[async_trait]
+impl DlqRecord for InvalidMessage {
+    const TABLE: &'static str = "invalid_messages";
+    async fn write(store: &dyn Store, records: &[Self]) -> Result<(), StoreError> {
+        store.put_invalid(records).await
+    }
+    async fn publish(publisher: &dyn DlqPublisher, records: &[Self]) -> Result<(), PublishError> {
+        publisher.publish_invalid(records).await
+    }
+}
+
+impl DeadLetter {
+    /// Table first, then topic, each with retries; acks only if both succeeded, else nacks
+    /// (the source redelivers, and both steps are idempotent by key). `on_success` counts.
+    fn record<R: DlqRecord>(
+        &self,
+        records: Vec<R>,
+        acks: Vec<AckHandle>,
+        on_success: fn(&Stats, u64),
+    ) -> AtomicResponse<Self, ()> {
+        let (store, publisher, stats, retry) = (
+            self.store.clone(),
+            self.publisher.clone(),
+            self.stats.clone(),
+            self.retry.clone(),
+        );
+        self.in_background(async move {
+            let table = with_retries(&retry, &stats, R::TABLE, || R::write(store.as_ref(), &records)).await;
+            let done = match table {
+                Ok(()) => with_retries(&retry, &stats, "publish dlq topic", || {
+                    R::publish(publisher.as_ref(), &records)
+                })
+                .await
+                .map_err(|e| format!("DLQ topic publish failed: {e}")),
+                Err(e) => Err(format!("{} write failed: {e}", R::TABLE)),
+            };
+            match done {
+                Ok(()) => {
+                    on_success(&stats, records.len() as u64);
+                    acks.into_iter().for_each(AckHandle::ack);
+                }
+                Err(e) => {
+                    tracing::error!(table = R::TABLE, records = records.len(), error = %e, "nacking for redelivery");
+                    Stats::incr(&stats.write_failures);
+                    acks.into_iter().for_each(AckHandle::nack);
+                }
+            }
+        })
+    }
+}
+
 impl Handler<DeadLetterPayments> for DeadLetter {
     type Result = AtomicResponse<Self, ()>;
 
@@ -131,33 +203,8 @@ impl Handler<DeadLetterPayments> for DeadLetter {
                 (entry, u.ack)
             })
             .unzip();
-        let (store, publisher, stats, retry) = (
-            self.store.clone(),
-            self.publisher.clone(),
-            self.stats.clone(),
-            self.retry.clone(),
-        );
-        self.in_background(async move {
-            let table = with_retries(&retry, &stats, "write dlq_payments", || {
-                store.put_dead_letters(&entries)
-            })
-            .await;
-            if let Err(e) = table {
-                tracing::error!(payments = entries.len(), error = %e, "DLQ table write failed; nacking for redelivery");
-                Stats::incr(&stats.write_failures);
-                return acks.into_iter().for_each(AckHandle::nack);
-            }
-            let topic = with_retries(&retry, &stats, "publish dlq topic", || {
-                publisher.publish_unmatched(&entries)
-            })
-            .await;
-            if let Err(e) = topic {
-                tracing::error!(payments = entries.len(), error = %e, "DLQ topic publish failed; nacking for redelivery");
-                Stats::incr(&stats.write_failures);
-                return acks.into_iter().for_each(AckHandle::nack);
-            }
-            Stats::add(&stats.dead_lettered, entries.len() as u64);
-            acks.into_iter().for_each(AckHandle::ack);
+        self.record(entries, acks, |stats, n| {
+            Stats::add(&stats.dead_lettered, n)
         })
     }
 }
@@ -168,33 +215,8 @@ impl Handler<RecordInvalid> for DeadLetter {
     fn handle(&mut self, msg: RecordInvalid, _: &mut Self::Context) -> Self::Result {
         let (messages, acks): (Vec<InvalidMessage>, Vec<AckHandle>) =
             msg.0.into_iter().map(|r| (r.message, r.ack)).unzip();
-        let (store, publisher, stats, retry) = (
-            self.store.clone(),
-            self.publisher.clone(),
-            self.stats.clone(),
-            self.retry.clone(),
-        );
-        self.in_background(async move {
-            let table = with_retries(&retry, &stats, "write invalid_messages", || {
-                store.put_invalid(&messages)
-            })
-            .await;
-            if let Err(e) = table {
-                tracing::error!(messages = messages.len(), error = %e, "invalid_messages write failed; nacking for redelivery");
-                Stats::incr(&stats.write_failures);
-                return acks.into_iter().for_each(AckHandle::nack);
-            }
-            let topic = with_retries(&retry, &stats, "publish dlq topic", || {
-                publisher.publish_invalid(&messages)
-            })
-            .await;
-            if let Err(e) = topic {
-                tracing::error!(messages = messages.len(), error = %e, "DLQ topic publish failed; nacking for redelivery");
-                Stats::incr(&stats.write_failures);
-                return acks.into_iter().for_each(AckHandle::nack);
-            }
-            acks.into_iter().for_each(AckHandle::ack);
-        })
+        // Counted as invalid where they were found (the intake); nothing to add here.
+        self.record(messages, acks, |_, _| {})
     }
 }
 

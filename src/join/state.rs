@@ -271,24 +271,9 @@ impl JoinState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Acknowledge;
+    use crate::ack::testing::{Probe, Tally};
     use crate::model::{Order, Payment};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[derive(Default)]
-    struct Tally {
-        acks: AtomicUsize,
-        nacks: AtomicUsize,
-    }
-    struct Probe(Arc<Tally>);
-    impl Acknowledge for Probe {
-        fn ack(self: Box<Self>) {
-            self.0.acks.fetch_add(1, Ordering::SeqCst);
-        }
-        fn nack(self: Box<Self>) {
-            self.0.nacks.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use std::sync::atomic::Ordering;
 
     fn limits() -> JoinLimits {
         JoinLimits {

@@ -328,36 +328,27 @@ pub(crate) fn int(v: &Value, key: &str) -> i64 {
 /// `query facts` lines by order id; each must have exactly the §3 columns, and order ids
 /// must come once each, ascending (one consistent page-by-page scan).
 pub(crate) fn facts_by_id(run: &Run) -> BTreeMap<i64, Value> {
-    let expected: BTreeSet<&str> = FACT_KEYS.into_iter().collect();
-    let mut out = BTreeMap::new();
-    let mut last = None;
-    for row in run.json_lines() {
-        assert_eq!(keys(&row), expected, "columns of {row}");
-        let id = int(&row, "order_id");
-        assert!(
-            last < Some(id),
-            "order ids not strictly ascending: {id} after {last:?}"
-        );
-        last = Some(id);
-        out.insert(id, row);
-    }
-    out
+    lines_by_key(run, &FACT_KEYS, "order_id")
 }
 
 /// `dlq list` lines by payment id, each with exactly the DLQ columns, ascending.
 pub(crate) fn dlq_by_id(run: &Run) -> BTreeMap<i64, Value> {
-    let expected: BTreeSet<&str> = DLQ_KEYS.into_iter().collect();
+    lines_by_key(run, &DLQ_KEYS, "payment_id")
+}
+
+fn lines_by_key(run: &Run, columns: &[&str], key: &str) -> BTreeMap<i64, Value> {
+    let expected: BTreeSet<&str> = columns.iter().copied().collect();
     let mut out = BTreeMap::new();
     let mut last = None;
-    for entry in run.json_lines() {
-        assert_eq!(keys(&entry), expected, "columns of {entry}");
-        let id = int(&entry, "payment_id");
+    for line in run.json_lines() {
+        assert_eq!(keys(&line), expected, "columns of {line}");
+        let id = int(&line, key);
         assert!(
             last < Some(id),
-            "payment ids not strictly ascending: {id} after {last:?}"
+            "{key}s not strictly ascending: {id} after {last:?}"
         );
         last = Some(id);
-        out.insert(id, entry);
+        out.insert(id, line);
     }
     out
 }
