@@ -385,7 +385,7 @@ fn write_summary(
     )?;
     writeln!(
         out,
-        "  dead-lettered          {:>10}  (order not found after the hold; {} spilled early)",
+        "  dead-lettered          {:>10}  (order not found after the hold; buffer full: {} held spilled early)",
         s.dead_lettered, s.spilled_early
     )?;
     writeln!(

@@ -137,16 +137,17 @@ impl JoinShard {
     ) -> ResponseActFuture<Self, ()> {
         let writer = self.writer.clone();
         let dead_letter = self.dead_letter.clone();
+        let shard = self.id;
         Box::pin(
             async move {
                 if !writes.is_empty() {
                     if let Err(e) = writer.send(WriteBatch(writes)).await {
-                        tracing::error!(error = %e, "writer unavailable; rows nacked");
+                        tracing::error!(shard, error = %e, "writer unavailable; rows nacked");
                     }
                 }
                 if !unmatched.is_empty() {
                     if let Err(e) = dead_letter.send(DeadLetterPayments(unmatched)).await {
-                        tracing::error!(error = %e, "dead-letter actor unavailable; payments nacked");
+                        tracing::error!(shard, error = %e, "dead-letter actor unavailable; payments nacked");
                     }
                 }
             }
@@ -209,6 +210,7 @@ impl Handler<Drain> for JoinShard {
         let n = held.len();
         if n > 0 {
             tracing::info!(
+                shard = self.id,
                 payments = n,
                 "shutdown: held payments nacked for redelivery"
             );
