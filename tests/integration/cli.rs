@@ -608,3 +608,47 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
     assert_one_error_line(&r, &["no embedded store"]);
     assert!(!missing.exists(), "a read created the data dir: {r}");
 }
+
+/// `dlq replay --every` repeats passes until Ctrl-C, then exits 0 (DESIGN §4.9, §4.8).
+#[test]
+fn dlq_replay_every_repeats_until_interrupted() {
+    let dir = data_dir();
+    run(
+        dir.path(),
+        &[
+            "demo",
+            "--orders",
+            "20",
+            "--payments",
+            "30",
+            "--hold",
+            "100ms",
+        ],
+    )
+    .ok();
+    let mut replay = Running::spawn(command(dir.path(), &["dlq", "replay", "--every", "100ms"]));
+    let started = Instant::now();
+    while read_all(&replay.stdout).lines().count() < 3 {
+        assert!(
+            replay.try_wait().is_none(),
+            "replay --every ended by itself: {}",
+            replay.output_so_far()
+        );
+        assert!(started.elapsed() < HANG_LIMIT, "{}", replay.output_so_far());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    replay.signal("INT");
+    let done = replay.wait().ok();
+    let passes = done.json_lines();
+    assert!(passes.len() >= 3, "{done}");
+    for pass in &passes {
+        assert_eq!(int(pass, "unmatched"), 10, "{done}");
+        assert_eq!(int(pass, "replayed"), 0, "{done}");
+    }
+    // Each pass counted one more attempt on every entry still unmatched.
+    let dlq = dlq_by_id(&run(dir.path(), &["dlq", "list"]).ok());
+    assert_eq!(dlq.len(), 10);
+    assert!(dlq
+        .values()
+        .all(|e| int(e, "attempts") >= passes.len() as i64));
+}
