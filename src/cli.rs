@@ -303,6 +303,15 @@ fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// For commands that change an existing store (`dlq replay`): opened for writing, but only
+/// if it exists; creating an empty one would make a wrong `--data-dir` look like "nothing to
+/// replay".
+fn open_existing_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    // Fails with the reader's clear "no embedded store at …" when there is none.
+    EmbeddedStore::open_reader(&args.data_dir)?;
+    open_writer(args)
+}
+
 fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     let StoreKind::Embedded = args.store;
     Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
@@ -420,7 +429,7 @@ fn write_summary(
 async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::Replay { every: None } => {
-            let store = open_writer(store_args)?;
+            let store = open_existing_writer(store_args)?;
             let report = replay_once(store.as_ref(), &Stats::default()).await?;
             writeln!(
                 std::io::stdout().lock(),
@@ -432,7 +441,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             if every.is_zero() {
                 anyhow::bail!("invalid setting --every: must be longer than 0s");
             }
-            let store = open_writer(store_args)?;
+            let store = open_existing_writer(store_args)?;
             let (trigger, listener) = shutdown::channel();
             actix_rt::spawn(shutdown::on_signals(trigger));
             replay_every(store.as_ref(), &Stats::default(), every, listener, |r| {

@@ -583,13 +583,15 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
     assert_one_error_line(&r, &["store", "cassandra"]);
     assert!(!d.join(DB_FILE).exists(), "{r}");
 
-    // Reading where there is no store: say so, and create nothing.
+    // Reading (or replaying) where there is no store: say so, and create nothing.
     let empty = data_dir();
     for args in [
         &["query", "facts"][..],
         &["query", "order", "1"],
         &["dlq", "list"],
         &["dlq", "list", "--invalid"],
+        &["dlq", "replay"],
+        &["dlq", "replay", "--every", "1s"],
     ] {
         let r = run(empty.path(), args).failed();
         assert_one_error_line(&r, &["no embedded store"]);
