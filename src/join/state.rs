@@ -338,6 +338,38 @@ mod tests {
     }
 
     #[test]
+    fn an_update_to_a_held_payment_is_the_one_written() {
+        let t = Arc::new(Tally::default());
+        let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+        let now = Instant::now();
+        let _ = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), now);
+        let Event::Payment(mut refunded) = payment(10, 1) else {
+            unreachable!()
+        };
+        refunded.payment_status = "Refunded".into();
+        let fx = s.apply(
+            vec![
+                routed(Event::Payment(refunded), 2, &t),
+                routed(order(1), 3, &t),
+            ],
+            &HashSet::new(),
+            now,
+        );
+        let written: Vec<&str> = fx
+            .writes
+            .iter()
+            .filter_map(|w| match &w.write {
+                FactWrite::Payment { payment, .. } => Some(payment.payment_status.as_str()),
+                FactWrite::Order { .. } => None,
+            })
+            .collect();
+        assert_eq!(written, ["Refunded"]);
+        // Both deliveries are answered by that one write.
+        ack_all(fx.writes);
+        assert_eq!(t.acks.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
     fn a_read_through_hit_joins_at_once() {
         let t = Arc::new(Tally::default());
         let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
@@ -359,9 +391,10 @@ mod tests {
         let first = s.apply(vec![routed(order(1), 1, &t)], &HashSet::new(), now);
         let second = s.apply(vec![routed(order(1), 2, &t)], &HashSet::new(), now);
         assert_eq!(second.writes.len(), 1);
-        // A failed (nacked) write teaches the window nothing.
+        // A failed (nacked) write teaches the window nothing: its redelivery, with the same
+        // publish time, is written again.
         first.writes.into_iter().for_each(|w| w.ack.nack());
-        let third = s.apply(vec![routed(order(1), 3, &t)], &HashSet::new(), now);
+        let third = s.apply(vec![routed(order(1), 1, &t)], &HashSet::new(), now);
         assert_eq!(third.writes.len(), 1);
         // Once durable, a redelivery of it (same publish time) is acked without a write...
         ack_all(second.writes);

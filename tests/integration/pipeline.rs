@@ -48,8 +48,26 @@ async fn early_payments_within_the_hold_are_joined_not_dead_lettered() {
         .collect();
     msgs.extend((1..=50).map(|i| order_msg(&mut mock, i, "")));
     let store = Arc::new(MemoryStore::new());
-    let (stats, source) =
-        run_waves(store.clone(), Arc::new(TableOnly), LONG_HOLD, vec![msgs]).await;
+    let stats = Arc::new(Stats::default());
+    let pipeline = Pipeline::start(
+        &engine(LONG_HOLD),
+        store.clone(),
+        Arc::new(TableOnly),
+        stats.clone(),
+    )
+    .unwrap();
+    // Small deliveries, one at a time: every payment reaches its shard in an earlier
+    // delivery than its order, so it must be held to be joined.
+    let source = InProcessSource::new(SourceOptions {
+        batch_size: 10,
+        concurrency: 1,
+        ..SourceOptions::default()
+    });
+    let outcome = source
+        .deliver(msgs, &pipeline.intake(), &Shutdown::never())
+        .await;
+    assert_eq!(outcome, Delivery::Completed);
+    assert_eq!(pipeline.shutdown().await, Drained::Clean);
 
     let rows = all_facts(store.as_ref()).await;
     assert_eq!(rows.len(), 50);
@@ -62,7 +80,8 @@ async fn early_payments_within_the_hold_are_joined_not_dead_lettered() {
         .all(|r| r.payment_id == Some(1000 + r.order_id)));
     assert!(all_dead_letters(store.as_ref()).await.is_empty());
     let s = stats.snapshot();
-    assert_eq!(s.payments_joined_after_hold, 50);
+    assert_eq!(s.payments_held, 50, "{s:?}");
+    assert_eq!(s.payments_joined_after_hold, 50, "{s:?}");
     assert_eq!(s.dead_lettered, 0);
     assert_eq!(source.counts().acked, 100);
     assert_eq!(source.counts().outstanding, 0);
@@ -133,6 +152,7 @@ async fn replay_leaves_unmatched_entries_with_one_more_attempt() {
         .unwrap();
     assert_eq!((report.replayed, report.unmatched), (0, 5));
     let dlq = all_dead_letters(store.as_ref()).await;
+    assert_eq!(dlq.len(), 5);
     assert!(dlq.values().all(|e| e.attempts == 1), "{dlq:?}");
 }
 
@@ -442,4 +462,43 @@ async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
     assert_eq!(c.acked, 620);
     assert_eq!(all_facts(store.as_ref()).await.len(), 600);
     assert_eq!(all_invalid(store.as_ref()).await.len(), 20);
+}
+
+#[actix_rt::test]
+async fn a_stalled_dlq_write_acks_nothing_before_it_lands() {
+    let mut mock = MockData::new(10);
+    let mut msgs: Vec<Message> = (0..5)
+        .map(|i| raw_msg(Topic::Orders, &format!("bad-{i}"), &b"{oops"[..]))
+        .collect();
+    // Payments whose order never comes: dead-lettered after the hold.
+    msgs.extend((1..=5).map(|i| payment_msg(&mut mock, 800 + i, 80_000 + i, "")));
+    let store = HookedStore::new(Gate::default());
+    let pipeline = Pipeline::start(
+        &engine(SHORT_HOLD),
+        store.clone(),
+        Arc::new(TableOnly),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    let source = InProcessSource::new(SourceOptions::default());
+    let feeder = {
+        let (source, intake) = (source.clone(), pipeline.intake());
+        actix_rt::spawn(async move { source.deliver(msgs, &intake, &Shutdown::never()).await })
+    };
+    // Both DLQ writes (invalid messages, then the unmatched payments) reach the store.
+    eventually("both DLQ writes reach the stalled store", || {
+        store.hook.arrived.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let c = source.counts();
+    assert_eq!(c.acked, 0, "acked before the DLQ write landed: {c:?}");
+    assert!(all_invalid(store.as_ref()).await.is_empty());
+    assert!(all_dead_letters(store.as_ref()).await.is_empty());
+
+    store.hook.open();
+    assert_eq!(feeder.await.unwrap(), Delivery::Completed);
+    assert_eq!(pipeline.shutdown().await, Drained::Clean);
+    assert_eq!(source.counts().acked, 10);
+    assert_eq!(all_invalid(store.as_ref()).await.len(), 5);
+    assert_eq!(all_dead_letters(store.as_ref()).await.len(), 5);
 }
