@@ -323,10 +323,7 @@ async fn a_stalled_store_stops_intake_and_nothing_is_acked_before_its_write() {
         max_outstanding: TOTAL as usize,
         ..SourceOptions::default()
     });
-    let feeder = {
-        let (source, intake) = (source.clone(), pipeline.intake());
-        actix_rt::spawn(async move { source.deliver(msgs, &intake, &Shutdown::never()).await })
-    };
+    let feeder = spawn_delivery(&source, &pipeline, msgs, Shutdown::never());
 
     // Wait until the writer is blocked on the store and the intake has stopped moving.
     eventually("writes reach the stalled store", || {
@@ -390,10 +387,7 @@ async fn shutdown_acks_only_what_was_written_and_nacks_held_payments() {
         ..SourceOptions::default()
     });
     let (trigger, listener) = shutdown::channel();
-    let feeder = {
-        let (source, intake) = (source.clone(), pipeline.intake());
-        actix_rt::spawn(async move { source.deliver(msgs, &intake, &listener).await })
-    };
+    let feeder = spawn_delivery(&source, &pipeline, msgs, listener);
     eventually("some orders are acked", || source.counts().acked >= 1_000).await;
     trigger.trigger();
     assert_eq!(feeder.await.unwrap(), Delivery::Interrupted);
@@ -481,10 +475,7 @@ async fn a_stalled_dlq_write_acks_nothing_before_it_lands() {
     )
     .unwrap();
     let source = InProcessSource::new(SourceOptions::default());
-    let feeder = {
-        let (source, intake) = (source.clone(), pipeline.intake());
-        actix_rt::spawn(async move { source.deliver(msgs, &intake, &Shutdown::never()).await })
-    };
+    let feeder = spawn_delivery(&source, &pipeline, msgs, Shutdown::never());
     // Both DLQ writes (invalid messages, then the unmatched payments) reach the store.
     eventually("both DLQ writes reach the stalled store", || {
         store.hook.arrived.load(Ordering::SeqCst) >= 2

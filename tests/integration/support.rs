@@ -251,3 +251,14 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Delivers `msgs` through `pipeline` in the background, so a test can watch it run.
+pub fn spawn_delivery(
+    source: &ecom_stream::source::in_process::InProcessSource,
+    pipeline: &ecom_stream::pipeline::Pipeline,
+    msgs: Vec<Message>,
+    shutdown: ecom_stream::shutdown::Shutdown,
+) -> tokio::task::JoinHandle<ecom_stream::source::in_process::Delivery> {
+    let (source, intake) = (source.clone(), pipeline.intake());
+    actix_rt::spawn(async move { source.deliver(msgs, &intake, &shutdown).await })
+}
