@@ -48,14 +48,7 @@ async fn early_payments_within_the_hold_are_joined_not_dead_lettered() {
         .collect();
     msgs.extend((1..=50).map(|i| order_msg(&mut mock, i, "")));
     let store = Arc::new(MemoryStore::new());
-    let stats = Arc::new(Stats::default());
-    let pipeline = Pipeline::start(
-        &engine(LONG_HOLD),
-        store.clone(),
-        Arc::new(TableOnly),
-        stats.clone(),
-    )
-    .unwrap();
+    let (pipeline, stats) = start_pipeline(&engine(LONG_HOLD), store.clone());
     // Small deliveries, one at a time: every payment reaches its shard in an earlier
     // delivery than its order, so it must be held to be joined.
     let source = InProcessSource::new(SourceOptions {
@@ -374,14 +367,7 @@ async fn shutdown_acks_only_what_was_written_and_nacks_held_payments() {
         .collect();
     msgs.extend((1..=20_000).map(|i| order_msg(&mut mock, i, "")));
     let store = Arc::new(MemoryStore::new());
-    let stats = Arc::new(Stats::default());
-    let pipeline = Pipeline::start(
-        &engine(LONG_HOLD),
-        store.clone(),
-        Arc::new(TableOnly),
-        stats,
-    )
-    .unwrap();
+    let (pipeline, _) = start_pipeline(&engine(LONG_HOLD), store.clone());
     let source = InProcessSource::new(SourceOptions {
         max_outstanding: 2_000,
         ..SourceOptions::default()
@@ -431,13 +417,7 @@ async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
         failures: 30,
         ..FailFirst::default()
     });
-    let pipeline = Pipeline::start(
-        &engine(LONG_HOLD),
-        store.clone(),
-        Arc::new(TableOnly),
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
+    let (pipeline, _) = start_pipeline(&engine(LONG_HOLD), store.clone());
     let source = InProcessSource::new(SourceOptions {
         max_outstanding: 100,
         max_outstanding_bytes: 3 << 20,
@@ -467,13 +447,7 @@ async fn a_stalled_dlq_write_acks_nothing_before_it_lands() {
     // Payments whose order never comes: dead-lettered after the hold.
     msgs.extend((1..=5).map(|i| payment_msg(&mut mock, 800 + i, 80_000 + i, "")));
     let store = HookedStore::new(Gate::default());
-    let pipeline = Pipeline::start(
-        &engine(SHORT_HOLD),
-        store.clone(),
-        Arc::new(TableOnly),
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
+    let (pipeline, _) = start_pipeline(&engine(SHORT_HOLD), store.clone());
     let source = InProcessSource::new(SourceOptions::default());
     let feeder = spawn_delivery(&source, &pipeline, msgs, Shutdown::never());
     // Both DLQ writes (invalid messages, then the unmatched payments) reach the store.

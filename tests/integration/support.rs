@@ -262,3 +262,22 @@ pub fn spawn_delivery(
     let (source, intake) = (source.clone(), pipeline.intake());
     actix_rt::spawn(async move { source.deliver(msgs, &intake, &shutdown).await })
 }
+
+/// A pipeline on `store` with `cfg`, no DLQ topic, and its counters.
+pub fn start_pipeline(
+    cfg: &EngineConfig,
+    store: Arc<dyn Store>,
+) -> (
+    ecom_stream::pipeline::Pipeline,
+    Arc<ecom_stream::telemetry::Stats>,
+) {
+    let stats = Arc::new(ecom_stream::telemetry::Stats::default());
+    let pipeline = ecom_stream::pipeline::Pipeline::start(
+        cfg,
+        store,
+        Arc::new(ecom_stream::dlq::TableOnly),
+        stats.clone(),
+    )
+    .expect("valid test config");
+    (pipeline, stats)
+}
