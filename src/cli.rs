@@ -5,8 +5,14 @@
 //! summary). Must never: hold pipeline logic. Each command calls into the library.
 
 use crate::config::{EngineConfig, RetryPolicy};
+use crate::config_file::{self, ConfigFile};
 use crate::demo::{self, DemoOptions, DemoReport};
 use crate::dlq::replay::{replay_every, replay_once};
+use crate::model::Topic;
+use crate::pubsub::args::{PubSubArgs, SubscriberArgs, SubscriptionArgs};
+use crate::pubsub::producer::{IdRange, ProduceOptions};
+use crate::pubsub::PubSubConfig;
+use crate::run::{RunOptions, RunReport};
 use crate::shutdown;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
 use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
@@ -28,6 +34,10 @@ use std::time::Duration;
     about = "Joins e-commerce orders and payments from Pub/Sub into Cassandra/ScyllaDB"
 )]
 pub struct Cli {
+    /// The TOML config file (default: ecom-stream.toml in the working directory, if
+    /// present). Its keys are the ECOM_* variables without the prefix, in lower case.
+    #[arg(long, env = "ECOM_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`).
@@ -42,6 +52,12 @@ pub enum Command {
     /// The whole pipeline in one process: built-in producers → join → embedded store, a DLQ
     /// replay, then a summary.
     Demo(DemoArgs),
+    /// The production pipeline: Pub/Sub → join → store, until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Create the topics and subscriptions, and the store's tables (idempotent).
+    Setup(SetupArgs),
+    /// Publish mock orders or payments like the original producers.
+    Produce(ProduceArgs),
     /// The dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -141,6 +157,65 @@ pub struct DemoArgs {
     pub engine: EngineArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pubsub: PubSubArgs,
+    #[command(flatten)]
+    pub subscriber: SubscriberArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Exit by itself once nothing arrived for DURATION and nothing is held (backfills,
+    /// load runs). Default: run until SIGINT/SIGTERM.
+    #[arg(long, env = "ECOM_UNTIL_IDLE", value_parser = parse_duration)]
+    pub until_idle: Option<Duration>,
+    /// Benchmarks only: ack every message unprocessed (the bare-subscriber ceiling).
+    #[arg(long)]
+    pub ack_only: bool,
+    /// Print the closing summary as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub pubsub: PubSubArgs,
+    #[command(flatten)]
+    pub subscriptions: SubscriptionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// What to publish.
+    #[arg(value_parser = parse_topic)]
+    pub kind: Topic,
+    #[command(flatten)]
+    pub pubsub: PubSubArgs,
+    /// Ids to publish for (default: 1..=80 for orders, 1..=500 for payments, as the
+    /// original producers).
+    #[arg(long)]
+    pub ids: Option<IdRange>,
+    /// Messages in all (default: one per id; beyond that the ids repeat with new payment
+    /// ids).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Messages per second (default: as fast as Pub/Sub confirms).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seed of the generated data: the same seed publishes the same records.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_topic(s: &str) -> Result<Topic, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is neither `orders` nor `payments`"))
+}
+
 /// The engine's knobs; each has a flag and an `ECOM_*` variable.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
@@ -206,26 +281,103 @@ impl EngineArgs {
     }
 }
 
-/// Parses the command line, runs the command, and turns any error into one line on stderr.
+/// Parses the command line (over the config file), runs the command, and turns any error
+/// into one line on stderr.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = match load_config_file(&args) {
+        Ok(file) => file,
+        Err(line) => {
+            eprintln!("error: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, file.as_ref()),
     };
     init_logging(&cli.log);
+    if let Some(file) = &file {
+        tracing::debug!(path = %file.path.display(), settings = file.settings.len(), "config file read");
+    }
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", name_variable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
+/// Adds the `ECOM_*` variable to an "invalid setting --flag: …" line, since the value may
+/// have come from there (or from the config file, through it).
+fn name_variable(line: &str) -> String {
+    use clap::CommandFactory;
+    let Some(rest) = line.find("invalid setting --").map(|i| &line[i + 18..]) else {
+        return line.to_string();
+    };
+    let long: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|s| env_of(s, long)))
+    }
+    match env_of(&Cli::command(), &long) {
+        Some(env) => line.replacen(&format!("--{long}"), &format!("--{long} (or {env})"), 1),
+        None => line.to_string(),
+    }
+}
+
+/// Reads the config file, if there is one, and puts each of its settings into the
+/// environment where the variable is not set already: flags override variables, which
+/// override the file. Returns the settings it applied.
+fn load_config_file(args: &[std::ffi::OsString]) -> Result<Option<ConfigFile>, String> {
+    let Some((path, explicit)) = config_file::locate(args, std::env::var_os("ECOM_CONFIG")) else {
+        return Ok(None);
+    };
+    if !explicit && !path.is_file() {
+        return Ok(None);
+    }
+    let mut known = std::collections::BTreeSet::new();
+    collect_env(&<Cli as clap::CommandFactory>::command(), &mut known);
+    known.remove("ECOM_CONFIG");
+    let file = config_file::load(&path, &known)?;
+    let applied: Vec<_> = file
+        .unset_in(|env| std::env::var_os(env).is_some())
+        .into_iter()
+        .cloned()
+        .collect();
+    for s in &applied {
+        // Still single-threaded: nothing else reads the environment yet.
+        std::env::set_var(&s.env, &s.value);
+    }
+    Ok(Some(ConfigFile {
+        path: file.path,
+        settings: applied,
+    }))
+}
+
+fn collect_env(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+    for arg in cmd.get_arguments() {
+        if let Some(env) = arg.get_env() {
+            out.insert(env.to_string_lossy().into_owned());
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        collect_env(sub, out);
+    }
+}
+
 /// Help and version print as clap made them; a bad flag or variable prints one line that
-/// names the setting (and its `ECOM_*` variable, since the value may have come from there).
-fn usage_error(e: clap::Error) -> ExitCode {
+/// names the setting (and its `ECOM_*` variable, since the value may have come from there,
+/// or its config-file key when it came from the file).
+fn usage_error(e: clap::Error, file: Option<&ConfigFile>) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -245,7 +397,16 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .collect();
     let first = first.join(" ");
     let env = setting_env(&first)
-        .map(|v| format!(" (flag or {v})"))
+        .map(
+            |v| match file.and_then(|f| f.setting_for(&v).map(|s| (f, s))) {
+                Some((f, s)) => format!(
+                    " (flag or {v}; this value came from `{}` in {})",
+                    s.key,
+                    f.path.display()
+                ),
+                None => format!(" (flag or {v})"),
+            },
+        )
         .unwrap_or_default();
     eprintln!("{first}{env}");
     ExitCode::from(2)
@@ -281,6 +442,9 @@ fn init_logging(filter: &str) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => run_demo(&cli.store, args).await,
+        Command::Run(args) => run_pipeline(&cli.store, args).await,
+        Command::Setup(args) => run_setup(&cli.store, args).await,
+        Command::Produce(args) => run_produce(args).await,
         Command::Dlq { command } => run_dlq(&cli.store, command).await,
         Command::Query { command } => run_query(&cli.store, command).await,
     }
@@ -424,6 +588,133 @@ fn write_summary(
         "expected afterwards: `query facts` {} rows, `dlq list` {} entries",
         r.expected_rows, r.expected_dlq
     )
+}
+
+async fn run_pipeline(store_args: &StoreArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pubsub = args
+        .pubsub
+        .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
+    let opts = RunOptions {
+        engine: args.engine.to_config(),
+        subscriber: args.subscriber.to_options()?,
+        until_idle: args.until_idle,
+        ack_only: args.ack_only,
+    };
+    opts.engine.validate()?;
+    let store = open_writer(store_args)?;
+    let (trigger, listener) = shutdown::channel();
+    actix_rt::spawn(shutdown::on_signals(trigger));
+    let stats = Arc::new(Stats::default());
+    let report = crate::run::run(&pubsub, &opts, store, stats, listener).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        write_run_summary(&mut out, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_run_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
+    let s = &r.stats;
+    writeln!(
+        out,
+        "ecom-stream run (ended by {}{})",
+        r.ended_by,
+        if r.drained {
+            ""
+        } else {
+            "; drain hit the deadline"
+        }
+    )?;
+    for (name, c) in [("orders", &r.orders), ("payments", &r.payments)] {
+        writeln!(
+            out,
+            "  {name:<9} delivered {:>10}  acked {:>10}  nacked {:>8}  most outstanding {}",
+            c.delivered, c.acked, c.nacked, c.outstanding_high_water
+        )?;
+    }
+    writeln!(out, "  orders upserted        {:>10}", s.orders_upserted)?;
+    writeln!(
+        out,
+        "  payments joined        {:>10}  ({} after a hold)",
+        s.payments_joined + s.payments_joined_after_hold,
+        s.payments_joined_after_hold
+    )?;
+    writeln!(
+        out,
+        "  dead-lettered          {:>10}  (DLQ table and topic)",
+        s.dead_lettered
+    )?;
+    writeln!(out, "  invalid payloads       {:>10}", s.invalid)?;
+    writeln!(out, "  duplicates seen        {:>10}", s.duplicates)?;
+    writeln!(
+        out,
+        "  throughput             {:>10.0} msg/s over {:.2}s busy",
+        r.per_second, r.busy_s
+    )
+}
+
+async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    let pubsub = args
+        .pubsub
+        .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
+    let settings = args.subscriptions.to_settings()?;
+    let steps = crate::pubsub::admin::setup(&pubsub, settings).await?;
+    // The store's half: opening the embedded store creates its tables.
+    open_writer(store_args)?;
+    let mut out = std::io::stdout().lock();
+    for step in &steps {
+        writeln!(out, "{:<12} {:<8} {}", step.kind, step.outcome, step.name)?;
+    }
+    writeln!(
+        out,
+        "store        ready    {}",
+        store_args.data_dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let pubsub: PubSubConfig = args
+        .pubsub
+        .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        anyhow::bail!("invalid setting --rate: must be a positive number of messages per second");
+    }
+    if args.count == Some(0) {
+        anyhow::bail!("invalid setting --count: must be at least 1");
+    }
+    let ids = args.ids.unwrap_or(match args.kind {
+        Topic::Orders => IdRange { first: 1, last: 80 },
+        Topic::Payments => IdRange {
+            first: 1,
+            last: 500,
+        },
+    });
+    let opts = ProduceOptions {
+        topic: args.kind,
+        ids,
+        count: args.count,
+        rate: args.rate,
+        seed: args.seed,
+    };
+    let report = crate::pubsub::producer::produce(&pubsub, &opts, !args.json).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "published {} {} to {} in {:.2}s ({:.0} msg/s)",
+            report.published,
+            args.kind,
+            pubsub.topic_of(args.kind),
+            report.elapsed_s,
+            report.per_second
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {

@@ -7,7 +7,9 @@
 //!
 //! - [`source`]: where messages come from. An [`source::Envelope`] carries the raw bytes and
 //!   the [`ack::AckHandle`] that answers the source once the effect is durable.
-//!   [`source::in_process`] is the built-in source (demo, tests, benches).
+//!   [`source::in_process`] is the built-in source (demo, tests, benches);
+//!   [`pubsub::subscriber`] holds the `OrderSubscriber` / `PaymentSubscriber` actors that
+//!   read Google Cloud Pub/Sub.
 //! - [`join::router`]: the intake. Decodes and validates ([`model`]), sends the invalid to the
 //!   DLQ and routes the rest to `JoinShard[hash(order_id) % N]`.
 //! - [`join::shard`]: the `JoinShard` actor; [`join::state`] its decisions, with
@@ -15,21 +17,25 @@
 //! - [`writer`]: the `FactWriter` actor. Batches rows, bounds writes in flight, retries, and
 //!   acks each message only after its row is durable.
 //! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages) and
-//!   [`dlq::replay`].
+//!   [`dlq::replay`]; [`pubsub::dlq_topic`] publishes dead letters to the DLQ topic.
 //! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory).
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
-//! - [`demo`], [`cli`]: the commands. [`config`], [`telemetry`], [`shutdown`], [`rng`]:
-//!   support.
+//! - [`run`] (the production pipeline), [`demo`], [`pubsub::admin`] (`setup`),
+//!   [`pubsub::producer`] (`produce`), [`cli`]: the commands. [`config`], [`config_file`]
+//!   (the TOML layer), [`telemetry`], [`shutdown`], [`rng`]: support.
 
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod demo;
 pub mod dlq;
 pub mod join;
 pub mod model;
 pub mod pipeline;
+pub mod pubsub;
 pub mod rng;
+pub mod run;
 pub mod shutdown;
 pub mod source;
 pub mod store;

@@ -1,0 +1,159 @@
+//! `ecom-stream setup`'s Pub/Sub half: the three topics and a subscription for each.
+//!
+//! Owns: creating them idempotently, with the configured ack deadline and retention. Must
+//! never: delete or change an existing topic or subscription (an operator may have tuned it);
+//! it reports what it found instead.
+
+use super::connect::{self, describe};
+use super::PubSubConfig;
+use google_cloud_gax::error::rpc::Code;
+use std::time::Duration;
+
+/// Settings of the subscriptions `setup` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionSettings {
+    /// How long Pub/Sub waits for an ack before redelivering (10 s to 600 s); the client
+    /// extends leases of held messages, so this bounds redelivery after a crash.
+    pub ack_deadline: Duration,
+    /// How long unacked messages are kept (10 min to 7 days).
+    pub retention: Duration,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        SubscriptionSettings {
+            ack_deadline: Duration::from_secs(60),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl SubscriptionSettings {
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let secs = self.ack_deadline.as_secs();
+        if !(10..=600).contains(&secs) || self.ack_deadline.subsec_nanos() != 0 {
+            return Err(ConfigError {
+                setting: "--ack-deadline",
+                problem: "must be whole seconds between 10s and 600s (Pub/Sub's range)".into(),
+            });
+        }
+        let retention = self.retention.as_secs();
+        if !(600..=7 * 24 * 3600).contains(&retention) {
+            return Err(ConfigError {
+                setting: "--retention",
+                problem: "must be between 10m and 7days (Pub/Sub's range)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What `setup` did to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SetupStep {
+    /// `topic` or `subscription`.
+    pub kind: &'static str,
+    pub name: String,
+    /// `created` or `exists`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
+    #[error("creating {kind} {name}: {message}")]
+    Create {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+}
+
+/// Creates the orders, payments and DLQ topics and a subscription for each; what exists is
+/// left as it is.
+pub async fn setup(
+    config: &PubSubConfig,
+    settings: SubscriptionSettings,
+) -> Result<Vec<SetupStep>, SetupError> {
+    let topics = connect::topic_admin(config).await?;
+    let subscriptions = connect::subscription_admin(config).await?;
+    let mut steps = Vec::new();
+    let pairs = [
+        (&config.orders_topic, &config.orders_subscription),
+        (&config.payments_topic, &config.payments_subscription),
+        (&config.dlq_topic, &config.dlq_subscription),
+    ];
+    for (topic, _) in pairs {
+        let name = config.topic_path(topic);
+        let result = topics.create_topic().set_name(&name).send().await;
+        steps.push(step("topic", name, result)?);
+    }
+    for (topic, subscription) in pairs {
+        let name = config.subscription_path(subscription);
+        let result = subscriptions
+            .create_subscription()
+            .set_name(&name)
+            .set_topic(config.topic_path(topic))
+            .set_ack_deadline_seconds(settings.ack_deadline.as_secs() as i32)
+            .set_message_retention_duration(google_cloud_wkt::Duration::clamp(
+                settings.retention.as_secs() as i64,
+                0,
+            ))
+            .send()
+            .await;
+        steps.push(step("subscription", name, result)?);
+    }
+    Ok(steps)
+}
+
+fn step<T>(
+    kind: &'static str,
+    name: String,
+    result: google_cloud_pubsub::Result<T>,
+) -> Result<SetupStep, SetupError> {
+    match result {
+        Ok(_) => {
+            tracing::info!(kind, %name, "created");
+            Ok(SetupStep {
+                kind,
+                name,
+                outcome: "created",
+            })
+        }
+        Err(e) if e.status().map(|s| s.code) == Some(Code::AlreadyExists) => {
+            tracing::info!(kind, %name, "exists; left as it is");
+            Ok(SetupStep {
+                kind,
+                name,
+                outcome: "exists",
+            })
+        }
+        Err(e) => Err(SetupError::Create {
+            kind,
+            name,
+            message: describe(&e),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_outside_pubsubs_ranges_fail() {
+        assert_eq!(SubscriptionSettings::default().validate(), Ok(()));
+        let bad = SubscriptionSettings {
+            ack_deadline: Duration::from_secs(5),
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().map_err(|e| e.setting), Err("--ack-deadline"));
+        let bad = SubscriptionSettings {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().map_err(|e| e.setting), Err("--retention"));
+    }
+}

@@ -1,0 +1,229 @@
+//! `ecom-stream run`: the production pipeline of DESIGN §1 — Pub/Sub subscribers → join →
+//! store, dead letters to the DLQ table and topic — until SIGINT/SIGTERM (§4.8).
+//!
+//! Owns: starting the pieces in dependency order and stopping them in reverse: stop
+//! pulling, drain the pipeline (acks go out as writes complete; held payments are nacked),
+//! then close the streams so the client flushes those acks, all within the shutdown
+//! deadline. Must never: exit 0 having acked something that is not durable, or hide a
+//! subscription that cannot be read (that ends the run with an error).
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::model::Topic;
+use crate::pipeline::{Drained, Pipeline};
+use crate::pubsub::connect::ConnectError;
+use crate::pubsub::dlq_topic::DlqTopic;
+use crate::pubsub::subscriber::{
+    AckOnly, Close, Counts, Sink, StopPulling, SubscriberActor, SubscriberCounts, SubscriberFailed,
+    SubscriberOptions,
+};
+use crate::pubsub::PubSubConfig;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::telemetry::{Stats, StatsSnapshot};
+use actix::prelude::*;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How `run` runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub engine: EngineConfig,
+    pub subscriber: SubscriberOptions,
+    /// Stop by itself once nothing arrived for this long and nothing is held or unanswered
+    /// (backfills, load tests). `None`: run until a signal.
+    pub until_idle: Option<Duration>,
+    /// Ack every message without processing it: the bare-subscriber ceiling of DESIGN §8,
+    /// for benchmarks only.
+    pub ack_only: bool,
+}
+
+/// What a run did; `run --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub stats: StatsSnapshot,
+    pub orders: SubscriberCounts,
+    pub payments: SubscriberCounts,
+    /// Seconds from the first delivery to the last answer: the basis of `per_second`.
+    pub busy_s: f64,
+    /// Deliveries per second over `busy_s`.
+    pub per_second: f64,
+    /// Whether the drain finished within the shutdown deadline.
+    pub drained: bool,
+    /// What ended the run: `signal` or `idle`.
+    pub ended_by: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{0} (has `ecom-stream setup` been run for this project?)")]
+    Subscriber(#[from] SubscriberFailed),
+}
+
+/// How often the run looks at its counters (idle detection, the busy interval).
+const TICK: Duration = Duration::from_millis(100);
+
+/// Runs until `shutdown` fires (or, with `until_idle`, until idle). See the module doc.
+pub async fn run(
+    pubsub: &PubSubConfig,
+    opts: &RunOptions,
+    store: Arc<dyn Store>,
+    stats: Arc<Stats>,
+    mut shutdown: Shutdown,
+) -> Result<RunReport, RunError> {
+    pubsub.validate()?;
+    opts.subscriber.validate()?;
+    opts.engine.validate()?;
+    if opts.subscriber.max_lease <= opts.engine.hold {
+        return Err(ConfigError {
+            setting: "--pubsub-max-lease",
+            problem: "must be longer than --hold, or held payments would be redelivered while held"
+                .into(),
+        }
+        .into());
+    }
+    let dlq = DlqTopic::connect(pubsub).await?;
+    let pipeline = Pipeline::start(&opts.engine, store, Arc::new(dlq), stats.clone())?;
+    let sink: Arc<dyn Sink> = if opts.ack_only {
+        tracing::warn!("--ack-only: every message is acked unprocessed (benchmark ceiling)");
+        Arc::new(AckOnly)
+    } else {
+        Arc::new(pipeline.intake())
+    };
+    let (failures_tx, mut failures) = mpsc::unbounded_channel();
+    let arbiter = Arbiter::new();
+    let mut subscribers = Vec::new();
+    for topic in [Topic::Orders, Topic::Payments] {
+        let actor = SubscriberActor::connect(
+            pubsub,
+            topic,
+            opts.subscriber.clone(),
+            sink.clone(),
+            failures_tx.clone(),
+        )
+        .await?;
+        subscribers.push(SubscriberActor::start_in_arbiter(&arbiter.handle(), |_| {
+            actor
+        }));
+    }
+    tracing::info!(endpoint = %pubsub.describe_endpoint(), project = %pubsub.project, "running");
+
+    let mut ticker = tokio::time::interval(TICK);
+    let mut busy = Busy::new();
+    let ended_by = loop {
+        tokio::select! {
+            _ = shutdown.wait() => break Ok("signal"),
+            failed = failures.recv() => if let Some(f) = failed { break Err(f) },
+            _ = ticker.tick() => {
+                let (delivered, answered, outstanding) = totals(&subscribers).await;
+                busy.observe(delivered, answered);
+                if let Some(idle) = opts.until_idle {
+                    if outstanding == 0 && busy.quiet_for() >= idle && pipeline.pending().await == 0 {
+                        break Ok("idle");
+                    }
+                }
+            }
+        }
+    };
+
+    // Stop pulling, drain, then let the streams flush their acks: in that order, so that
+    // every ack the drain produces reaches Pub/Sub.
+    let deadline = Instant::now() + opts.engine.shutdown_deadline;
+    for s in &subscribers {
+        let _ = s.send(StopPulling).await;
+    }
+    let drained = pipeline.shutdown().await == Drained::Clean;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let close = async {
+        for s in &subscribers {
+            let _ = s.send(Close).await;
+        }
+    };
+    if tokio::time::timeout(remaining.max(Duration::from_secs(1)), close)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "acks still in flight at the shutdown deadline; those messages will be redelivered"
+        );
+    }
+    let mut counts = Vec::new();
+    for s in &subscribers {
+        counts.push(s.send(Counts).await.unwrap_or_default());
+    }
+    arbiter.stop();
+    let ended_by = ended_by?;
+    let (delivered, answered, _) = sum(&counts);
+    busy.observe(delivered, answered);
+    let busy_s = busy.busy_s();
+    tracing::info!(ended_by, drained, "stopped");
+    Ok(RunReport {
+        stats: stats.snapshot(),
+        orders: counts.first().copied().unwrap_or_default(),
+        payments: counts.get(1).copied().unwrap_or_default(),
+        busy_s,
+        per_second: delivered as f64 / busy_s.max(1e-9),
+        drained,
+        ended_by,
+    })
+}
+
+async fn totals(subscribers: &[Addr<SubscriberActor>]) -> (u64, u64, u64) {
+    let mut counts = Vec::new();
+    for s in subscribers {
+        counts.push(s.send(Counts).await.unwrap_or_default());
+    }
+    sum(&counts)
+}
+
+/// Delivered, answered, outstanding.
+fn sum(counts: &[SubscriberCounts]) -> (u64, u64, u64) {
+    counts.iter().fold((0, 0, 0), |(d, a, o), c| {
+        (d + c.delivered, a + c.acked + c.nacked, o + c.outstanding)
+    })
+}
+
+/// The interval from the first delivery to the last answer, sampled each tick.
+#[derive(Debug)]
+struct Busy {
+    started: Instant,
+    first: Option<Instant>,
+    last_change: Option<Instant>,
+    seen: (u64, u64),
+}
+
+impl Busy {
+    fn new() -> Self {
+        Busy {
+            started: Instant::now(),
+            first: None,
+            last_change: None,
+            seen: (0, 0),
+        }
+    }
+
+    fn observe(&mut self, delivered: u64, answered: u64) {
+        let now = Instant::now();
+        if (delivered, answered) != self.seen {
+            self.seen = (delivered, answered);
+            self.first.get_or_insert(now);
+            self.last_change = Some(now);
+        }
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.last_change.unwrap_or(self.started).elapsed()
+    }
+
+    fn busy_s(&self) -> f64 {
+        match (self.first, self.last_change) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64() + TICK.as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
