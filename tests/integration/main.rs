@@ -1,6 +1,8 @@
 //! All integration tests compile as one binary (one link, shared helpers).
 mod cli;
 mod crash;
+mod emulator;
 mod pipeline;
+mod pubsub;
 mod store_contract;
 mod support;

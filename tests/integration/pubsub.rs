@@ -1,0 +1,535 @@
+//! `setup`, `produce` and `run` against Google's real Pub/Sub emulator (DESIGN §7): the
+//! original scenario, early payments, republished data, garbage, SIGKILL and SIGTERM, and
+//! the subscriber's outstanding bound — each in its own processes and its own project.
+
+use crate::cli::{command, int, Run, Running, HANG_LIMIT};
+use crate::emulator::{emulator, fresh_project, Emulator};
+use ecom_stream::pubsub::connect::{self, Batching};
+use ecom_stream::pubsub::producer;
+use ecom_stream::pubsub::{Endpoint, PubSubConfig};
+use google_cloud_pubsub::model::Message;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// One test's world: a project on the shared emulator and a data dir.
+struct World {
+    emulator: &'static Emulator,
+    project: String,
+    dir: TempDir,
+}
+
+impl World {
+    /// `None` when the emulator is missing outside CI (the harness has said so).
+    fn new(test: &str) -> Option<World> {
+        let emulator = emulator(test)?;
+        let world = World {
+            emulator,
+            project: fresh_project(test),
+            dir: tempfile::tempdir().expect("data dir"),
+        };
+        // Short ack deadlines, so that what a killed run held comes back quickly.
+        world
+            .run(&["setup", "--ack-deadline", "10s", "--retention", "10m"])
+            .ok();
+        Some(world)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = command(self.dir.path(), args);
+        cmd.env("PUBSUB_EMULATOR_HOST", &self.emulator.host);
+        cmd.env("ECOM_PROJECT", &self.project);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Running::spawn(self.command(args)).wait()
+    }
+
+    /// `run` in the background. Lease extensions of 10 s: after a SIGKILL, what it held is
+    /// redelivered within seconds.
+    fn start(&self, extra: &[&str]) -> Running {
+        let mut args = vec!["run", "--json", "--pubsub-lease-extension", "10s"];
+        args.extend_from_slice(extra);
+        Running::spawn(self.command(&args))
+    }
+
+    fn produce(&self, kind: &str, ids: &str, extra: &[&str]) {
+        let mut args = vec!["produce", kind, "--ids", ids, "--json"];
+        args.extend_from_slice(extra);
+        let r = self.run(&args).ok();
+        let published = int(&r.json(), "published");
+        assert!(published > 0, "{r}");
+    }
+
+    fn facts(&self) -> BTreeMap<i64, Value> {
+        by_key(&self.run(&["query", "facts"]).ok(), "order_id")
+    }
+
+    fn dead_letters(&self) -> BTreeMap<i64, Value> {
+        by_key(&self.run(&["dlq", "list"]).ok(), "payment_id")
+    }
+
+    fn invalid(&self) -> Vec<Value> {
+        self.run(&["dlq", "list", "--invalid"]).ok().json_lines()
+    }
+
+    fn config(&self) -> PubSubConfig {
+        PubSubConfig::with_defaults(
+            self.project.clone(),
+            Endpoint::Emulator(self.emulator.host.clone()),
+        )
+    }
+
+    /// Every message left on `subscription`, acked: pulls until nothing came for `quiet`.
+    fn drain(&self, subscription: &str, quiet: Duration) -> Vec<Message> {
+        block_on(drain(self.config(), subscription.to_string(), quiet))
+    }
+
+    /// Pulls (and acks) `subscription` until every order id in `ids` has come back; returns
+    /// the order ids seen. Fails at [`HANG_LIMIT`].
+    fn drain_until(&self, subscription: &str, ids: &BTreeSet<i64>) -> BTreeSet<i64> {
+        block_on(drain_until(
+            self.config(),
+            subscription.to_string(),
+            ids.clone(),
+        ))
+    }
+
+    /// Publishes raw payloads to a source topic (what a broken producer sends).
+    fn publish_raw(&self, topic: &str, payloads: Vec<Message>) {
+        block_on(async {
+            let publisher = connect::publisher(&self.config(), topic, Batching::for_dlq())
+                .await
+                .expect("publisher");
+            for m in payloads {
+                publisher.publish(m).await.expect("publish");
+            }
+        });
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+async fn drain(config: PubSubConfig, subscription: String, quiet: Duration) -> Vec<Message> {
+    let client = connect::subscriber(&config, 1).await.expect("subscriber");
+    let mut stream = client
+        .subscribe(config.subscription_path(&subscription))
+        .build();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "draining {subscription} never ended"
+        );
+        match tokio::time::timeout(quiet, stream.next()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Ok((m, h)))) => {
+                h.ack();
+                out.push(m);
+            }
+            Ok(Some(Err(e))) => panic!("pulling {subscription}: {e}"),
+        }
+    }
+    stream.shutdown_token().shutdown().await;
+    out
+}
+
+async fn drain_until(
+    config: PubSubConfig,
+    subscription: String,
+    ids: BTreeSet<i64>,
+) -> BTreeSet<i64> {
+    let client = connect::subscriber(&config, 1).await.expect("subscriber");
+    let mut stream = client
+        .subscribe(config.subscription_path(&subscription))
+        .build();
+    let mut seen = BTreeSet::new();
+    let started = Instant::now();
+    while !ids.is_subset(&seen) {
+        let missing: Vec<&i64> = ids.difference(&seen).take(5).collect();
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "{subscription}: never redelivered, e.g. order ids {missing:?}"
+        );
+        if let Ok(Some(next)) = tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
+            let (m, h) = next.unwrap_or_else(|e| panic!("pulling {subscription}: {e}"));
+            h.ack();
+            let v: Value = serde_json::from_slice(&m.data).expect("JSON");
+            seen.insert(int(&v, "order_id"));
+        }
+    }
+    stream.shutdown_token().shutdown().await;
+    seen
+}
+
+fn by_key(run: &Run, key: &str) -> BTreeMap<i64, Value> {
+    run.json_lines()
+        .into_iter()
+        .map(|v| (int(&v, key), v))
+        .collect()
+}
+
+/// Polls `check` until it holds, failing after [`HANG_LIMIT`] with `what` and the running
+/// process's output.
+fn wait_until(running: &mut Running, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        if let Some(status) = running.try_wait() {
+            panic!(
+                "exited ({status}) while waiting for {what}: {}",
+                running.output_so_far()
+            );
+        }
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "{what} never happened: {}",
+            running.output_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// SIGTERM, then the run's closing JSON report (asserting exit 0).
+fn stop(mut running: Running) -> Value {
+    running.signal("TERM");
+    running.wait().ok().json()
+}
+
+/// The row `produce` with `seed` makes for `id` when both its order and payment arrived.
+fn expected_row(seed: u64, id: i64) -> Value {
+    let o = producer::order(seed, id, 0);
+    let p = producer::payment(seed, id, 0);
+    serde_json::json!({
+        "order_id": id, "customer_id": o.customer_id, "item": o.item, "quantity": o.quantity,
+        "price": o.price, "shipping_address": o.shipping_address, "order_status": o.order_status,
+        "creation_date": o.creation_date, "payment_id": p.payment_id,
+        "payment_method": p.payment_method, "card_last_four": p.card_last_four,
+        "payment_status": p.payment_status, "payment_datetime": p.payment_datetime,
+    })
+}
+
+fn attrs(m: &Message) -> &HashMap<String, String> {
+    &m.attributes
+}
+
+/// The issue's scenario: `setup`, `produce orders` (1..=80) and `produce payments` (1..=500)
+/// while `run` runs → 80 joined rows, 420 DLQ entries in the table and on the topic, and
+/// nothing left un-acked.
+#[test]
+fn original_scenario_through_pubsub() {
+    let Some(w) = World::new("original_scenario_through_pubsub") else {
+        return;
+    };
+    let mut running = w.start(&[]);
+    w.produce("orders", "1..=80", &[]);
+    w.produce("payments", "1..=500", &[]);
+    wait_until(&mut running, "80 joined rows and 420 DLQ entries", || {
+        let facts = w.facts();
+        facts.len() == 80
+            && facts.values().all(|r| !r["payment_id"].is_null())
+            && w.dead_letters().len() == 420
+    });
+    let report = stop(running);
+    assert_eq!(int(&report["stats"], "orders_upserted"), 80, "{report}");
+    assert_eq!(int(&report["stats"], "dead_lettered"), 420, "{report}");
+    assert_eq!(report["drained"], true, "{report}");
+
+    let facts = w.facts();
+    for id in 1..=80 {
+        assert_eq!(facts[&id], expected_row(42, id), "row {id}");
+    }
+    let dlq = w.dead_letters();
+    assert_eq!(
+        dlq.keys().copied().collect::<BTreeSet<_>>(),
+        (81..=500).map(|id| 1_000_000 + id).collect()
+    );
+    assert!(dlq.values().all(|e| e["reason"] == "order_not_found"));
+
+    // The DLQ topic got the same 420, each with its reason and ids as attributes.
+    let topic = w.drain("dlq_payments_data-sub", Duration::from_secs(3));
+    let mut on_topic = BTreeSet::new();
+    for m in &topic {
+        let a = attrs(m);
+        assert_eq!(
+            a.get("reason").map(String::as_str),
+            Some("order_not_found"),
+            "{a:?}"
+        );
+        let payment: Value = serde_json::from_slice(&m.data).expect("payment JSON");
+        assert_eq!(a["payment_id"], payment["payment_id"].to_string());
+        assert_eq!(a["order_id"], payment["order_id"].to_string());
+        on_topic.insert(int(&payment, "payment_id"));
+    }
+    assert_eq!(topic.len(), 420, "one topic message per dead letter");
+    assert_eq!(on_topic, dlq.keys().copied().collect());
+
+    // Nothing left un-acked: a fresh subscriber gets nothing.
+    for sub in ["orders_data-sub", "payments_data-sub"] {
+        let left = w.drain(sub, Duration::from_secs(3));
+        assert!(left.is_empty(), "{} messages left on {sub}", left.len());
+    }
+}
+
+/// Payments published before their orders (within the hold) are held, then joined.
+#[test]
+fn payments_before_their_orders_are_joined() {
+    let Some(w) = World::new("payments_before_their_orders") else {
+        return;
+    };
+    let mut running = w.start(&["--hold", "60s"]);
+    w.produce("payments", "1..=50", &[]);
+    // An ordering aid, not an assertion: give the run a moment to pull the payments
+    // before their orders exist (the joined-after-hold count below checks it happened).
+    std::thread::sleep(Duration::from_secs(2));
+    w.produce("orders", "1..=50", &[]);
+    wait_until(&mut running, "50 joined rows", || {
+        let f = w.facts();
+        f.len() == 50 && f.values().all(|r| !r["payment_id"].is_null())
+    });
+    let report = stop(running);
+    assert!(w.dead_letters().is_empty(), "{report}");
+    let facts = w.facts();
+    for id in 1..=50 {
+        assert_eq!(facts[&id], expected_row(42, id), "row {id}");
+    }
+    assert!(
+        int(&report["stats"], "payments_joined_after_hold") > 0,
+        "no payment was held first: {report}"
+    );
+}
+
+/// Everything published twice: the same rows and no extra DLQ entries.
+#[test]
+fn everything_published_twice_changes_nothing() {
+    let Some(w) = World::new("published_twice") else {
+        return;
+    };
+    let mut running = w.start(&["--hold", "2s"]);
+    for _ in 0..2 {
+        w.produce("orders", "1..=40", &[]);
+        w.produce("payments", "1..=60", &[]);
+    }
+    wait_until(&mut running, "every message answered", || {
+        let f = w.facts();
+        f.len() == 40
+            && f.values().all(|r| !r["payment_id"].is_null())
+            && w.dead_letters().len() == 20
+    });
+    let report = stop(running);
+    let facts = w.facts();
+    for id in 1..=40 {
+        assert_eq!(facts[&id], expected_row(42, id), "row {id}");
+    }
+    let dlq = w.dead_letters();
+    assert_eq!(dlq.len(), 20, "{report}");
+    assert!(dlq.values().all(|e| int(e, "attempts") == 0), "{dlq:?}");
+    let delivered = int(&report["orders"], "delivered") + int(&report["payments"], "delivered");
+    assert!(delivered >= 200, "both copies were delivered: {report}");
+    assert!(int(&report["stats"], "duplicates") > 0, "{report}");
+}
+
+/// Garbage on both topics is recorded with its reason and dead-lettered on the topic; the
+/// valid traffic around it completes.
+#[test]
+fn malformed_messages_are_recorded_and_dead_lettered() {
+    let Some(w) = World::new("malformed_messages") else {
+        return;
+    };
+    let mut running = w.start(&["--hold", "2s"]);
+    let garbage = |data: Vec<u8>| {
+        Message::new()
+            .set_data(data)
+            .set_attributes([("test", "garbage")])
+    };
+    w.produce("orders", "1..=10", &[]);
+    w.publish_raw(
+        "orders_data",
+        vec![
+            garbage(b"this is not json".to_vec()),
+            garbage(br#"{"order_id": "seven", "customer_id": 1}"#.to_vec()),
+            garbage(br#"{"order_id": 12, "item": "Laptop"}"#.to_vec()),
+        ],
+    );
+    w.publish_raw(
+        "payments_data",
+        vec![
+            // Empty data: Pub/Sub needs an attribute to accept it.
+            garbage(Vec::new()),
+            garbage(vec![b'x'; 1024 * 1024]),
+        ],
+    );
+    w.produce("payments", "1..=10", &[]);
+    wait_until(&mut running, "10 rows and 5 invalid messages", || {
+        let f = w.facts();
+        f.len() == 10 && f.values().all(|r| !r["payment_id"].is_null()) && w.invalid().len() == 5
+    });
+    let report = stop(running);
+    assert_eq!(int(&report["stats"], "invalid"), 5, "{report}");
+    let invalid = w.invalid();
+    let sources: Vec<&str> = invalid
+        .iter()
+        .map(|m| m["source"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        sources.iter().filter(|s| **s == "orders").count(),
+        3,
+        "{invalid:?}"
+    );
+    assert_eq!(
+        sources.iter().filter(|s| **s == "payments").count(),
+        2,
+        "{invalid:?}"
+    );
+    assert!(
+        invalid
+            .iter()
+            .all(|m| !m["error"].as_str().unwrap_or("").is_empty()),
+        "{invalid:?}"
+    );
+    let topic = w.drain("dlq_payments_data-sub", Duration::from_secs(3));
+    let invalid_on_topic: Vec<&Message> = topic
+        .iter()
+        .filter(|m| attrs(m).get("reason").map(String::as_str) == Some("invalid_payload"))
+        .collect();
+    assert_eq!(invalid_on_topic.len(), 5, "{} on the topic", topic.len());
+    for m in invalid_on_topic {
+        let a = attrs(m);
+        assert!(
+            matches!(a["source"].as_str(), "orders" | "payments"),
+            "{a:?}"
+        );
+        assert!(!a["error"].is_empty(), "{a:?}");
+    }
+    assert!(
+        topic.iter().any(|m| m.data.len() == 1024 * 1024),
+        "the 1 MB payload went to the topic as it came"
+    );
+}
+
+/// SIGKILL in mid-stream, then a restart: every row ends up as in an uninterrupted run,
+/// because what the killed run had not acked is redelivered.
+#[test]
+fn sigkill_mid_stream_then_restart_converges() {
+    let Some(w) = World::new("sigkill_restart") else {
+        return;
+    };
+    const N: i64 = 3000;
+    let ids = format!("1..={N}");
+    w.produce("orders", &ids, &[]);
+    w.produce("payments", &ids, &[]);
+    let mut running = w.start(&["--hold", "30s"]);
+    wait_until(&mut running, "some rows written", || w.facts().len() >= 300);
+    let killed = running.kill();
+    assert!(!killed.status.success(), "{killed}");
+
+    let mut again = w.start(&["--hold", "30s"]);
+    wait_until(&mut again, "every row joined", || {
+        let f = w.facts();
+        f.len() == N as usize && f.values().all(|r| !r["payment_id"].is_null())
+    });
+    let report = stop(again);
+    let facts = w.facts();
+    for id in 1..=N {
+        assert_eq!(facts[&id], expected_row(42, id), "row {id}");
+    }
+    assert!(w.dead_letters().is_empty(), "{report}");
+    for sub in ["orders_data-sub", "payments_data-sub"] {
+        let left = w.drain(sub, Duration::from_secs(3));
+        assert!(left.is_empty(), "{} messages left on {sub}", left.len());
+    }
+}
+
+/// SIGTERM during a load: exit 0, and every message the run acked has its effect in the
+/// store. (What it did not ack is still on the subscriptions.)
+#[test]
+fn sigterm_during_load_acks_only_what_is_stored() {
+    let Some(w) = World::new("sigterm_load") else {
+        return;
+    };
+    const N: i64 = 5000;
+    let ids = format!("1..={N}");
+    w.produce("orders", &ids, &[]);
+    w.produce("payments", &ids, &[]);
+    let mut running = w.start(&["--hold", "30s"]);
+    wait_until(&mut running, "some rows written", || w.facts().len() >= 500);
+    let report = stop(running);
+    assert!(
+        int(&report["orders"], "acked") + int(&report["payments"], "acked") > 0,
+        "{report}"
+    );
+
+    // The oracle: a message whose effect is not in the store must not have been acked, so
+    // Pub/Sub must deliver it again. Pull until every such message has come back; one that
+    // was acked without its effect never comes back, and the pull fails at the hang limit.
+    let facts = w.facts();
+    let dlq = w.dead_letters();
+    let expected: BTreeMap<i64, Value> = (1..=N).map(|id| (id, expected_row(42, id))).collect();
+    let order_stored = |id: &i64| {
+        facts.get(id).is_some_and(|r| {
+            r["item"] == expected[id]["item"] && r["customer_id"] == expected[id]["customer_id"]
+        })
+    };
+    let payment_stored = |id: &i64| {
+        facts
+            .get(id)
+            .is_some_and(|r| r["payment_id"] == expected[id]["payment_id"])
+            || dlq.contains_key(&(1_000_000 + id))
+    };
+    let unstored_orders: BTreeSet<i64> = (1..=N).filter(|id| !order_stored(id)).collect();
+    let unstored_payments: BTreeSet<i64> = (1..=N).filter(|id| !payment_stored(id)).collect();
+    for (sub, unstored) in [
+        ("orders_data-sub", &unstored_orders),
+        ("payments_data-sub", &unstored_payments),
+    ] {
+        let back = w.drain_until(sub, unstored);
+        assert!(
+            unstored.is_subset(&back),
+            "{sub}: a message without its effect never came back"
+        );
+    }
+    let acked = 2 * N as usize - unstored_orders.len() - unstored_payments.len();
+    assert!(
+        acked > 0 && acked < 2 * N as usize,
+        "a load stopped in the middle: {acked} acked"
+    );
+}
+
+/// The subscriber never holds more unanswered messages than configured: with 2,000
+/// payments whose orders never come and a bound of 100, at most 100 are held at once.
+#[test]
+fn outstanding_messages_stay_within_the_bound() {
+    let Some(w) = World::new("outstanding_bound") else {
+        return;
+    };
+    w.produce("payments", "1..=2000", &[]);
+    let r = w
+        .run(&[
+            "run",
+            "--json",
+            "--hold",
+            "1s",
+            "--until-idle",
+            "3s",
+            "--pubsub-streams",
+            "4",
+            "--pubsub-max-outstanding-messages",
+            "100",
+        ])
+        .ok();
+    let report = r.json();
+    let payments = &report["payments"];
+    assert_eq!(int(payments, "outstanding_high_water"), 100, "{report}");
+    assert_eq!(int(&report["stats"], "dead_lettered"), 2000, "{report}");
+    assert_eq!(w.dead_letters().len(), 2000);
+    assert_eq!(report["ended_by"], "idle", "{report}");
+}
