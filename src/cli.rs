@@ -7,6 +7,8 @@
 use crate::config::{EngineConfig, RetryPolicy};
 use crate::demo::{self, DemoOptions, DemoReport};
 use crate::dlq::replay::{replay_every, replay_once};
+use crate::health::{Component, Readiness};
+use crate::ops;
 use crate::shutdown;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
 use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
@@ -30,9 +32,22 @@ use std::time::Duration;
 pub struct Cli {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`).
-    #[arg(long, env = "ECOM_LOG", default_value = "info", global = true)]
-    pub log: String,
+    /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`) [default: RUST_LOG if
+    /// set, else info].
+    #[arg(long, env = "ECOM_LOG", global = true)]
+    pub log: Option<String>,
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(
+        long,
+        env = "ECOM_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Where `run` and `demo --serve` serve /metrics, /healthz, /readyz and the status page.
+    #[arg(long, env = "ECOM_METRICS_ADDR", default_value = crate::ops::DEFAULT_ADDR, global = true)]
+    pub metrics_addr: std::net::SocketAddr,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -76,6 +91,14 @@ pub enum QueryCommand {
     Order { order_id: i64 },
     /// Print every row as JSON lines.
     Facts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event (for log collectors).
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +160,10 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Serve metrics, health and the status page on --metrics-addr during the demo, and
+    /// keep serving after the summary until Ctrl-C / SIGTERM.
+    #[arg(long)]
+    pub serve: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -212,7 +239,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    init_logging(&cli.log);
+    init_logging(cli.log.as_deref(), cli.log_format);
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
         Ok(code) => code,
@@ -267,20 +294,28 @@ fn setting_env(line: &str) -> Option<String> {
     walk(&Cli::command(), line)
 }
 
-fn init_logging(filter: &str) {
+/// Logs go to stderr (stdout is the commands' output). The filter is `--log` / `ECOM_LOG`,
+/// else `RUST_LOG`, else `info`.
+fn init_logging(filter: Option<&str>, format: LogFormat) {
     use std::io::IsTerminal;
+    let filter = filter
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo(args) => run_demo(&cli.store, args).await,
+        Command::Demo(args) => run_demo(&cli.store, cli.metrics_addr, args).await,
         Command::Dlq { command } => run_dlq(&cli.store, command).await,
         Command::Query { command } => run_query(&cli.store, command).await,
     }
@@ -317,7 +352,11 @@ fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
 }
 
-async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
+async fn run_demo(
+    store_args: &StoreArgs,
+    metrics_addr: std::net::SocketAddr,
+    args: DemoArgs,
+) -> anyhow::Result<ExitCode> {
     let engine = args.engine.to_config();
     engine.validate()?;
     // The scenario is built in memory (it is sorted to interleave), ~350 bytes a message.
@@ -350,12 +389,40 @@ async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<Exit
         seed: args.seed,
         duplicates: args.duplicates,
     };
-    let report = demo::run(&engine, &opts, store, listener).await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    let stats = Arc::new(Stats::default());
+    let server = if args.serve {
+        // The demo has no Pub/Sub: the store is the one component /readyz requires, and it
+        // was just opened.
+        let readiness = Arc::new(Readiness::new());
+        readiness.register(Component::Store);
+        readiness.set(Component::Store, true);
+        let server = ops::serve(metrics_addr, stats.clone(), readiness, listener.clone()).await?;
+        // Tests and scripts read the bound address (e.g. with --metrics-addr 127.0.0.1:0)
+        // from this line.
+        eprintln!("serving on http://{}/", server.local_addr());
+        Some(server)
     } else {
-        write_summary(&mut out, &report, &store_args.data_dir)?;
+        None
+    };
+    let report = demo::run(&engine, &opts, store, stats, listener.clone()).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        } else {
+            write_summary(&mut out, &report, &store_args.data_dir)?;
+        }
+        out.flush()?;
+    }
+    if let Some(server) = server {
+        let mut listener = listener;
+        if !listener.is_triggered() {
+            eprintln!(
+                "demo finished; still serving on http://{}/ until Ctrl-C",
+                server.local_addr()
+            );
+        }
+        listener.wait().await;
     }
     Ok(ExitCode::SUCCESS)
 }

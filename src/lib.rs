@@ -20,14 +20,18 @@
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
 //! - [`demo`], [`cli`]: the commands. [`config`], [`telemetry`], [`shutdown`], [`rng`]:
 //!   support.
+//! - [`ops`]: the operations listener (Prometheus `/metrics`, `/healthz`, `/readyz`, the
+//!   status page), reading [`telemetry::Stats`] and [`health::Readiness`].
 
 pub mod ack;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dlq;
+pub mod health;
 pub mod join;
 pub mod model;
+pub mod ops;
 pub mod pipeline;
 pub mod rng;
 pub mod shutdown;
