@@ -18,8 +18,8 @@
 //!   [`dlq::replay`].
 //! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory).
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
-//! - [`demo`], [`cli`]: the commands. [`config`], [`telemetry`], [`shutdown`], [`rng`]:
-//!   support.
+//! - [`demo`], [`cli`]: the commands. [`config`], [`telemetry`], [`shutdown`], [`rng`],
+//!   [`secret`] (credentials that never print): support.
 //! - [`ops`]: the operations listener (Prometheus `/metrics`, `/healthz`, `/readyz`, the
 //!   status page), reading [`telemetry::Stats`] and [`health::Readiness`].
 
@@ -34,6 +34,7 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod rng;
+pub mod secret;
 pub mod shutdown;
 pub mod source;
 pub mod store;

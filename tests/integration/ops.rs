@@ -242,6 +242,20 @@ fn metrics_scraped_during_and_after_a_demo_agree_with_its_summary() {
         int(stats, "writer_batches") as u64
     );
     assert!(end.contains_key("ecom_stream_write_duration_seconds_bucket{le=\"+Inf\"}"));
+    // Every series the Grafana dashboard queries is exported.
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/ecom-stream.json"),
+    )
+    .expect("deploy/grafana/ecom-stream.json");
+    for name in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if name.starts_with("ecom_stream_") {
+            assert!(
+                end.keys()
+                    .any(|k| k == name || k.starts_with(&format!("{name}{{"))),
+                "the dashboard queries {name}, which /metrics does not export"
+            );
+        }
+    }
     assert_eq!(metric(&end, "ecom_stream_store_up"), 1);
     assert_eq!(metric(&end, "ecom_stream_ready"), 1);
     assert_eq!(get(addr, "/readyz"), (200, "ready\n".to_string()));
