@@ -23,7 +23,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/ecom-stream \
+    && groupadd --system --gid 10001 ecom \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/ecom-stream \
        --create-home --shell /usr/sbin/nologin ecom
 COPY --from=build /usr/local/bin/ecom-stream /usr/local/bin/ecom-stream
 USER 10001:10001
