@@ -14,7 +14,7 @@
 use crate::model::Topic;
 use serde::Serialize;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -155,24 +155,29 @@ impl Stats {
         }
     }
 
-    /// A store call succeeded (`Ok`) or failed for good or as unavailable (`Err`): the
-    /// store's health as the pipeline sees it. Drives `ecom_stream_store_up` and, when
-    /// linked with [`link_readiness`](Self::link_readiness), the `/readyz` store check.
-    pub fn on_store_result<T, E: std::fmt::Display>(&self, result: &Result<T, E>) {
-        let up = result.is_ok();
-        let was = self
-            .gauges
-            .store_up
-            .swap(if up { 1 } else { 0 }, Ordering::Relaxed);
-        if let (false, Err(e)) = (up, result) {
-            if was != 0 {
-                tracing::warn!(error = %e, "store unreachable or failing: not ready");
+    /// A store call of kind `op` succeeded (`Ok`) or failed after its retries (`Err`): the
+    /// store's health as the pipeline sees it. The store is up while the last read and the
+    /// last write both succeeded, so a store that answers reads but refuses writes stays
+    /// down instead of flapping. Drives `ecom_stream_store_up` and, once linked with
+    /// [`link_readiness`](Self::link_readiness), the store check of `/readyz`.
+    pub fn on_store_result<T, E: std::fmt::Display>(&self, op: StoreOp, result: &Result<T, E>) {
+        let bit = op as u8;
+        let before = match result {
+            Ok(_) => self.gauges.store_failing.fetch_and(!bit, Ordering::Relaxed),
+            Err(_) => self.gauges.store_failing.fetch_or(bit, Ordering::Relaxed),
+        };
+        let after = self.gauges.store_failing.load(Ordering::Relaxed);
+        match result {
+            Err(e) if before == 0 => {
+                tracing::warn!(?op, error = %e, "store failing: /readyz reports the store not ready")
             }
-        } else if was == 0 {
-            tracing::info!("store answering again: ready");
+            Ok(_) if before != 0 && after == 0 => {
+                tracing::info!("store answering again: ready")
+            }
+            _ => {}
         }
         if let Some(readiness) = self.gauges.readiness.get() {
-            readiness.set(crate::health::Component::Store, up);
+            readiness.set(crate::health::Component::Store, after == 0);
         }
     }
 
@@ -212,7 +217,7 @@ impl Stats {
                 .unwrap_or(0.0),
             mailbox: ActorKind::ALL.map(|k| (k.label(), load(&g.mailbox[k as usize]))),
             in_flight: WriterKind::ALL.map(|w| (w.label(), load(&g.in_flight[w as usize]))),
-            store_up: g.store_up.load(Ordering::Relaxed) != 0,
+            store_up: g.store_failing.load(Ordering::Relaxed) == 0,
             write_latency: g.write_latency.snapshot(),
         }
     }
@@ -270,6 +275,13 @@ pub struct SourceSnapshot {
     pub received: u64,
     pub acked: u64,
     pub nacked: u64,
+}
+
+/// What kind of store call an outcome is about (see [`Stats::on_store_result`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Read = 1,
+    Write = 2,
 }
 
 /// The kinds of actor whose mailboxes are measured (by their senders: messages sent and not
@@ -374,8 +386,8 @@ struct Gauges {
     in_flight: [AtomicI64; 2],
     /// Per shard id, registered by the shards when they start.
     pending: Mutex<Vec<(usize, Arc<PendingGauge>)>>,
-    /// 1 until a store call fails, then 1 again on the next success.
-    store_up: AtomicU64,
+    /// Bit set of [`StoreOp`]s whose last call failed; the store is up when it is empty.
+    store_failing: AtomicU8,
     write_latency: LatencyHistogram,
     /// Set once by whoever serves `/readyz` (see [`Stats::link_readiness`]).
     readiness: OnceLock<Arc<crate::health::Readiness>>,
@@ -387,7 +399,7 @@ impl Default for Gauges {
             mailbox: Default::default(),
             in_flight: Default::default(),
             pending: Mutex::default(),
-            store_up: AtomicU64::new(1),
+            store_failing: AtomicU8::new(0),
             write_latency: LatencyHistogram::default(),
             readiness: OnceLock::new(),
         }
@@ -521,9 +533,12 @@ mod tests {
         stats.pending_gauge(0).set(3, Some(Instant::now()));
         stats.pending_gauge(1).set(2, None);
         assert_eq!(stats.gauges().pending_payments, 5);
-        stats.on_store_result::<(), _>(&Err("down"));
+        stats.on_store_result::<(), _>(StoreOp::Write, &Err("down"));
         assert!(!stats.gauges().store_up);
-        stats.on_store_result::<(), String>(&Ok(()));
+        // Reads answering do not make a store that refuses writes look up.
+        stats.on_store_result::<(), String>(StoreOp::Read, &Ok(()));
+        assert!(!stats.gauges().store_up);
+        stats.on_store_result::<(), String>(StoreOp::Write, &Ok(()));
         assert!(stats.gauges().store_up);
     }
 }

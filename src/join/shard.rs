@@ -11,7 +11,7 @@ use crate::join::pending::HeldPayment;
 use crate::join::state::{JoinLimits, JoinState};
 use crate::join::Routed;
 use crate::store::Store;
-use crate::telemetry::{ActorKind, PendingGauge, Stats};
+use crate::telemetry::{ActorKind, PendingGauge, Stats, StoreOp};
 use crate::writer::{FactWriter, PendingWrite, WriteBatch};
 use actix::prelude::*;
 use std::collections::HashSet;
@@ -94,7 +94,7 @@ impl JoinShard {
             }
             Stats::incr(&stats.store_reads);
             let found = store.known_orders(&ids).await;
-            stats.on_store_result(&found);
+            stats.on_store_result(StoreOp::Read, &found);
             found
         }
     }

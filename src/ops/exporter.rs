@@ -112,7 +112,7 @@ fn describe() {
     describe_gauge!(
         STORE_UP,
         Unit::Count,
-        "1 while the last store call succeeded, 0 after a failure"
+        "1 while the last store read and the last store write both succeeded"
     );
     describe_gauge!(READY, Unit::Count, "1 when /readyz answers 200");
     describe_histogram!(

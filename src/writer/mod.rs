@@ -16,7 +16,7 @@ pub mod retry;
 use crate::ack::AckHandle;
 use crate::config::RetryPolicy;
 use crate::store::{FactWrite, Store};
-use crate::telemetry::{Stats, WriterKind};
+use crate::telemetry::{Stats, StoreOp, WriterKind};
 use actix::prelude::*;
 use std::future::Future;
 use std::sync::Arc;
@@ -149,7 +149,7 @@ async fn write_batch(
         batch.into_iter().map(|p| (p.write, p.ack)).unzip();
     let result =
         retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
-    stats.on_store_result(&result);
+    stats.on_store_result(StoreOp::Write, &result);
     match result {
         Ok(()) => {
             count_written(stats, &writes);
@@ -163,7 +163,7 @@ async fn write_batch(
                 let result =
                     retry::with_retries(retry, stats, "write fact", || store.write_facts(one))
                         .await;
-                stats.on_store_result(&result);
+                stats.on_store_result(StoreOp::Write, &result);
                 match result {
                     Ok(()) => {
                         count_written(stats, one);
