@@ -8,7 +8,9 @@ use crate::config::{EngineConfig, RetryPolicy};
 use crate::config_file::{self, ConfigFile};
 use crate::demo::{self, DemoOptions, DemoReport};
 use crate::dlq::replay::{replay_every, replay_once};
+use crate::health::{Component, Readiness};
 use crate::model::Topic;
+use crate::ops;
 use crate::pubsub::args::{PubSubArgs, SubscriberArgs, SubscriptionArgs};
 use crate::pubsub::producer::{IdRange, ProduceOptions};
 use crate::pubsub::PubSubConfig;
@@ -40,9 +42,22 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`).
-    #[arg(long, env = "ECOM_LOG", default_value = "info", global = true)]
-    pub log: String,
+    /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`) [default: RUST_LOG if
+    /// set, else info].
+    #[arg(long, env = "ECOM_LOG", global = true)]
+    pub log: Option<String>,
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(
+        long,
+        env = "ECOM_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Where `run` and `demo --serve` serve /metrics, /healthz, /readyz and the status page.
+    #[arg(long, env = "ECOM_METRICS_ADDR", default_value = crate::ops::DEFAULT_ADDR, global = true)]
+    pub metrics_addr: std::net::SocketAddr,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -92,6 +107,14 @@ pub enum QueryCommand {
     Order { order_id: i64 },
     /// Print every row as JSON lines.
     Facts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event (for log collectors).
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,6 +176,10 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Serve metrics, health and the status page on --metrics-addr during the demo, and
+    /// keep serving after the summary until Ctrl-C / SIGTERM.
+    #[arg(long)]
+    pub serve: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -296,7 +323,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, file.as_ref()),
     };
-    init_logging(&cli.log);
+    init_logging(cli.log.as_deref(), cli.log_format);
     if let Some(file) = &file {
         tracing::debug!(path = %file.path.display(), settings = file.settings.len(), "config file read");
     }
@@ -428,21 +455,29 @@ fn setting_env(line: &str) -> Option<String> {
     walk(&Cli::command(), line)
 }
 
-fn init_logging(filter: &str) {
+/// Logs go to stderr (stdout is the commands' output). The filter is `--log` / `ECOM_LOG`,
+/// else `RUST_LOG`, else `info`.
+fn init_logging(filter: Option<&str>, format: LogFormat) {
     use std::io::IsTerminal;
+    let filter = filter
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo(args) => run_demo(&cli.store, args).await,
-        Command::Run(args) => run_pipeline(&cli.store, args).await,
+        Command::Demo(args) => run_demo(&cli.store, cli.metrics_addr, args).await,
+        Command::Run(args) => run_pipeline(&cli.store, cli.metrics_addr, args).await,
         Command::Setup(args) => run_setup(&cli.store, args).await,
         Command::Produce(args) => run_produce(args).await,
         Command::Dlq { command } => run_dlq(&cli.store, command).await,
@@ -481,7 +516,11 @@ fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
 }
 
-async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
+async fn run_demo(
+    store_args: &StoreArgs,
+    metrics_addr: std::net::SocketAddr,
+    args: DemoArgs,
+) -> anyhow::Result<ExitCode> {
     let engine = args.engine.to_config();
     engine.validate()?;
     // The scenario is built in memory (it is sorted to interleave), ~350 bytes a message.
@@ -514,12 +553,40 @@ async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<Exit
         seed: args.seed,
         duplicates: args.duplicates,
     };
-    let report = demo::run(&engine, &opts, store, listener).await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    let stats = Arc::new(Stats::default());
+    let server = if args.serve {
+        // The demo has no Pub/Sub: the store is the one component /readyz requires, and it
+        // was just opened.
+        let readiness = Arc::new(Readiness::new());
+        readiness.register(Component::Store);
+        readiness.set(Component::Store, true);
+        let server = ops::serve(metrics_addr, stats.clone(), readiness, listener.clone()).await?;
+        // Tests and scripts read the bound address (e.g. with --metrics-addr 127.0.0.1:0)
+        // from this line.
+        eprintln!("serving on http://{}/", server.local_addr());
+        Some(server)
     } else {
-        write_summary(&mut out, &report, &store_args.data_dir)?;
+        None
+    };
+    let report = demo::run(&engine, &opts, store, stats, listener.clone()).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        } else {
+            write_summary(&mut out, &report, &store_args.data_dir)?;
+        }
+        out.flush()?;
+    }
+    if let Some(server) = server {
+        let mut listener = listener;
+        if !listener.is_triggered() {
+            eprintln!(
+                "demo finished; still serving on http://{}/ until Ctrl-C",
+                server.local_addr()
+            );
+        }
+        listener.wait().await;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -590,7 +657,11 @@ fn write_summary(
     )
 }
 
-async fn run_pipeline(store_args: &StoreArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run_pipeline(
+    store_args: &StoreArgs,
+    metrics_addr: std::net::SocketAddr,
+    args: RunArgs,
+) -> anyhow::Result<ExitCode> {
     let pubsub = args
         .pubsub
         .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
@@ -605,7 +676,21 @@ async fn run_pipeline(store_args: &StoreArgs, args: RunArgs) -> anyhow::Result<E
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
     let stats = Arc::new(Stats::default());
-    let report = crate::run::run(&pubsub, &opts, store, stats, listener).await?;
+    let readiness = Arc::new(Readiness::new());
+    readiness.register(Component::Store);
+    readiness.register(Component::PubSub);
+    readiness.set(Component::Store, true);
+    // Kept alive until the run returns: dropping it closes the listener.
+    let server = ops::serve(
+        metrics_addr,
+        stats.clone(),
+        readiness.clone(),
+        listener.clone(),
+    )
+    .await?;
+    tracing::info!(addr = %server.local_addr(), "metrics, health and status page listening");
+    let report = crate::run::run(&pubsub, &opts, store, stats, readiness, listener).await?;
+    drop(server);
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;

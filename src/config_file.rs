@@ -28,7 +28,7 @@ pub struct FileSetting {
     pub value: String,
 }
 
-/// The settings of one file, in file order.
+/// The settings of one file, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigFile {
     pub path: PathBuf,
@@ -172,12 +172,12 @@ mod tests {
         assert_eq!(
             pairs,
             vec![
-                ("hold", "ECOM_HOLD", "7s"),
                 (
                     "cassandra.nodes",
                     "ECOM_CASSANDRA_NODES",
                     "10.0.0.1:9042,10.0.0.2:9042"
                 ),
+                ("hold", "ECOM_HOLD", "7s"),
                 ("pubsub.streams", "ECOM_PUBSUB_STREAMS", "8"),
             ]
         );

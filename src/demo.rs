@@ -214,22 +214,26 @@ pub enum DemoError {
     Store(#[from] StoreError),
 }
 
-/// Runs the scenario through a fresh pipeline on `store`, then one DLQ replay pass.
+/// Runs the scenario through a fresh pipeline on `store`, then one DLQ replay pass. Counts
+/// into `stats` (fresh ones for a report of this run alone), which a caller may serve live.
 pub async fn run(
     engine: &EngineConfig,
     opts: &DemoOptions,
     store: Arc<dyn Store>,
+    stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> Result<DemoReport, DemoError> {
     let sc = scenario(opts);
     let messages = (sc.main.len() + sc.late.len()) as u64;
-    let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::start(engine, store.clone(), Arc::new(TableOnly), stats.clone())?;
     let intake = pipeline.intake();
-    let source = InProcessSource::new(SourceOptions {
-        rate: opts.rate,
-        ..SourceOptions::default()
-    });
+    let source = InProcessSource::with_stats(
+        SourceOptions {
+            rate: opts.rate,
+            ..SourceOptions::default()
+        },
+        stats.clone(),
+    );
     let started = Instant::now();
     tracing::info!(messages, "demo: delivering");
     let mut interrupted =

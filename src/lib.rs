@@ -22,7 +22,10 @@
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
 //! - [`run`] (the production pipeline), [`demo`], [`pubsub::admin`] (`setup`),
 //!   [`pubsub::producer`] (`produce`), [`cli`]: the commands. [`config`], [`config_file`]
-//!   (the TOML layer), [`telemetry`], [`shutdown`], [`rng`]: support.
+//!   (the TOML layer), [`telemetry`], [`shutdown`], [`rng`], [`secret`] (credentials that
+//!   never print): support.
+//! - [`ops`]: the operations listener (Prometheus `/metrics`, `/healthz`, `/readyz`, the
+//!   status page), reading [`telemetry::Stats`] and [`health::Readiness`].
 
 pub mod ack;
 pub mod cli;
@@ -30,12 +33,15 @@ pub mod config;
 pub mod config_file;
 pub mod demo;
 pub mod dlq;
+pub mod health;
 pub mod join;
 pub mod model;
+pub mod ops;
 pub mod pipeline;
 pub mod pubsub;
 pub mod rng;
 pub mod run;
+pub mod secret;
 pub mod shutdown;
 pub mod source;
 pub mod store;

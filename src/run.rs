@@ -8,6 +8,7 @@
 //! subscription that cannot be read (that ends the run with an error).
 
 use crate::config::{ConfigError, EngineConfig};
+use crate::health::{Component, Readiness};
 use crate::model::Topic;
 use crate::pipeline::{Drained, Pipeline};
 use crate::pubsub::connect::ConnectError;
@@ -74,6 +75,7 @@ pub async fn run(
     opts: &RunOptions,
     store: Arc<dyn Store>,
     stats: Arc<Stats>,
+    readiness: Arc<Readiness>,
     mut shutdown: Shutdown,
 ) -> Result<RunReport, RunError> {
     pubsub.validate()?;
@@ -104,6 +106,7 @@ pub async fn run(
             topic,
             opts.subscriber.clone(),
             sink.clone(),
+            stats.clone(),
             failures_tx.clone(),
         )
         .await?;
@@ -111,6 +114,9 @@ pub async fn run(
             actor
         }));
     }
+    // Clients built and streams opening: a subscription that cannot be read turns this
+    // back off below.
+    readiness.set(Component::PubSub, true);
     tracing::info!(endpoint = %pubsub.describe_endpoint(), project = %pubsub.project, "running");
 
     let mut ticker = tokio::time::interval(TICK);
@@ -118,7 +124,10 @@ pub async fn run(
     let ended_by = loop {
         tokio::select! {
             _ = shutdown.wait() => break Ok("signal"),
-            failed = failures.recv() => if let Some(f) = failed { break Err(f) },
+            failed = failures.recv() => if let Some(f) = failed {
+                readiness.set(Component::PubSub, false);
+                break Err(f);
+            },
             _ = ticker.tick() => {
                 let (delivered, answered, outstanding) = totals(&subscribers).await;
                 busy.observe(delivered, answered);

@@ -1,18 +1,41 @@
-//! The pipeline's counters: one named event, one place that counts it.
+//! The pipeline's measurements: one named event, one place that counts it.
 //!
-//! Owns: [`Stats`], shared by every actor through an `Arc`, and its [`StatsSnapshot`].
-//! Must never: decide anything. Counters describe what happened; tests and the demo summary
-//! read them, and the metrics exporter will publish them under Prometheus names.
+//! Owns: [`Stats`], shared by every actor through an `Arc`: the event counters (with their
+//! Prometheus names, in one table), the per-source counters ([`SourceStats`]), and the few
+//! live gauges and the write-latency histogram that only the actors owning them can
+//! measure. Must never: decide anything. Stats describe what happened; the demo summary,
+//! tests, the status page and the Prometheus exporter (`ops::exporter`) read them.
+//!
+//! Why counters live here and not only in the `metrics` facade: the demo summary, the tests
+//! and the status page need exact values from one run's `Stats`, independent of the
+//! process-wide recorder; the exporter publishes these same atomics on every scrape, so each
+//! event is still counted in exactly one place.
 
+use crate::model::Topic;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The Prometheus name and help of one counter of [`Stats`].
+#[derive(Debug, Clone, Copy)]
+pub struct CounterInfo {
+    pub name: &'static str,
+    pub help: &'static str,
+}
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
-        /// Live counters; relaxed atomics, since each is an independent tally.
+    ($( $(#[$doc:meta])* $name:ident => $prom:literal, $help:literal ),* $(,)?) => {
+        /// Live counters (relaxed atomics, since each is an independent tally) and gauges.
         #[derive(Debug, Default)]
         pub struct Stats {
             $( $(#[$doc])* pub $name: AtomicU64, )*
+            /// Per input topic: received, acked, nacked (what a subscription reports).
+            sources: [SourceStats; 2],
+            /// Live gauges and the latency histogram (see [`Gauges`]).
+            gauges: Gauges,
         }
 
         /// A copy of every counter at one moment.
@@ -26,47 +49,71 @@ macro_rules! counters {
                 StatsSnapshot { $( $name: self.$name.load(Ordering::Relaxed), )* }
             }
         }
+
+        impl StatsSnapshot {
+            /// Every counter with its Prometheus name and help, in declaration order.
+            pub fn prometheus(&self) -> Vec<(CounterInfo, u64)> {
+                vec![ $( (CounterInfo { name: $prom, help: $help }, self.$name), )* ]
+            }
+        }
     };
 }
 
 counters! {
     /// Messages handed to the pipeline by a source (redeliveries included). Acks and nacks
     /// are counted by the sources, which answer them.
-    received,
+    received => "ecom_stream_intake_messages_total",
+        "Messages handed to the join by the sources, redeliveries included",
     /// Payloads rejected by validation (recorded in `invalid_messages`).
-    invalid,
+    invalid => "ecom_stream_invalid_messages_total",
+        "Payloads rejected by validation and recorded in invalid_messages",
     /// Deliveries whose content repeats an effect already durable or a payment already held
     /// (skipped, merged, or for a newer republish written again).
-    duplicates,
+    duplicates => "ecom_stream_duplicates_total",
+        "Deliveries repeating an effect already durable or a payment already held",
     /// Order rows written durably.
-    orders_upserted,
+    orders_upserted => "ecom_stream_orders_upserted_total",
+        "Order rows written durably",
     /// Payment rows written durably.
-    payments_upserted,
+    payments_upserted => "ecom_stream_payments_upserted_total",
+        "Payment columns written durably by the fact writer (joined at once or after a hold)",
     /// Payments whose order was known on arrival (cache or store read-through).
-    payments_joined,
+    payments_joined => "ecom_stream_payments_joined_total",
+        "Payments whose order was known on arrival (cache or store read-through)",
     /// Payments held, then joined when their order arrived or was found at expiry.
-    payments_joined_after_hold,
+    payments_joined_after_hold => "ecom_stream_payments_joined_after_hold_total",
+        "Payments held, then joined when their order arrived or was found at expiry",
     /// Payments held because their order was unknown.
-    payments_held,
+    payments_held => "ecom_stream_payments_held_total",
+        "Payments held because their order was unknown on arrival",
     /// Payments written to the DLQ as `order_not_found` (durably).
-    dead_lettered,
+    dead_lettered => "ecom_stream_payments_dead_lettered_total",
+        "Payments written to the DLQ as order_not_found",
     /// Held payments taken out before their hold ended because the buffer was full; each is
     /// rechecked against the store, then joined or dead-lettered.
-    spilled_early,
+    spilled_early => "ecom_stream_payments_spilled_early_total",
+        "Held payments taken out before their hold ended because the buffer was full",
     /// Payments joined by `dlq replay`.
-    replayed,
+    replayed => "ecom_stream_payments_replayed_total",
+        "Dead-lettered payments joined by a DLQ replay",
     /// Order cache hits for payments.
-    cache_hits,
+    cache_hits => "ecom_stream_order_cache_hits_total",
+        "Payments whose order was found in the order cache",
     /// Order cache misses for payments.
-    cache_misses,
+    cache_misses => "ecom_stream_order_cache_misses_total",
+        "Payments whose order was not in the order cache",
     /// Store reads for known orders (batched read-throughs and rechecks).
-    store_reads,
+    store_reads => "ecom_stream_store_reads_total",
+        "Batched store reads for orders (read-throughs and rechecks)",
     /// Store writes (batches) that succeeded.
-    writer_batches,
+    writer_batches => "ecom_stream_writer_batches_total",
+        "Store writes (batches of rows) that succeeded",
     /// Store calls retried after a retriable error.
-    write_retries,
+    write_retries => "ecom_stream_store_retries_total",
+        "Store and DLQ calls retried after a retriable error",
     /// Store writes that failed for good (their messages were nacked).
-    write_failures,
+    write_failures => "ecom_stream_write_failures_total",
+        "Writes that failed for good; their messages were nacked",
 }
 
 impl Stats {
@@ -76,5 +123,422 @@ impl Stats {
 
     pub fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters of one input topic's source (subscription).
+    pub fn source(&self, topic: Topic) -> &SourceStats {
+        match topic {
+            Topic::Orders => &self.sources[0],
+            Topic::Payments => &self.sources[1],
+        }
+    }
+
+    /// A message was sent to an actor of `kind`: counted as in its mailbox until answered.
+    /// Wraps the `send(..)` future; cancelling it (dropping) also ends the count.
+    pub async fn mailbox<F: Future>(&self, kind: ActorKind, send: F) -> F::Output {
+        let depth = &self.gauges.mailbox[kind as usize];
+        depth.fetch_add(1, Ordering::Relaxed);
+        let _done = OnDrop(|| {
+            depth.fetch_sub(1, Ordering::Relaxed);
+        });
+        send.await
+    }
+
+    /// A store write of `writer` starts; the returned guard ends it (drop it when the write,
+    /// retries included, is over).
+    pub fn write_started(self: &Arc<Self>, writer: WriterKind) -> WriteInFlight {
+        self.gauges.in_flight[writer as usize].fetch_add(1, Ordering::Relaxed);
+        WriteInFlight {
+            stats: self.clone(),
+            writer,
+            started: Instant::now(),
+        }
+    }
+
+    /// A store call of kind `op` succeeded (`Ok`) or failed after its retries (`Err`): the
+    /// store's health as the pipeline sees it. The store is up while the last read and the
+    /// last write both succeeded, so a store that answers reads but refuses writes stays
+    /// down instead of flapping. Drives `ecom_stream_store_up` and, once linked with
+    /// [`link_readiness`](Self::link_readiness), the store check of `/readyz`.
+    pub fn on_store_result<T, E: std::fmt::Display>(&self, op: StoreOp, result: &Result<T, E>) {
+        let bit = op as u8;
+        let before = match result {
+            Ok(_) => self.gauges.store_failing.fetch_and(!bit, Ordering::Relaxed),
+            Err(_) => self.gauges.store_failing.fetch_or(bit, Ordering::Relaxed),
+        };
+        let after = self.gauges.store_failing.load(Ordering::Relaxed);
+        match result {
+            Err(e) if before == 0 => {
+                tracing::warn!(?op, error = %e, "store failing: /readyz reports the store not ready")
+            }
+            Ok(_) if before != 0 && after == 0 => {
+                tracing::info!("store answering again: ready")
+            }
+            _ => {}
+        }
+        if let Some(readiness) = self.gauges.readiness.get() {
+            readiness.set(crate::health::Component::Store, after == 0);
+        }
+    }
+
+    /// Makes every later [`on_store_result`](Self::on_store_result) set the store component
+    /// of `readiness`. The first link wins (one process, one readiness).
+    pub fn link_readiness(&self, readiness: Arc<crate::health::Readiness>) {
+        let _ = self.gauges.readiness.set(readiness);
+    }
+
+    /// Where the join shard `shard` reports its pending buffer.
+    pub fn pending_gauge(&self, shard: usize) -> Arc<PendingGauge> {
+        let mut shards = lock(&self.gauges.pending);
+        if let Some((_, g)) = shards.iter().find(|(id, _)| *id == shard) {
+            return g.clone();
+        }
+        let g = Arc::new(PendingGauge::default());
+        shards.push((shard, g.clone()));
+        g
+    }
+
+    /// The gauges and the latency histogram now.
+    pub fn gauges(&self) -> GaugeSnapshot {
+        let g = &self.gauges;
+        let now = Instant::now();
+        let (mut pending, mut oldest) = (0u64, None::<Instant>);
+        for (_, shard) in lock(&g.pending).iter() {
+            pending += shard.held.load(Ordering::Relaxed);
+            if let Some(since) = *lock(&shard.oldest_since) {
+                oldest = Some(oldest.map_or(since, |o: Instant| o.min(since)));
+            }
+        }
+        let load = |a: &AtomicI64| a.load(Ordering::Relaxed).max(0) as u64;
+        GaugeSnapshot {
+            pending_payments: pending,
+            pending_oldest_age_seconds: oldest
+                .map(|since| now.saturating_duration_since(since).as_secs_f64())
+                .unwrap_or(0.0),
+            mailbox: ActorKind::ALL.map(|k| (k.label(), load(&g.mailbox[k as usize]))),
+            in_flight: WriterKind::ALL.map(|w| (w.label(), load(&g.in_flight[w as usize]))),
+            store_up: g.store_failing.load(Ordering::Relaxed) == 0,
+            write_latency: g.write_latency.snapshot(),
+        }
+    }
+
+    /// Per-source counters now, orders first.
+    pub fn sources(&self) -> [(Topic, SourceSnapshot); 2] {
+        [Topic::Orders, Topic::Payments].map(|t| (t, self.source(t).snapshot()))
+    }
+}
+
+/// What a subscription (or the in-process source) reports, for one topic. The Pub/Sub
+/// subscriber and the in-process source call these; nobody else does.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    received: AtomicU64,
+    acked: AtomicU64,
+    nacked: AtomicU64,
+}
+
+impl SourceStats {
+    /// `n` messages were delivered by the source (redeliveries included).
+    pub fn on_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` messages were acked.
+    pub fn on_acked(&self, n: u64) {
+        self.acked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` messages were nacked (they will be redelivered).
+    pub fn on_nacked(&self, n: u64) {
+        self.nacked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Delivered and not answered yet: received − acked − nacked, never below zero (the
+    /// three are read one after the other, so a moment's skew must not wrap around).
+    pub fn outstanding(&self) -> u64 {
+        let s = self.snapshot();
+        s.received.saturating_sub(s.acked).saturating_sub(s.nacked)
+    }
+
+    pub fn snapshot(&self) -> SourceSnapshot {
+        SourceSnapshot {
+            received: self.received.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
+            nacked: self.nacked.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One source's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SourceSnapshot {
+    pub received: u64,
+    pub acked: u64,
+    pub nacked: u64,
+}
+
+/// What kind of store call an outcome is about (see [`Stats::on_store_result`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Read = 1,
+    Write = 2,
+}
+
+/// The kinds of actor whose mailboxes are measured (by their senders: messages sent and not
+/// yet answered, so queued plus the one being handled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    JoinShard = 0,
+    FactWriter = 1,
+    DeadLetter = 2,
+}
+
+impl ActorKind {
+    pub const ALL: [ActorKind; 3] = [
+        ActorKind::JoinShard,
+        ActorKind::FactWriter,
+        ActorKind::DeadLetter,
+    ];
+
+    /// The `actor` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ActorKind::JoinShard => "join_shard",
+            ActorKind::FactWriter => "fact_writer",
+            ActorKind::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// Which component a store write belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterKind {
+    /// Fact rows (`FactWriter`).
+    Facts = 0,
+    /// DLQ and invalid-message records (`DeadLetter`).
+    DeadLetter = 1,
+}
+
+impl WriterKind {
+    pub const ALL: [WriterKind; 2] = [WriterKind::Facts, WriterKind::DeadLetter];
+
+    /// The `writer` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            WriterKind::Facts => "facts",
+            WriterKind::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// A store write in flight; dropping it ends it and records its latency.
+#[must_use = "the write counts as in flight until this guard is dropped"]
+pub struct WriteInFlight {
+    stats: Arc<Stats>,
+    writer: WriterKind,
+    started: Instant,
+}
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        let g = &self.stats.gauges;
+        g.in_flight[self.writer as usize].fetch_sub(1, Ordering::Relaxed);
+        if self.writer == WriterKind::Facts {
+            let secs = self.started.elapsed().as_secs_f64();
+            g.write_latency.record(secs);
+            metrics::histogram!(WRITE_LATENCY_METRIC).record(secs);
+        }
+    }
+}
+
+/// The Prometheus histogram of fact-write latency (a batch, retries included).
+pub const WRITE_LATENCY_METRIC: &str = "ecom_stream_write_duration_seconds";
+
+/// Upper bounds (seconds) of the write-latency buckets: from a fast local commit (~1 ms) to
+/// a write that exhausted its retries (the default retry policy waits up to ~10 s).
+pub const WRITE_LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A join shard's pending buffer, as the shard last reported it.
+#[derive(Debug, Default)]
+pub struct PendingGauge {
+    held: AtomicU64,
+    /// When the oldest held payment started its hold; a `std` mutex because it is only
+    /// swapped, never held across an await.
+    oldest_since: Mutex<Option<Instant>>,
+}
+
+impl PendingGauge {
+    /// The shard holds `held` payments, the oldest since `oldest_since`.
+    pub fn set(&self, held: usize, oldest_since: Option<Instant>) {
+        self.held.store(held as u64, Ordering::Relaxed);
+        *lock(&self.oldest_since) = oldest_since;
+    }
+}
+
+/// The live values only their owners can measure.
+#[derive(Debug)]
+struct Gauges {
+    /// Per [`ActorKind`]: messages sent and not yet answered.
+    mailbox: [AtomicI64; 3],
+    /// Per [`WriterKind`]: store writes in flight.
+    in_flight: [AtomicI64; 2],
+    /// Per shard id, registered by the shards when they start.
+    pending: Mutex<Vec<(usize, Arc<PendingGauge>)>>,
+    /// Bit set of [`StoreOp`]s whose last call failed; the store is up when it is empty.
+    store_failing: AtomicU8,
+    write_latency: LatencyHistogram,
+    /// Set once by whoever serves `/readyz` (see [`Stats::link_readiness`]).
+    readiness: OnceLock<Arc<crate::health::Readiness>>,
+}
+
+impl Default for Gauges {
+    fn default() -> Self {
+        Gauges {
+            mailbox: Default::default(),
+            in_flight: Default::default(),
+            pending: Mutex::default(),
+            store_failing: AtomicU8::new(0),
+            write_latency: LatencyHistogram::default(),
+            readiness: OnceLock::new(),
+        }
+    }
+}
+
+/// Fixed-bucket latency histogram in atomics, for the status page (Prometheus gets the same
+/// samples through the `metrics` facade).
+#[derive(Debug, Default)]
+struct LatencyHistogram {
+    /// Per bound of [`WRITE_LATENCY_BUCKETS`], plus one for +Inf; not cumulative.
+    buckets: [AtomicU64; WRITE_LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn record(&self, secs: f64) {
+        let i = WRITE_LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(WRITE_LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let micros = Duration::from_secs_f64(secs.max(0.0)).as_micros() as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            count: self.count.load(Ordering::Relaxed),
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            bounds: WRITE_LATENCY_BUCKETS.to_vec(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
+/// The latency histogram at one moment: `buckets[i]` counts samples `<= bounds[i]` and above
+/// the previous bound; the last bucket is everything above the last bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LatencySnapshot {
+    pub count: u64,
+    pub sum_seconds: f64,
+    pub bounds: Vec<f64>,
+    pub buckets: Vec<u64>,
+}
+
+/// The gauges at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GaugeSnapshot {
+    pub pending_payments: u64,
+    /// How long the oldest held payment has waited; 0 when none is held.
+    pub pending_oldest_age_seconds: f64,
+    /// Messages sent to each kind of actor and not yet answered.
+    pub mailbox: [(&'static str, u64); 3],
+    /// Store writes in flight per writer.
+    pub in_flight: [(&'static str, u64); 2],
+    pub store_up: bool,
+    pub write_latency: LatencySnapshot,
+}
+
+/// Runs a closure when dropped: the end of a count even when its future is cancelled.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// A poisoned lock (a panic while holding it) is taken over: the values are plain numbers,
+/// always valid, and metrics must never take the pipeline down.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_never_wraps_and_sources_are_separate() {
+        let stats = Stats::default();
+        let orders = stats.source(Topic::Orders);
+        orders.on_received(10);
+        orders.on_acked(7);
+        orders.on_nacked(2);
+        assert_eq!(orders.outstanding(), 1);
+        orders.on_acked(5);
+        assert_eq!(orders.outstanding(), 0);
+        assert_eq!(
+            stats.source(Topic::Payments).snapshot(),
+            SourceSnapshot::default()
+        );
+    }
+
+    #[test]
+    fn every_counter_has_a_prometheus_name_once() {
+        let names: Vec<_> = Stats::default()
+            .snapshot()
+            .prometheus()
+            .into_iter()
+            .map(|(info, _)| info.name)
+            .collect();
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with("ecom_stream_") && n.ends_with("_total")));
+    }
+
+    #[tokio::test]
+    async fn gauges_follow_writes_mailboxes_and_pending() {
+        let stats = Arc::new(Stats::default());
+        let write = stats.write_started(WriterKind::Facts);
+        assert_eq!(stats.gauges().in_flight[0], ("facts", 1));
+        drop(write);
+        let g = stats.gauges();
+        assert_eq!(g.in_flight[0], ("facts", 0));
+        assert_eq!(g.write_latency.count, 1);
+        let depth = stats
+            .mailbox(ActorKind::FactWriter, async { stats.gauges().mailbox[1].1 })
+            .await;
+        assert_eq!(depth, 1);
+        assert_eq!(stats.gauges().mailbox[1].1, 0);
+        stats.pending_gauge(0).set(3, Some(Instant::now()));
+        stats.pending_gauge(1).set(2, None);
+        assert_eq!(stats.gauges().pending_payments, 5);
+        stats.on_store_result::<(), _>(StoreOp::Write, &Err("down"));
+        assert!(!stats.gauges().store_up);
+        // Reads answering do not make a store that refuses writes look up.
+        stats.on_store_result::<(), String>(StoreOp::Read, &Ok(()));
+        assert!(!stats.gauges().store_up);
+        stats.on_store_result::<(), String>(StoreOp::Write, &Ok(()));
+        assert!(stats.gauges().store_up);
     }
 }

@@ -10,7 +10,7 @@ use crate::config::RetryPolicy;
 use crate::dlq::{DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
 use crate::model::Payment;
 use crate::store::{now_micros, DlqEntry, InvalidMessage, Store, StoreError};
-use crate::telemetry::Stats;
+use crate::telemetry::{Stats, StoreOp, WriterKind};
 use crate::writer::retry::with_retries;
 use actix::prelude::*;
 use async_trait::async_trait;
@@ -160,7 +160,9 @@ impl DeadLetter {
             self.retry.clone(),
         );
         self.in_background(async move {
+            let _in_flight = stats.write_started(WriterKind::DeadLetter);
             let table = with_retries(&retry, &stats, R::TABLE, || R::write(store.as_ref(), &records)).await;
+            stats.on_store_result(StoreOp::Write, &table);
             let done = match table {
                 Ok(()) => with_retries(&retry, &stats, "publish dlq topic", || {
                     R::publish(publisher.as_ref(), &records)

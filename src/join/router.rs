@@ -12,7 +12,7 @@ use crate::join::Routed;
 use crate::model::decode;
 use crate::source::Envelope;
 use crate::store::{now_micros, InvalidMessage};
-use crate::telemetry::Stats;
+use crate::telemetry::{ActorKind, Stats};
 use actix::prelude::*;
 use futures_util::future::join_all;
 use std::sync::Arc;
@@ -86,13 +86,17 @@ impl Intake {
                 return Ok(());
             }
             Stats::add(&self.stats.invalid, invalid.len() as u64);
-            self.dead_letter.send(RecordInvalid(invalid)).await
+            let send = self.dead_letter.send(RecordInvalid(invalid));
+            self.stats.mailbox(ActorKind::DeadLetter, send).await
         };
         let sends = per_shard
             .into_iter()
             .enumerate()
             .filter(|(_, events)| !events.is_empty())
-            .map(|(i, events)| self.shards[i].send(Events(events)));
+            .map(|(i, events)| {
+                let send = self.shards[i].send(Events(events));
+                self.stats.mailbox(ActorKind::JoinShard, send)
+            });
         // Concurrently: a slow DLQ write must not hold back this delivery's valid events.
         let (invalid_sent, shard_results) = futures_util::join!(to_dead_letter, join_all(sends));
         invalid_sent?;

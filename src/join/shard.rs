@@ -11,7 +11,7 @@ use crate::join::pending::HeldPayment;
 use crate::join::state::{JoinLimits, JoinState};
 use crate::join::Routed;
 use crate::store::Store;
-use crate::telemetry::Stats;
+use crate::telemetry::{ActorKind, PendingGauge, Stats, StoreOp};
 use crate::writer::{FactWriter, PendingWrite, WriteBatch};
 use actix::prelude::*;
 use std::collections::HashSet;
@@ -51,6 +51,8 @@ pub struct JoinShard {
     stats: Arc<Stats>,
     /// Set on start: batches waiting for this shard before senders park.
     mailbox_capacity: usize,
+    /// Where this shard reports its pending buffer (size and oldest hold) for metrics.
+    pending_gauge: Arc<PendingGauge>,
     /// How often expired holds are looked for: a tenth of the hold time, kept between 5 ms
     /// (no busy timer for tiny holds) and 500 ms (no long overstay for long ones).
     tick: Duration,
@@ -69,6 +71,7 @@ impl JoinShard {
         JoinShard {
             id,
             state: JoinState::new(limits, stats.clone()),
+            pending_gauge: stats.pending_gauge(id),
             store,
             writer,
             dead_letter,
@@ -90,8 +93,16 @@ impl JoinShard {
                 return Ok(HashSet::new());
             }
             Stats::incr(&stats.store_reads);
-            store.known_orders(&ids).await
+            let found = store.known_orders(&ids).await;
+            stats.on_store_result(StoreOp::Read, &found);
+            found
         }
+    }
+
+    /// Publishes the pending buffer's size and oldest hold; called after every change.
+    fn report_pending(&mut self) {
+        let oldest = self.state.oldest_held_since();
+        self.pending_gauge.set(self.state.pending_len(), oldest);
     }
 
     /// Rechecks the store for held payments, then joins or dead-letters each.
@@ -138,15 +149,21 @@ impl JoinShard {
         let writer = self.writer.clone();
         let dead_letter = self.dead_letter.clone();
         let shard = self.id;
+        let stats = self.stats.clone();
         Box::pin(
             async move {
                 if !writes.is_empty() {
-                    if let Err(e) = writer.send(WriteBatch(writes)).await {
+                    let sent = stats.mailbox(ActorKind::FactWriter, writer.send(WriteBatch(writes)));
+                    if let Err(e) = sent.await {
                         tracing::error!(shard, error = %e, "writer unavailable; rows nacked");
                     }
                 }
                 if !unmatched.is_empty() {
-                    if let Err(e) = dead_letter.send(DeadLetterPayments(unmatched)).await {
+                    let sent = stats.mailbox(
+                        ActorKind::DeadLetter,
+                        dead_letter.send(DeadLetterPayments(unmatched)),
+                    );
+                    if let Err(e) = sent.await {
                         tracing::error!(shard, error = %e, "dead-letter actor unavailable; payments nacked");
                     }
                 }
@@ -157,6 +174,7 @@ impl JoinShard {
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
         let expired = self.state.expired(Instant::now());
+        self.report_pending();
         if !expired.is_empty() {
             // `wait`: no batch is processed until these payments are decided, so an order
             // arriving meanwhile cannot slip between the recheck and the DLQ.
@@ -188,6 +206,7 @@ impl Handler<Events> for JoinShard {
                     HashSet::new()
                 });
                 let fx = act.state.apply(msg.0, &in_store, Instant::now());
+                act.report_pending();
                 let forward = act.forward(fx.writes, Vec::new());
                 let spilled = fx.spilled;
                 forward.then(move |(), act, _| -> ResponseActFuture<Self, ()> {
@@ -207,6 +226,7 @@ impl Handler<Drain> for JoinShard {
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> usize {
         let held = self.state.drain();
+        self.report_pending();
         let n = held.len();
         if n > 0 {
             tracing::info!(

@@ -253,6 +253,12 @@ impl JoinState {
         self.pending.len()
     }
 
+    /// When the oldest held payment started its hold (its deadline minus the hold time).
+    pub fn oldest_held_since(&mut self) -> Option<Instant> {
+        let deadline = self.pending.oldest_deadline()?;
+        Some(deadline.checked_sub(self.hold).unwrap_or(deadline))
+    }
+
     fn payment_write(&self, payment: Payment, ts: i64, hash: u64, ack: AckHandle) -> PendingWrite {
         let dedup = self.dedup.clone();
         let key = DedupKey::Payment(payment.payment_id);

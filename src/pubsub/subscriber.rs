@@ -22,6 +22,7 @@ use crate::model::Topic;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::source::Envelope;
 use crate::store::now_micros;
+use crate::telemetry::Stats;
 use actix::prelude::*;
 use async_trait::async_trait;
 use google_cloud_pubsub::model::Message;
@@ -140,7 +141,7 @@ impl Sink for AckOnly {
     }
 }
 
-/// A subscriber's own tallies, read by `run`'s summary and by tests.
+/// A subscriber's tallies, read by `run`'s summary and by tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct SubscriberCounts {
     /// Messages handed to the pipeline (redeliveries included).
@@ -155,11 +156,12 @@ pub struct SubscriberCounts {
     pub outstanding_bytes_high_water: u64,
 }
 
-#[derive(Debug, Default)]
+/// The subscriber's flow-control tallies. Deliveries and answers are counted once, in the
+/// pipeline's per-source [`Stats`]; this adds what only the subscriber knows.
+#[derive(Debug)]
 struct Counters {
-    delivered: AtomicU64,
-    acked: AtomicU64,
-    nacked: AtomicU64,
+    topic: Topic,
+    stats: Arc<Stats>,
     outstanding: AtomicU64,
     outstanding_bytes: AtomicU64,
     outstanding_high_water: AtomicU64,
@@ -167,12 +169,24 @@ struct Counters {
 }
 
 impl Counters {
+    fn new(topic: Topic, stats: Arc<Stats>) -> Self {
+        Counters {
+            topic,
+            stats,
+            outstanding: AtomicU64::new(0),
+            outstanding_bytes: AtomicU64::new(0),
+            outstanding_high_water: AtomicU64::new(0),
+            outstanding_bytes_high_water: AtomicU64::new(0),
+        }
+    }
+
     fn snapshot(&self) -> SubscriberCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let source = self.stats.source(self.topic).snapshot();
         SubscriberCounts {
-            delivered: get(&self.delivered),
-            acked: get(&self.acked),
-            nacked: get(&self.nacked),
+            delivered: source.received,
+            acked: source.acked,
+            nacked: source.nacked,
             outstanding: get(&self.outstanding),
             outstanding_high_water: get(&self.outstanding_high_water),
             outstanding_bytes_high_water: get(&self.outstanding_bytes_high_water),
@@ -191,8 +205,12 @@ impl Counters {
     fn answered(&self, bytes: u64, acked: bool) {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.outstanding_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        let c = if acked { &self.acked } else { &self.nacked };
-        c.fetch_add(1, Ordering::Relaxed);
+        let source = self.stats.source(self.topic);
+        if acked {
+            source.on_acked(1);
+        } else {
+            source.on_nacked(1);
+        }
     }
 }
 
@@ -256,6 +274,7 @@ impl SubscriberActor {
         topic: Topic,
         options: SubscriberOptions,
         sink: Arc<dyn Sink>,
+        stats: Arc<Stats>,
         failures: mpsc::UnboundedSender<SubscriberFailed>,
     ) -> Result<Self, ConnectError> {
         let client = connect::subscriber(config, options.streams).await?;
@@ -266,7 +285,7 @@ impl SubscriberActor {
             options,
             client,
             sink,
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new(topic, stats)),
             stop,
             stopped,
             tokens: Vec::new(),
@@ -486,8 +505,9 @@ impl Batcher {
                 return;
             };
             self.counters
-                .delivered
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                .stats
+                .source(self.topic)
+                .on_received(batch.len() as u64);
             let sink = self.sink.clone();
             tokio::task::spawn_local(async move {
                 let _permit = permit;
@@ -549,7 +569,7 @@ mod tests {
 
     #[test]
     fn counters_track_the_high_water() {
-        let c = Counters::default();
+        let c = Counters::new(Topic::Payments, Arc::default());
         c.taken(10);
         c.taken(20);
         c.answered(10, true);

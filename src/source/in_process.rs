@@ -12,6 +12,7 @@ use crate::model::Topic;
 use crate::shutdown::Shutdown;
 use crate::source::Envelope;
 use crate::store::now_micros;
+use crate::telemetry::Stats;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -71,12 +72,10 @@ pub enum Delivery {
     Interrupted,
 }
 
-/// Counters of the source itself (what a Pub/Sub subscription would report).
+/// Flow-control high-water marks of the source. Deliveries, acks and nacks are counted per
+/// topic in the shared [`Stats`] (`Stats::source`), as a Pub/Sub subscriber counts them.
 #[derive(Debug, Default)]
 struct Counts {
-    delivered: AtomicU64,
-    acked: AtomicU64,
-    nacked: AtomicU64,
     /// The most messages ever outstanding at once: tests assert flow control with it.
     outstanding_high_water: AtomicU64,
     /// The most payload bytes ever outstanding at once.
@@ -96,6 +95,8 @@ struct Shared {
     /// Woken on every ack and nack.
     changed: Notify,
     counts: Counts,
+    /// Received / acked / nacked per topic: the source's own counters are these.
+    stats: Arc<Stats>,
 }
 
 /// What a message holds while it is outstanding; released on ack.
@@ -125,7 +126,14 @@ pub struct SourceCounts {
 }
 
 impl InProcessSource {
+    /// A source that counts into its own [`Stats`].
     pub fn new(options: SourceOptions) -> Self {
+        Self::with_stats(options, Arc::new(Stats::default()))
+    }
+
+    /// A source that counts deliveries, acks and nacks per topic into `stats` (the
+    /// pipeline's, so `/metrics` and the status page show them).
+    pub fn with_stats(options: SourceOptions, stats: Arc<Stats>) -> Self {
         let max = options.max_outstanding.clamp(1, Semaphore::MAX_PERMITS);
         let max_bytes = options
             .max_outstanding_bytes
@@ -144,16 +152,22 @@ impl InProcessSource {
                 redeliver: Mutex::new(VecDeque::new()),
                 changed: Notify::new(),
                 counts: Counts::default(),
+                stats,
             }),
         }
     }
 
     pub fn counts(&self) -> SourceCounts {
         let c = &self.shared.counts;
+        let stats = &self.shared.stats;
+        let (o, p) = (
+            stats.source(Topic::Orders).snapshot(),
+            stats.source(Topic::Payments).snapshot(),
+        );
         SourceCounts {
-            delivered: c.delivered.load(Ordering::Relaxed),
-            acked: c.acked.load(Ordering::Relaxed),
-            nacked: c.nacked.load(Ordering::Relaxed),
+            delivered: o.received + p.received,
+            acked: o.acked + p.acked,
+            nacked: o.nacked + p.nacked,
             outstanding: self.outstanding() as u64,
             awaiting_redelivery: lock(&self.shared.redeliver).len() as u64,
             outstanding_high_water: c.outstanding_high_water.load(Ordering::Relaxed),
@@ -267,7 +281,7 @@ impl InProcessSource {
         if msg.publish_time == 0 {
             msg.publish_time = generation_time();
         }
-        self.shared.counts.delivered.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.source(msg.topic).on_received(1);
         Envelope {
             topic: msg.topic,
             message_id: msg.message_id.clone(),
@@ -339,9 +353,11 @@ struct InProcessAck {
 impl Acknowledge for InProcessAck {
     fn ack(self: Box<Self>) {
         let InProcessAck {
-            shared, permits, ..
+            shared,
+            message,
+            permits,
         } = *self;
-        shared.counts.acked.fetch_add(1, Ordering::Relaxed);
+        shared.stats.source(message.topic).on_acked(1);
         // Release the permits before waking the loop, so it sees the message as done.
         drop(permits);
         shared.changed.notify_one();
@@ -353,7 +369,7 @@ impl Acknowledge for InProcessAck {
             message,
             permits,
         } = *self;
-        shared.counts.nacked.fetch_add(1, Ordering::Relaxed);
+        shared.stats.source(message.topic).on_nacked(1);
         let due = Instant::now() + shared.options.redelivery_delay;
         lock(&shared.redeliver).push_back((due, message, permits));
         shared.changed.notify_one();

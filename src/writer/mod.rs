@@ -16,7 +16,7 @@ pub mod retry;
 use crate::ack::AckHandle;
 use crate::config::RetryPolicy;
 use crate::store::{FactWrite, Store};
-use crate::telemetry::Stats;
+use crate::telemetry::{Stats, StoreOp, WriterKind};
 use actix::prelude::*;
 use std::future::Future;
 use std::sync::Arc;
@@ -109,7 +109,10 @@ impl FactWriter {
                 };
                 let (store, stats, retry) = (store.clone(), stats.clone(), retry.clone());
                 actix_rt::spawn(async move {
+                    // In flight (and timed, for the latency histogram) while the permit is held.
+                    let in_flight = stats.write_started(WriterKind::Facts);
                     write_batch(store.as_ref(), &stats, &retry, batch).await;
+                    drop(in_flight);
                     drop(permit);
                 });
             }
@@ -146,6 +149,7 @@ async fn write_batch(
         batch.into_iter().map(|p| (p.write, p.ack)).unzip();
     let result =
         retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
+    stats.on_store_result(StoreOp::Write, &result);
     match result {
         Ok(()) => {
             count_written(stats, &writes);
@@ -156,9 +160,11 @@ async fn write_batch(
             tracing::warn!(rows = writes.len(), error = %e, "batch write failed; writing its rows one by one to isolate the failing ones");
             for (write, ack) in writes.into_iter().zip(acks) {
                 let one = std::slice::from_ref(&write);
-                match retry::with_retries(retry, stats, "write fact", || store.write_facts(one))
-                    .await
-                {
+                let result =
+                    retry::with_retries(retry, stats, "write fact", || store.write_facts(one))
+                        .await;
+                stats.on_store_result(StoreOp::Write, &result);
+                match result {
                     Ok(()) => {
                         count_written(stats, one);
                         ack.ack();

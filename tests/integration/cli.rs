@@ -189,6 +189,16 @@ impl Running {
             .unwrap_or_else(|e| panic!("try_wait on `{cmd}`: {e}"))
     }
 
+    /// What the child wrote to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        read_all(&self.stdout)
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        read_all(&self.stderr)
+    }
+
     /// What the child printed so far, for messages.
     pub fn output_so_far(&self) -> String {
         format!(
@@ -362,12 +372,12 @@ pub(crate) fn assert_fully_joined(row: &Value) {
 /// Demo payment ids are the order id plus this (src/demo.rs).
 pub(crate) const PAYMENT_ID_OFFSET: i64 = 1_000_000;
 
-fn data_dir() -> TempDir {
+pub(crate) fn data_dir() -> TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
 /// The single `error:` line of a failed start, which must name `needle`.
-fn assert_one_error_line(run: &Run, needles: &[&str]) {
+pub(crate) fn assert_one_error_line(run: &Run, needles: &[&str]) {
     let errors: Vec<&str> = run
         .stderr
         .lines()

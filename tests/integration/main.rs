@@ -2,6 +2,7 @@
 mod cli;
 mod crash;
 mod emulator;
+mod ops;
 mod pipeline;
 mod pubsub;
 mod store_contract;

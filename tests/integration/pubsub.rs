@@ -41,6 +41,8 @@ impl World {
         let mut cmd = command(self.dir.path(), args);
         cmd.env("PUBSUB_EMULATOR_HOST", &self.emulator.host);
         cmd.env("ECOM_PROJECT", &self.project);
+        // Tests run side by side: each run's listener on a port of its own.
+        cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
         cmd
     }
 
@@ -119,28 +121,68 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-async fn drain(config: PubSubConfig, subscription: String, quiet: Duration) -> Vec<Message> {
-    let client = connect::subscriber(&config, 1).await.expect("subscriber");
-    let mut stream = client
-        .subscribe(config.subscription_path(&subscription))
-        .build();
-    let mut out = Vec::new();
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < HANG_LIMIT,
-            "draining {subscription} never ended"
-        );
-        match tokio::time::timeout(quiet, stream.next()).await {
-            Err(_) | Ok(None) => break,
-            Ok(Some(Ok((m, h)))) => {
+/// A streaming pull that acks everything, read through a channel. `MessageStream::next`
+/// must not be cancelled (a cancelled first read loses the messages of a response that
+/// was on its way until their lease expires), so a task owns the stream and the test waits
+/// on the channel instead.
+struct Puller {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    token: google_cloud_pubsub::subscriber::ShutdownToken,
+    subscription: String,
+}
+
+impl Puller {
+    async fn start(config: &PubSubConfig, subscription: &str) -> Puller {
+        let client = connect::subscriber(config, 1).await.expect("subscriber");
+        let mut stream = client
+            .subscribe(config.subscription_path(subscription))
+            .build();
+        let token = stream.shutdown_token();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let name = subscription.to_string();
+        tokio::spawn(async move {
+            while let Some(next) = stream.next().await {
+                let (m, h) = next.unwrap_or_else(|e| panic!("pulling {name}: {e}"));
                 h.ack();
-                out.push(m);
+                if tx.send(m).is_err() {
+                    break;
+                }
             }
-            Ok(Some(Err(e))) => panic!("pulling {subscription}: {e}"),
+        });
+        Puller {
+            rx,
+            token,
+            subscription: subscription.to_string(),
         }
     }
-    stream.shutdown_token().shutdown().await;
+
+    /// The next message, or `None` after `wait` without one.
+    async fn next(&mut self, wait: Duration) -> Option<Message> {
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Stops pulling after flushing the acks.
+    async fn stop(self) {
+        self.token.shutdown().await;
+    }
+}
+
+async fn drain(config: PubSubConfig, subscription: String, quiet: Duration) -> Vec<Message> {
+    let mut puller = Puller::start(&config, &subscription).await;
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while let Some(m) = puller.next(quiet).await {
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "draining {} never ended",
+            puller.subscription
+        );
+        out.push(m);
+    }
+    puller.stop().await;
     out
 }
 
@@ -149,10 +191,7 @@ async fn drain_until(
     subscription: String,
     ids: BTreeSet<i64>,
 ) -> BTreeSet<i64> {
-    let client = connect::subscriber(&config, 1).await.expect("subscriber");
-    let mut stream = client
-        .subscribe(config.subscription_path(&subscription))
-        .build();
+    let mut puller = Puller::start(&config, &subscription).await;
     let mut seen = BTreeSet::new();
     let started = Instant::now();
     while !ids.is_subset(&seen) {
@@ -161,14 +200,12 @@ async fn drain_until(
             started.elapsed() < HANG_LIMIT,
             "{subscription}: never redelivered, e.g. order ids {missing:?}"
         );
-        if let Ok(Some(next)) = tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
-            let (m, h) = next.unwrap_or_else(|e| panic!("pulling {subscription}: {e}"));
-            h.ack();
+        if let Some(m) = puller.next(Duration::from_secs(1)).await {
             let v: Value = serde_json::from_slice(&m.data).expect("JSON");
             seen.insert(int(&v, "order_id"));
         }
     }
-    stream.shutdown_token().shutdown().await;
+    puller.stop().await;
     seen
 }
 
@@ -456,13 +493,22 @@ fn sigterm_during_load_acks_only_what_is_stored() {
     let Some(w) = World::new("sigterm_load") else {
         return;
     };
-    const N: i64 = 5000;
+    const N: i64 = 6000;
     let ids = format!("1..={N}");
-    w.produce("orders", &ids, &[]);
-    w.produce("payments", &ids, &[]);
+    // Published while the run runs, at a pace that keeps it busy for a few seconds, so
+    // that the SIGTERM lands in the middle.
     let mut running = w.start(&["--hold", "30s"]);
+    let producers: Vec<Running> = ["orders", "payments"]
+        .iter()
+        .map(|kind| {
+            Running::spawn(w.command(&["produce", kind, "--ids", &ids, "--rate", "1500", "--json"]))
+        })
+        .collect();
     wait_until(&mut running, "some rows written", || w.facts().len() >= 500);
     let report = stop(running);
+    for p in producers {
+        p.wait().ok();
+    }
     assert!(
         int(&report["orders"], "acked") + int(&report["payments"], "acked") > 0,
         "{report}"

@@ -1,0 +1,160 @@
+//! Prometheus metrics through the `metrics` facade (DESIGN §5; the README has the table).
+//!
+//! Owns: the process-wide Prometheus recorder and the mapping of [`Stats`] onto metric names.
+//! Must never: count anything itself. Counters and gauges are the atomics of [`Stats`],
+//! published onto the facade at each scrape (`absolute` for counters, `set` for gauges), so
+//! every event is counted once, where it happens. The one live facade call is the
+//! write-latency histogram, recorded by [`Stats`] as each write ends (a histogram cannot be
+//! republished from totals).
+//!
+//! The recorder is global (the facade has one per process), installed by the first
+//! [`install`]. One process runs one pipeline, so one `Stats` is published.
+
+use crate::health::Readiness;
+use crate::telemetry::{Stats, WRITE_LATENCY_BUCKETS, WRITE_LATENCY_METRIC};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// The content type of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Per-source counters and gauge: `{source="orders"|"payments"}`.
+pub const SOURCE_RECEIVED: &str = "ecom_stream_messages_received_total";
+pub const SOURCE_ACKED: &str = "ecom_stream_messages_acked_total";
+pub const SOURCE_NACKED: &str = "ecom_stream_messages_nacked_total";
+pub const SOURCE_OUTSTANDING: &str = "ecom_stream_subscriber_outstanding_messages";
+/// Orders plus payments upserted.
+pub const ROWS_WRITTEN: &str = "ecom_stream_rows_written_total";
+pub const PENDING: &str = "ecom_stream_pending_payments";
+pub const PENDING_OLDEST_AGE: &str = "ecom_stream_pending_oldest_age_seconds";
+/// `{writer="facts"|"dead_letter"}`.
+pub const WRITES_IN_FLIGHT: &str = "ecom_stream_writes_in_flight";
+/// `{actor="join_shard"|"fact_writer"|"dead_letter"}`.
+pub const MAILBOX_DEPTH: &str = "ecom_stream_mailbox_depth";
+pub const STORE_UP: &str = "ecom_stream_store_up";
+pub const READY: &str = "ecom_stream_ready";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder (once; later calls
+/// do nothing) and describes every metric.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(WRITE_LATENCY_METRIC.to_string()),
+                &WRITE_LATENCY_BUCKETS,
+            )
+            // The buckets are a non-empty constant, so this cannot fail; if it ever did,
+            // latency would render as a summary, which is still valid output.
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if let Err(e) = metrics::set_global_recorder(recorder) {
+            tracing::error!(error = %e, "a metrics recorder is already installed; /metrics is disabled");
+            return None;
+        }
+        describe();
+        Some(handle)
+    });
+}
+
+fn describe() {
+    for (info, _) in Stats::default().snapshot().prometheus() {
+        describe_counter!(info.name, Unit::Count, info.help);
+    }
+    describe_counter!(
+        SOURCE_RECEIVED,
+        Unit::Count,
+        "Messages delivered by each source (subscription), redeliveries included"
+    );
+    describe_counter!(
+        SOURCE_ACKED,
+        Unit::Count,
+        "Messages acked to each source after their effect was durable"
+    );
+    describe_counter!(
+        SOURCE_NACKED,
+        Unit::Count,
+        "Messages nacked to each source (redelivered later)"
+    );
+    describe_gauge!(
+        SOURCE_OUTSTANDING,
+        Unit::Count,
+        "Messages delivered by each source and not answered yet"
+    );
+    describe_counter!(
+        ROWS_WRITTEN,
+        Unit::Count,
+        "Rows written by the fact writer (orders plus payments upserted)"
+    );
+    describe_gauge!(
+        PENDING,
+        Unit::Count,
+        "Payments held now, waiting for their order"
+    );
+    describe_gauge!(
+        PENDING_OLDEST_AGE,
+        Unit::Seconds,
+        "How long the oldest held payment has waited"
+    );
+    describe_gauge!(
+        WRITES_IN_FLIGHT,
+        Unit::Count,
+        "Store writes in flight per writer"
+    );
+    describe_gauge!(
+        MAILBOX_DEPTH,
+        Unit::Count,
+        "Messages sent to each kind of actor and not yet answered"
+    );
+    describe_gauge!(
+        STORE_UP,
+        Unit::Count,
+        "1 while the last store read and the last store write both succeeded"
+    );
+    describe_gauge!(READY, Unit::Count, "1 when /readyz answers 200");
+    describe_histogram!(
+        WRITE_LATENCY_METRIC,
+        Unit::Seconds,
+        "Latency of one fact write (a batch, retries included)"
+    );
+}
+
+/// Publishes `stats` and `readiness` onto the recorder and renders the text format.
+/// `None` when another recorder owns the facade.
+pub fn render(stats: &Stats, readiness: &Readiness) -> Option<String> {
+    install();
+    let handle = HANDLE.get()?.as_ref()?;
+    publish(stats, readiness);
+    handle.run_upkeep();
+    Some(handle.render())
+}
+
+fn publish(stats: &Stats, readiness: &Readiness) {
+    let snapshot = stats.snapshot();
+    for (info, value) in snapshot.prometheus() {
+        counter!(info.name).absolute(value);
+    }
+    counter!(ROWS_WRITTEN).absolute(snapshot.orders_upserted + snapshot.payments_upserted);
+    for (topic, s) in stats.sources() {
+        let source = topic.as_str();
+        counter!(SOURCE_RECEIVED, "source" => source).absolute(s.received);
+        counter!(SOURCE_ACKED, "source" => source).absolute(s.acked);
+        counter!(SOURCE_NACKED, "source" => source).absolute(s.nacked);
+        gauge!(SOURCE_OUTSTANDING, "source" => source)
+            .set(stats.source(topic).outstanding() as f64);
+    }
+    let g = stats.gauges();
+    gauge!(PENDING).set(g.pending_payments as f64);
+    gauge!(PENDING_OLDEST_AGE).set(g.pending_oldest_age_seconds);
+    for (writer, n) in g.in_flight {
+        gauge!(WRITES_IN_FLIGHT, "writer" => writer).set(n as f64);
+    }
+    for (actor, n) in g.mailbox {
+        gauge!(MAILBOX_DEPTH, "actor" => actor).set(n as f64);
+    }
+    gauge!(STORE_UP).set(if g.store_up { 1.0 } else { 0.0 });
+    gauge!(READY).set(if readiness.check().is_ok() { 1.0 } else { 0.0 });
+}

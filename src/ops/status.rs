@@ -1,0 +1,148 @@
+//! The status page's data: `/status.json`, and the page itself (`status.html`).
+//!
+//! Owns: a short history of samples (one a second, the last [`HISTORY_LEN`]) so that a page
+//! opened mid-run draws its charts at once, and the JSON the page polls. Must never: grow
+//! (the history is a fixed-size ring) or compute anything the page could not check: it
+//! serves raw cumulative values, and the page derives rates from them.
+
+use crate::health::Readiness;
+use crate::model::Topic;
+use crate::telemetry::{LatencySnapshot, Stats};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The page: self-contained (inline CSS and JS, no CDN, no build step).
+pub const PAGE: &str = include_str!("status.html");
+
+/// How often a history sample is taken.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Samples kept: two minutes at one a second.
+pub const HISTORY_LEN: usize = 120;
+
+/// One moment of the counters the page charts (cumulative values, not rates).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the listener started.
+    pub t: f64,
+    pub orders_received: u64,
+    pub payments_received: u64,
+    pub acked: u64,
+    pub joined: u64,
+    pub joined_after_hold: u64,
+    pub held: u64,
+    pub dead_lettered: u64,
+    pub pending: u64,
+    pub pending_oldest_age_seconds: f64,
+    pub write_count: u64,
+    pub write_sum_seconds: f64,
+    pub write_buckets: Vec<u64>,
+}
+
+/// The ring of recent samples.
+#[derive(Debug)]
+pub struct History {
+    started: Instant,
+    /// A `std` mutex: held only to push or copy, never across an await.
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            started: Instant::now(),
+            samples: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
+        }
+    }
+}
+
+impl History {
+    pub fn record(&self, stats: &Stats) {
+        let sample = self.sample(stats);
+        let mut samples = self
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if samples.len() == HISTORY_LEN {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    fn sample(&self, stats: &Stats) -> Sample {
+        let s = stats.snapshot();
+        let g = stats.gauges();
+        let src = |t| stats.source(t).snapshot();
+        let (orders, payments) = (src(Topic::Orders), src(Topic::Payments));
+        let LatencySnapshot {
+            count,
+            sum_seconds,
+            buckets,
+            ..
+        } = g.write_latency;
+        Sample {
+            t: self.started.elapsed().as_secs_f64(),
+            orders_received: orders.received,
+            payments_received: payments.received,
+            acked: orders.acked + payments.acked,
+            joined: s.payments_joined,
+            joined_after_hold: s.payments_joined_after_hold,
+            held: s.payments_held,
+            dead_lettered: s.dead_lettered,
+            pending: g.pending_payments,
+            pending_oldest_age_seconds: g.pending_oldest_age_seconds,
+            write_count: count,
+            write_sum_seconds: sum_seconds,
+            write_buckets: buckets,
+        }
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// `/status.json`: readiness, every counter, per-source counters, gauges, and the history
+/// with a sample of this moment last.
+pub fn render(stats: &Stats, readiness: &Readiness, history: &History) -> String {
+    let mut samples = history.samples();
+    samples.push(history.sample(stats));
+    let sources: serde_json::Map<String, serde_json::Value> = stats
+        .sources()
+        .into_iter()
+        .map(|(topic, s)| {
+            let outstanding = stats.source(topic).outstanding();
+            let v = json!({
+                "received": s.received, "acked": s.acked, "nacked": s.nacked,
+                "outstanding": outstanding,
+            });
+            (topic.as_str().to_string(), v)
+        })
+        .collect();
+    let g = stats.gauges();
+    let ready = readiness.check();
+    json!({
+        "ready": ready.is_ok(),
+        "not_ready": ready.err().map(|e| e.to_string()),
+        "counters": stats.snapshot(),
+        "sources": sources,
+        "gauges": {
+            "pending_payments": g.pending_payments,
+            "pending_oldest_age_seconds": g.pending_oldest_age_seconds,
+            "mailbox": g.mailbox.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "writes_in_flight": g.in_flight.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "store_up": g.store_up,
+        },
+        "write_latency_bounds": g.write_latency.bounds,
+        "history": samples,
+    })
+    .to_string()
+}
