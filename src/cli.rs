@@ -8,6 +8,7 @@ use crate::config::{EngineConfig, RetryPolicy};
 use crate::demo::{self, DemoOptions, DemoReport};
 use crate::dlq::replay::{replay_every, replay_once};
 use crate::shutdown;
+use crate::store::cassandra::{CassandraArgs, CassandraStore};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
 use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
 use crate::telemetry::Stats;
@@ -82,6 +83,8 @@ pub enum QueryCommand {
 pub enum StoreKind {
     /// SQLite under the data dir: no server.
     Embedded,
+    /// Apache Cassandra 4/5 or ScyllaDB (the --cassandra-* settings).
+    Cassandra,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,6 +118,8 @@ pub struct StoreArgs {
         global = true
     )]
     pub sync: SyncArg,
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
 }
 
 #[derive(Debug, Args)]
@@ -286,8 +291,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let StoreKind::Embedded = args.store;
+/// The Cassandra store of the --cassandra-* settings (reads and writes alike: the cluster
+/// has no read-only mode to ask for, and no database is created by opening one).
+async fn open_cassandra(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let config = args.cassandra.to_config()?;
+    Ok(Arc::new(CassandraStore::open(&config).await?))
+}
+
+async fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store == StoreKind::Cassandra {
+        return open_cassandra(args).await;
+    }
     let sync = match args.sync {
         SyncArg::Full => SyncMode::Full,
         SyncArg::Normal => SyncMode::Normal,
@@ -306,14 +320,20 @@ fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
 /// For commands that change an existing store (`dlq replay`): opened for writing, but only
 /// if it exists; creating an empty one would make a wrong `--data-dir` look like "nothing to
 /// replay".
-fn open_existing_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_existing_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store == StoreKind::Cassandra {
+        // Opening prepares every statement, which fails when the schema is missing.
+        return open_cassandra(args).await;
+    }
     // Fails with the reader's clear "no embedded store at …" when there is none.
     EmbeddedStore::open_reader(&args.data_dir)?;
-    open_writer(args)
+    open_writer(args).await
 }
 
-fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let StoreKind::Embedded = args.store;
+async fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store == StoreKind::Cassandra {
+        return open_cassandra(args).await;
+    }
     Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
 }
 
@@ -340,7 +360,7 @@ async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<Exit
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         anyhow::bail!("invalid setting --rate: must be a positive number of messages per second");
     }
-    let store = open_writer(store_args)?;
+    let store = open_writer(store_args).await?;
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
     let opts = DemoOptions {
@@ -429,7 +449,7 @@ fn write_summary(
 async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::Replay { every: None } => {
-            let store = open_existing_writer(store_args)?;
+            let store = open_existing_writer(store_args).await?;
             let report = replay_once(store.as_ref(), &Stats::default()).await?;
             writeln!(
                 std::io::stdout().lock(),
@@ -441,7 +461,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             if every.is_zero() {
                 anyhow::bail!("invalid setting --every: must be longer than 0s");
             }
-            let store = open_existing_writer(store_args)?;
+            let store = open_existing_writer(store_args).await?;
             let (trigger, listener) = shutdown::channel();
             actix_rt::spawn(shutdown::on_signals(trigger));
             replay_every(store.as_ref(), &Stats::default(), every, listener, |r| {
@@ -454,7 +474,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             .await;
         }
         DlqCommand::List { invalid: false } => {
-            let store = open_reader(store_args)?;
+            let store = open_reader(store_args).await?;
             print_pages(|after| {
                 let store = store.clone();
                 async move {
@@ -472,7 +492,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             .await?;
         }
         DlqCommand::List { invalid: true } => {
-            let store = open_reader(store_args)?;
+            let store = open_reader(store_args).await?;
             print_pages(|after| {
                 let store = store.clone();
                 async move {
@@ -494,7 +514,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
 }
 
 async fn run_query(store_args: &StoreArgs, command: QueryCommand) -> anyhow::Result<ExitCode> {
-    let store = open_reader(store_args)?;
+    let store = open_reader(store_args).await?;
     match command {
         QueryCommand::Order { order_id } => match store.fact(order_id).await? {
             Some(row) => {

@@ -144,6 +144,11 @@ async fn write_batch(
 ) {
     let (writes, acks): (Vec<FactWrite>, Vec<AckHandle>) =
         batch.into_iter().map(|p| (p.write, p.ack)).unzip();
+    // A store that retries and reports each row itself: answer row by row, retry nothing.
+    if let Some(results) = store.write_facts_per_row(&writes, retry, stats).await {
+        answer_rows(stats, writes, acks, results);
+        return;
+    }
     let result =
         retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
     match result {
@@ -176,6 +181,44 @@ async fn write_batch(
             Stats::incr(&stats.write_failures);
             acks.into_iter().for_each(AckHandle::nack);
         }
+    }
+}
+
+/// Acks each row whose write succeeded and nacks the others (a missing outcome nacks too:
+/// a store that answers fewer rows than it was given must not get them acked).
+fn answer_rows(
+    stats: &Stats,
+    writes: Vec<FactWrite>,
+    acks: Vec<AckHandle>,
+    results: Vec<Result<(), crate::store::StoreError>>,
+) {
+    let mut results = results.into_iter();
+    let mut failed = 0usize;
+    for (write, ack) in writes.into_iter().zip(acks) {
+        match results.next() {
+            Some(Ok(())) => {
+                count_written(stats, std::slice::from_ref(&write));
+                ack.ack();
+            }
+            Some(Err(e)) => {
+                tracing::error!(order_id = write.order_id(), error = %e, "row write failed after retries; nacking its message for redelivery");
+                Stats::incr(&stats.write_failures);
+                failed += 1;
+                ack.nack();
+            }
+            None => {
+                tracing::error!(
+                    order_id = write.order_id(),
+                    "store returned no outcome for a row; nacking it"
+                );
+                Stats::incr(&stats.write_failures);
+                failed += 1;
+                ack.nack();
+            }
+        }
+    }
+    if failed == 0 {
+        Stats::incr(&stats.writer_batches);
     }
 }
 
