@@ -260,6 +260,42 @@ mod tests {
         assert!(err.0.contains("ca.pem"), "{err}");
     }
 
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    }
+
+    #[test]
+    fn tls_configs_build_from_pem_files() {
+        for verify_hostname in [true, false] {
+            tls_config(&TlsFiles {
+                ca: fixture("ca.pem"),
+                client: None,
+                verify_hostname,
+            })
+            .expect("CA only");
+        }
+        let mutual = tls_config(&TlsFiles {
+            ca: fixture("ca.pem"),
+            client: Some((fixture("client.pem"), fixture("client.key"))),
+            verify_hostname: true,
+        })
+        .expect("client certificate");
+        assert!(mutual.client_auth_cert_resolver.has_certs());
+        // A key that is not the certificate's is refused, naming the key setting.
+        let err = tls_config(&TlsFiles {
+            ca: fixture("ca.pem"),
+            client: Some((fixture("client.pem"), fixture("ca.pem"))),
+            verify_hostname: true,
+        })
+        .expect_err("no key in ca.pem");
+        assert!(
+            err.0.starts_with("invalid setting --cassandra-tls-key"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn an_unreachable_node_is_retried_until_the_wait_runs_out() {
         // Port 1 on loopback refuses at once: nothing listens there.
