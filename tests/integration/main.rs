@@ -1,5 +1,6 @@
 //! All integration tests compile as one binary (one link, shared helpers).
 mod cli;
+mod compose;
 mod crash;
 mod pipeline;
 mod store_contract;
