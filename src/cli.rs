@@ -375,16 +375,23 @@ async fn run_demo(store_args: &StoreArgs, args: DemoArgs) -> anyhow::Result<Exit
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
-        write_summary(&mut out, &report, &store_args.data_dir)?;
+        write_summary(&mut out, &report, &store_label(store_args))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_summary(
-    out: &mut impl Write,
-    r: &DemoReport,
-    data_dir: &std::path::Path,
-) -> std::io::Result<()> {
+/// Where the demo wrote, for its summary.
+fn store_label(args: &StoreArgs) -> String {
+    match args.store {
+        StoreKind::Embedded => args.data_dir.display().to_string(),
+        StoreKind::Cassandra => format!(
+            "cassandra {} (keyspace {})",
+            args.cassandra.cassandra_nodes, args.cassandra.cassandra_keyspace
+        ),
+    }
+}
+
+fn write_summary(out: &mut impl Write, r: &DemoReport, store: &str) -> std::io::Result<()> {
     let s = &r.stats;
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     writeln!(
@@ -438,7 +445,7 @@ fn write_summary(
         s.writer_batches, s.write_retries, s.write_failures
     )?;
     writeln!(out, "  elapsed                {:>9.2}s  ({:.0} msg/s, including the hold of unmatched payments)", secs, r.source.delivered as f64 / secs)?;
-    writeln!(out, "  store                  {}", data_dir.display())?;
+    writeln!(out, "  store                  {store}")?;
     writeln!(
         out,
         "expected afterwards: `query facts` {} rows, `dlq list` {} entries",

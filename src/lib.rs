@@ -16,7 +16,8 @@
 //!   acks each message only after its row is durable.
 //! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages) and
 //!   [`dlq::replay`].
-//! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory).
+//! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
+//!   [`store::cassandra`] for Cassandra/ScyllaDB).
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
 //! - [`demo`], [`cli`]: the commands. [`config`], [`telemetry`], [`shutdown`], [`rng`]:
 //!   support.

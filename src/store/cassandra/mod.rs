@@ -512,27 +512,36 @@ impl Store for CassandraStore {
         }
         let what = "scan dlq_payments";
         let n = statements::cql_limit(limit);
-        let rows: Vec<DeadLetterCql> = match after {
-            None => {
-                self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
-                    .await?
+        let mut after = after;
+        loop {
+            let rows: Vec<DeadLetterCql> = match after {
+                None => {
+                    self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
+                        .await?
+                }
+                Some(a) => {
+                    self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
+                        .await?
+                }
+            };
+            let Some(last) = rows.last().map(|r| r.payment_id) else {
+                return Ok(Vec::new());
+            };
+            // A partial row (see `DeadLetterCql::into_entry`) is skipped. A page of nothing
+            // but partial rows must not read as the end of the table, so it moves on.
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id = row.payment_id;
+                match row.into_entry() {
+                    Some(e) => out.push(e),
+                    None => tracing::warn!(payment_id = id, "skipping a partial dlq_payments row"),
+                }
             }
-            Some(a) => {
-                self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
-                    .await?
+            if !out.is_empty() {
+                return Ok(out);
             }
-        };
-        // A partial row (see `DeadLetterCql::into_entry`) is skipped, but it still counts
-        // as a page position: the next page starts after its token either way.
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = row.payment_id;
-            match row.into_entry() {
-                Some(e) => out.push(e),
-                None => tracing::warn!(payment_id = id, "skipping a partial dlq_payments row"),
-            }
+            after = Some(last);
         }
-        Ok(out)
     }
 
     async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
