@@ -592,6 +592,26 @@ async fn deleting_an_older_version_keeps_the_newer_entry_whole(store: &dyn Store
     assert!(all_dead_letters(store, 10).await.is_empty());
 }
 
+/// A payment named twice in one call is applied in order, as if in two calls (the
+/// Cassandra store reads before it writes, so it must not run the two concurrently).
+async fn repeated_keys_in_one_call_apply_in_order(store: &dyn Store) {
+    let newer = dead_letter(8, "Completed", 700_000, 20);
+    store
+        .put_dead_letters(&[dead_letter(8, "Pending", 600_000, 10), newer.clone()])
+        .await
+        .expect("put");
+    store
+        .bump_dead_letter_attempts(&[8, 8])
+        .await
+        .expect("bump");
+    let expected = DlqEntry {
+        first_seen: 600_000,
+        attempts: 2,
+        ..newer
+    };
+    assert_eq!(all_dead_letters(store, 10).await, vec![expected]);
+}
+
 async fn dead_letter_attempts_bump(store: &dyn Store) {
     let entries = [
         dead_letter(1, "Completed", 100_000, 10),
@@ -770,6 +790,7 @@ macro_rules! contract_tests {
                 dead_letters_put_scan_delete,
                 a_re_put_dead_letter_keeps_one_entry_first_seen_and_attempts,
                 deleting_an_older_version_keeps_the_newer_entry_whole,
+                repeated_keys_in_one_call_apply_in_order,
                 dead_letter_attempts_bump,
                 dead_letters_page,
                 invalid_messages_put_scan_and_re_put,

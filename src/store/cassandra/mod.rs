@@ -13,6 +13,7 @@
 //! - [`session`]: connecting (routing, auth, TLS, waiting for a booting node);
 //! - [`statements`]: CQL text, bound values, decoded rows;
 //! - [`errors`]: retriable or not;
+//! - [`decisions`]: what a dead-letter put or bump writes, scan plans, error choice;
 //! - [`schema`]: `schema.cql` and `ecom-stream setup`.
 //!
 //! # Semantics, operation by operation
@@ -41,6 +42,7 @@
 //!   partition by partition (`orders`, then `payments`), in `message_id` order.
 
 pub mod config;
+pub mod decisions;
 pub mod errors;
 pub mod schema;
 pub mod session;
@@ -246,17 +248,7 @@ impl CassandraStore {
             .buffer_unordered(self.max_in_flight)
             .collect()
             .await;
-        let mut first_retriable = None;
-        for r in results {
-            match r {
-                Ok(()) => {}
-                Err(e) if e.is_retriable() => {
-                    first_retriable.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        first_retriable.map_or(Ok(()), Err)
+        decisions::first_error(results)
     }
 
     /// One fact write with its own retries (backoff with full jitter).
@@ -317,18 +309,9 @@ impl CassandraStore {
             .await?
             .into_iter()
             .next();
-        let (first_seen, attempts) = match state {
-            // A newer version is stored: this write would lose on every cell anyway.
-            Some(s) if s.event_ts.is_some_and(|ts| ts > entry.event_ts) => return Ok(()),
-            Some(DeadLetterStateCql {
-                first_seen: Some(first_seen),
-                attempts,
-                ..
-            }) => (
-                statements::cql_to_micros(first_seen),
-                attempts.unwrap_or(entry.attempts),
-            ),
-            _ => (entry.first_seen, entry.attempts),
+        let Some((first_seen, attempts)) = decisions::dead_letter_write(state.as_ref(), entry)
+        else {
+            return Ok(()); // a newer version is stored
         };
         self.execute(
             "write dead letter (dlq_payments)",
@@ -349,14 +332,9 @@ impl CassandraStore {
             .await?
             .into_iter()
             .next();
-        let Some(AttemptsCql {
-            attempts: Some(attempts),
-            attempts_ts: Some(ts),
-        }) = row
-        else {
+        let Some((ts, next)) = decisions::bump(row.as_ref()) else {
             return Ok(()); // no such entry (resolved meanwhile): nothing to count
         };
-        let next = attempts.saturating_add(1);
         self.execute(
             "bump attempts (dlq_payments)",
             &self.prepared.update_attempts,
@@ -498,8 +476,21 @@ impl Store for CassandraStore {
     }
 
     async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
-        self.all_ok(entries.iter().map(|e| self.put_dead_letter(e)).collect())
-            .await
+        // Read-before-write: entries for the same payment go one after the other, as in
+        // the local stores; different payments go concurrently.
+        let groups = decisions::group_by_key(entries, |e| e.payment.payment_id);
+        self.all_ok(
+            groups
+                .into_iter()
+                .map(|group| async move {
+                    for e in group {
+                        self.put_dead_letter(e).await?;
+                    }
+                    Ok(())
+                })
+                .collect(),
+        )
+        .await
     }
 
     async fn scan_dead_letters(
@@ -550,10 +541,17 @@ impl Store for CassandraStore {
     }
 
     async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
+        // A payment named twice is bumped twice, one after the other (read-modify-write).
+        let groups = decisions::group_by_key(payment_ids, |id| *id);
         self.all_ok(
-            payment_ids
-                .iter()
-                .map(|id| self.bump_attempts(*id))
+            groups
+                .into_iter()
+                .map(|group| async move {
+                    for id in group {
+                        self.bump_attempts(*id).await?;
+                    }
+                    Ok(())
+                })
                 .collect(),
         )
         .await
@@ -570,16 +568,10 @@ impl Store for CassandraStore {
         limit: usize,
     ) -> Result<Vec<InvalidMessage>, StoreError> {
         let mut out = Vec::new();
-        for source in [Topic::Orders, Topic::Payments] {
+        for (source, from) in decisions::invalid_scan(after.as_ref()) {
             if out.len() >= limit {
                 break;
             }
-            let from = match &after {
-                // Sources before the cursor's are done.
-                Some((s, _)) if source < *s => continue,
-                Some((s, id)) if source == *s => Some(id.as_str()),
-                _ => None,
-            };
             let page = self
                 .scan_invalid_source(source, from, limit - out.len())
                 .await?;
