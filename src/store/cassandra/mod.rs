@@ -37,9 +37,13 @@
 //!   timestamps by the greater value, so the bump wins over the old value, concurrent bumps
 //!   converge to the largest (a lost increment, never a decrease), and the bumped cell
 //!   still belongs to the version the conditional delete removes.
-//! - Invalid messages: `INSERT … IF NOT EXISTS` (a lightweight transaction) so the first
-//!   record wins; invalid input is rare, so Paxos's extra round trips cost little. Scans go
-//!   partition by partition (`orders`, then `payments`), in `message_id` order.
+//! - Invalid messages: the first record of a message wins, so a put looks the key up and
+//!   inserts only when it is absent. Not `INSERT … IF NOT EXISTS`: ScyllaDB does not support
+//!   lightweight transactions in keyspaces with tablets (its default for
+//!   NetworkTopologyStrategy). Two processes recording the same message at the same instant
+//!   may both insert; one record then wins whole, and a redelivered message has the same
+//!   payload and error anyway. Scans go partition by partition (`orders`, then `payments`),
+//!   in `message_id` order.
 
 pub mod config;
 pub mod decisions;
@@ -63,9 +67,10 @@ use scylla::deserialize::row::DeserializeRow;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
+use scylla::statement::Consistency;
 use statements::{
-    AttemptsCql, Cql, DeadLetterCql, DeadLetterStateCql, FactCql, InvalidCql, OrderKnownCql,
+    AttemptsCql, Cql, DeadLetterCql, DeadLetterStateCql, FactCql, InvalidCql, InvalidExistsCql,
+    OrderKnownCql,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -87,6 +92,7 @@ struct Prepared {
     delete_dead_letter: PreparedStatement,
     select_attempts: PreparedStatement,
     update_attempts: PreparedStatement,
+    select_invalid_exists: PreparedStatement,
     insert_invalid: PreparedStatement,
     scan_invalid_first: PreparedStatement,
     scan_invalid_after: PreparedStatement,
@@ -148,13 +154,8 @@ impl CassandraStore {
             delete_dead_letter: prepare(&session, ks, &cql.delete_dead_letter, w).await?,
             select_attempts: prepare(&session, ks, &cql.select_attempts, r).await?,
             update_attempts: prepare(&session, ks, &cql.update_attempts, w).await?,
-            insert_invalid: {
-                let mut p = prepare(&session, ks, &cql.insert_invalid, w).await?;
-                // The IF NOT EXISTS condition is decided by Paxos among the local DC's
-                // replicas; the write itself then goes at the write consistency.
-                p.set_serial_consistency(Some(SerialConsistency::LocalSerial));
-                p
-            },
+            select_invalid_exists: prepare(&session, ks, &cql.select_invalid_exists, r).await?,
+            insert_invalid: prepare(&session, ks, &cql.insert_invalid, w).await?,
             scan_invalid_first: prepare(&session, ks, &cql.scan_invalid_first, r).await?,
             scan_invalid_after: prepare(&session, ks, &cql.scan_invalid_after, r).await?,
         };
@@ -287,8 +288,16 @@ impl CassandraStore {
     }
 
     async fn put_invalid_one(&self, m: &InvalidMessage) -> Result<(), StoreError> {
-        // `[applied]` false means an earlier record exists: that is the contract, not an
-        // error, so the result row is not inspected.
+        let found: Vec<InvalidExistsCql> = self
+            .rows(
+                "look up invalid message (invalid_messages)",
+                &self.prepared.select_invalid_exists,
+                (m.source.as_str(), m.message_id.as_str()),
+            )
+            .await?;
+        if !found.is_empty() {
+            return Ok(()); // recorded already: the first record wins
+        }
         self.execute(
             "record invalid message (invalid_messages)",
             &self.prepared.insert_invalid,
@@ -558,8 +567,20 @@ impl Store for CassandraStore {
     }
 
     async fn put_invalid(&self, entries: &[InvalidMessage]) -> Result<(), StoreError> {
-        self.all_ok(entries.iter().map(|m| self.put_invalid_one(m)).collect())
-            .await
+        // Looked up before written: the same message twice in one call goes in order.
+        let groups = decisions::group_by_key(entries, |m| (m.source, m.message_id.clone()));
+        self.all_ok(
+            groups
+                .into_iter()
+                .map(|group| async move {
+                    for m in group {
+                        self.put_invalid_one(m).await?;
+                    }
+                    Ok(())
+                })
+                .collect(),
+        )
+        .await
     }
 
     async fn scan_invalid(

@@ -45,7 +45,10 @@ pub struct Cql {
     pub select_attempts: String,
     /// Writes `attempts` at the cell's own timestamp: see `bump_dead_letter_attempts`.
     pub update_attempts: String,
-    /// First record of a message wins: a lightweight transaction (rare: invalid input).
+    /// Whether a message is recorded already: the first record wins, so a put reads first.
+    /// (Not `INSERT … IF NOT EXISTS`: ScyllaDB keyspaces with tablets, the default there
+    /// for NetworkTopologyStrategy, do not support lightweight transactions.)
+    pub select_invalid_exists: String,
     pub insert_invalid: String,
     pub scan_invalid_first: String,
     pub scan_invalid_after: String,
@@ -106,8 +109,11 @@ impl Cql {
             update_attempts: format!(
                 "UPDATE {dlq} USING TIMESTAMP ? SET attempts = ? WHERE payment_id = ?"
             ),
+            select_invalid_exists: format!(
+                "SELECT message_id FROM {invalid} WHERE source = ? AND message_id = ?"
+            ),
             insert_invalid: format!(
-                "INSERT INTO {invalid} ({INVALID_COLUMNS}) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"
+                "INSERT INTO {invalid} ({INVALID_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
             ),
             scan_invalid_first: format!(
                 "SELECT {INVALID_COLUMNS} FROM {invalid} WHERE source = ? LIMIT ?"
@@ -312,6 +318,12 @@ impl DeadLetterCql {
     }
 }
 
+/// A row of `select_invalid_exists`.
+#[derive(Debug, Clone, PartialEq, scylla::DeserializeRow)]
+pub struct InvalidExistsCql {
+    pub message_id: String,
+}
+
 /// A row of `scan_invalid_*`.
 #[derive(Debug, Clone, PartialEq, scylla::DeserializeRow)]
 pub struct InvalidCql {
@@ -383,6 +395,7 @@ mod tests {
             &cql.delete_dead_letter,
             &cql.select_attempts,
             &cql.update_attempts,
+            &cql.select_invalid_exists,
             &cql.insert_invalid,
             &cql.scan_invalid_first,
             &cql.scan_invalid_after,
@@ -478,9 +491,14 @@ mod tests {
     }
 
     #[test]
-    fn invalid_messages_insert_only_if_new() {
+    fn invalid_messages_are_looked_up_then_inserted_without_lwt() {
         let cql = Cql::new("ecom_store");
-        assert!(cql.insert_invalid.ends_with("IF NOT EXISTS"));
+        assert!(
+            !cql.insert_invalid.contains(" IF "),
+            "no LWT: {}",
+            cql.insert_invalid
+        );
+        assert_eq!(markers(&cql.select_invalid_exists), 2);
         let m = InvalidMessage {
             source: Topic::Payments,
             message_id: "m-1".into(),
