@@ -520,6 +520,170 @@ mod tests {
         );
     }
 
+    /// Serializes `values` against bind markers of these CQL types, as the driver does
+    /// against a prepared statement's metadata: a Rust type that does not fit its column's
+    /// CQL type fails here, offline, instead of at the first execute against a node.
+    fn binds<V: scylla::serialize::row::SerializeRow>(values: V, types: &[NativeType]) {
+        try_binds(values, types).expect("values fit the CQL types");
+    }
+
+    fn try_binds<V: scylla::serialize::row::SerializeRow>(
+        values: V,
+        types: &[NativeType],
+    ) -> Result<(), scylla::serialize::SerializationError> {
+        use scylla::frame::response::result::{ColumnSpec, ColumnType, TableSpec};
+        use scylla::serialize::row::RowSerializationContext;
+        use scylla::serialize::writers::RowWriter;
+        let specs: Vec<ColumnSpec<'_>> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                ColumnSpec::owned(
+                    format!("c{i}"),
+                    ColumnType::Native(t.clone()),
+                    TableSpec::owned("ks".into(), "t".into()),
+                )
+            })
+            .collect();
+        let ctx = RowSerializationContext::from_specs(&specs);
+        let mut buf = Vec::new();
+        values.serialize(&ctx, &mut RowWriter::new(&mut buf))
+    }
+
+    use scylla::frame::response::result::NativeType;
+
+    #[test]
+    fn bound_values_fit_the_schema_types_marker_by_marker() {
+        use NativeType::*;
+        let (o, p) = (order(), payment());
+        // order_id, customer_id, item, quantity, price, shipping_address, order_status,
+        // creation_date, [timestamp]
+        binds(
+            order_values(&o, 1),
+            &[
+                BigInt, BigInt, Text, BigInt, Double, Text, Text, Text, BigInt,
+            ],
+        );
+        binds(
+            payment_values(&p, 1),
+            &[BigInt, BigInt, Text, Text, Text, Text, BigInt],
+        );
+        let e = DlqEntry {
+            payment: p.clone(),
+            reason: "order_not_found".into(),
+            first_seen: 1,
+            attempts: 0,
+            event_ts: 1,
+        };
+        // payment_id, order_id, 4 × text, reason, first_seen, attempts, [timestamp]
+        binds(
+            dead_letter_values(&e, 1, 0),
+            &[
+                BigInt, BigInt, Text, Text, Text, Text, Text, Timestamp, Int, BigInt,
+            ],
+        );
+        let m = InvalidMessage {
+            source: Topic::Orders,
+            message_id: "m".into(),
+            payload: bytes::Bytes::from_static(b"x"),
+            error: "e".into(),
+            received_at: 1,
+        };
+        binds(invalid_values(&m), &[Text, Text, Blob, Text, Timestamp]);
+        // The small statements, with the tuples mod.rs binds.
+        binds((1i64,), &[BigInt]); // point reads by key
+        binds((cql_limit(10),), &[Int]); // first scan page: LIMIT
+        binds((1i64, cql_limit(10)), &[BigInt, Int]); // token(?) > …, LIMIT
+        binds((1i64, 1i64), &[BigInt, BigInt]); // DELETE USING TIMESTAMP ? … payment_id = ?
+        binds((1i64, 2i32, 1i64), &[BigInt, Int, BigInt]); // bump
+        binds(("orders", "m", cql_limit(10)), &[Text, Text, Int]); // invalid scan
+                                                                   // The check bites: an int where a bigint goes, a wrong count.
+        assert!(try_binds((1i32,), &[BigInt]).is_err());
+        assert!(try_binds((1i64, 2i64), &[BigInt]).is_err());
+    }
+
+    /// Type-checks a row struct against result columns of these names and CQL types, as
+    /// the driver does on every result: a renamed column or a wrong type fails here.
+    fn decodes<R>(columns: &[(&str, NativeType)])
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        use scylla::frame::response::result::{ColumnSpec, ColumnType, TableSpec};
+        let specs: Vec<ColumnSpec<'_>> = columns
+            .iter()
+            .map(|(name, t)| {
+                ColumnSpec::owned(
+                    name.to_string(),
+                    ColumnType::Native(t.clone()),
+                    TableSpec::owned("ks".into(), "t".into()),
+                )
+            })
+            .collect();
+        R::type_check(&specs).expect("row struct matches the selected columns");
+    }
+
+    #[test]
+    fn row_structs_match_the_selected_columns() {
+        use NativeType::*;
+        let facts = [
+            ("order_id", BigInt),
+            ("customer_id", BigInt),
+            ("item", Text),
+            ("quantity", BigInt),
+            ("price", Double),
+            ("shipping_address", Text),
+            ("order_status", Text),
+            ("creation_date", Text),
+            ("payment_id", BigInt),
+            ("payment_method", Text),
+            ("card_last_four", Text),
+            ("payment_status", Text),
+            ("payment_datetime", Text),
+        ];
+        decodes::<FactCql>(&facts);
+        decodes::<OrderKnownCql>(&[("customer_id", BigInt)]);
+        decodes::<DeadLetterStateCql>(&[
+            ("first_seen", Timestamp),
+            ("attempts", Int),
+            ("event_ts", BigInt),
+        ]);
+        decodes::<AttemptsCql>(&[("attempts", Int), ("attempts_ts", BigInt)]);
+        decodes::<DeadLetterCql>(&[
+            ("payment_id", BigInt),
+            ("order_id", BigInt),
+            ("payment_method", Text),
+            ("card_last_four", Text),
+            ("payment_status", Text),
+            ("payment_datetime", Text),
+            ("reason", Text),
+            ("first_seen", Timestamp),
+            ("attempts", Int),
+            ("event_ts", BigInt),
+        ]);
+        decodes::<InvalidExistsCql>(&[("message_id", Text)]);
+        decodes::<InvalidCql>(&[
+            ("source", Text),
+            ("message_id", Text),
+            ("payload", Blob),
+            ("error", Text),
+            ("received_at", Timestamp),
+        ]);
+        // And the selected column lists are those names, in that order.
+        let cql = Cql::new("ks");
+        let names: Vec<&str> = facts.iter().map(|(n, _)| *n).collect();
+        assert!(
+            cql.select_fact.contains(&names.join(", ")),
+            "{}",
+            cql.select_fact
+        );
+        assert!(cql
+            .scan_dead_letters_first
+            .contains("WRITETIME(reason) AS event_ts"));
+        assert!(cql
+            .select_attempts
+            .contains("WRITETIME(attempts) AS attempts_ts"));
+    }
+
     #[test]
     fn scans_page_by_token_and_by_clustering_key() {
         let cql = Cql::new("ecom_store");
