@@ -1,4 +1,5 @@
 //! All integration tests compile as one binary (one link, shared helpers).
+mod cassandra_cli;
 mod cli;
 mod compose;
 mod crash;

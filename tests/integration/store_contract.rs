@@ -72,7 +72,8 @@ async fn cassandra_fixture() -> Option<Fixture> {
     })
 }
 
-/// The configuration of the live node under test, in a new random keyspace with RF 1.
+/// The configuration of the live node under test, in a new random keyspace with RF 1, or
+/// `None` (said loudly, once) when there is none. Shared with `cassandra_cli`.
 pub fn cassandra_test_config() -> Option<CassandraConfig> {
     if std::env::var_os("ECOM_CASSANDRA_NODES").is_none_or(|v| v.is_empty()) {
         // Once per run, and past the test harness's output capture (which only takes
@@ -82,9 +83,10 @@ pub fn cassandra_test_config() -> Option<CassandraConfig> {
             use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
-                "SKIPPED: the Cassandra store contract tests (store_contract::cassandra::*) \
-                 ran nothing: ECOM_CASSANDRA_NODES is not set. Point it at a live Cassandra \
-                 or ScyllaDB node (e.g. 127.0.0.1:9042, see README) to run them."
+                "SKIPPED: the live Cassandra tests (store_contract::cassandra::*, \
+                 cassandra_cli::*) ran nothing: ECOM_CASSANDRA_NODES is not set. Point it at \
+                 a live Cassandra or ScyllaDB node (e.g. 127.0.0.1:9042, see README) to run \
+                 them."
             );
         });
         return None;
@@ -106,7 +108,7 @@ pub fn cassandra_test_config() -> Option<CassandraConfig> {
 
 /// Drops its keyspace on drop. Drop cannot await, and the test's runtime is blocked while
 /// it runs, so the drop uses its own thread, runtime and session.
-pub struct KeyspaceGuard(CassandraConfig);
+pub struct KeyspaceGuard(pub CassandraConfig);
 
 impl Drop for KeyspaceGuard {
     fn drop(&mut self) {
