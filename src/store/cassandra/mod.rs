@@ -34,9 +34,13 @@
 //!   joined.
 //! - `bump_dead_letter_attempts` reads `attempts` and its write time and writes
 //!   `attempts + 1` at that same timestamp. Cassandra and ScyllaDB resolve equal
-//!   timestamps by the greater value, so the bump wins over the old value, concurrent bumps
-//!   converge to the largest (a lost increment, never a decrease), and the bumped cell
-//!   still belongs to the version the conditional delete removes.
+//!   timestamps by the greater value (unsigned byte order, which for a non-negative `int`
+//!   is numeric order), so the bump wins over the old value, concurrent bumps converge to
+//!   the largest (a lost increment, never a decrease), and the bumped cell still belongs to
+//!   the version the conditional delete removes. A bump that races a re-put of a newer
+//!   version can be lost the same way. `attempts` is a diagnostic count, never a decision
+//!   input, so an occasional lost increment is accepted rather than paying for a
+//!   lightweight transaction (which ScyllaDB tablets would also refuse).
 //! - Invalid messages: the first record of a message wins, so a put looks the key up and
 //!   inserts only when it is absent. Not `INSERT … IF NOT EXISTS`: ScyllaDB does not support
 //!   lightweight transactions in keyspaces with tablets (its default for
@@ -206,12 +210,10 @@ impl CassandraStore {
         let rows = result
             .into_rows_result()
             .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?;
-        let decoded = rows
-            .rows::<R>()
+        rows.rows::<R>()
             .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?
             .collect::<Result<Vec<R>, _>>()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")));
-        decoded
+            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
     }
 
     /// One fact write: one single-partition request.
