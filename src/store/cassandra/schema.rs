@@ -111,6 +111,19 @@ pub fn statements(keyspace: &str, replication: &Replication) -> Result<Vec<Strin
     Ok(out)
 }
 
+/// A replication setting that works but is probably wrong for the routing settings.
+pub fn replication_warning(config: &CassandraConfig) -> Option<String> {
+    match (&config.replication, &config.local_dc) {
+        (Replication::PerDc(dcs), Some(local)) if !dcs.iter().any(|(dc, _)| dc == local) => {
+            Some(format!(
+                "--cassandra-replication (ECOM_CASSANDRA_REPLICATION) places no replica in the \
+                 local datacenter {local:?}: LOCAL_* reads and writes there will fail"
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Creates the keyspace and tables if missing (`ecom-stream setup`), then waits for schema
 /// agreement. Idempotent. `CREATE KEYSPACE IF NOT EXISTS` leaves an existing keyspace's
 /// replication as it is: change that with `ALTER KEYSPACE` and a repair.
@@ -118,6 +131,9 @@ pub async fn apply_schema(config: &CassandraConfig) -> Result<SchemaApplied, Sto
     let session = connect(config)
         .await
         .map_err(|e| StoreError::Failed(e.to_string()))?;
+    if let Some(warning) = replication_warning(config) {
+        tracing::warn!("{warning}");
+    }
     let statements = statements(&config.keyspace, &config.replication)?;
     for (i, s) in statements.iter().enumerate() {
         tracing::info!(statement = %s, "applying schema ({}/{})", i + 1, statements.len());
@@ -210,6 +226,19 @@ mod tests {
         assert!(s[3].starts_with("CREATE TABLE IF NOT EXISTS ecom_store.invalid_messages ("));
         assert!(s[3].contains("payload blob"));
         assert!(s[3].contains("PRIMARY KEY ((source), message_id)"));
+    }
+
+    #[test]
+    fn replication_that_misses_the_local_dc_is_warned_about() {
+        let mut c = CassandraConfig::local("127.0.0.1").expect("config");
+        assert_eq!(replication_warning(&c), None);
+        // One local DC with SimpleStrategy (the Docker setup) is fine.
+        c.local_dc = Some("dc1".into());
+        assert_eq!(replication_warning(&c), None);
+        c.replication = Replication::PerDc(vec![("dc2".into(), 3)]);
+        assert!(replication_warning(&c).is_some_and(|w| w.contains("\"dc1\"")));
+        c.replication = Replication::PerDc(vec![("dc1".into(), 3), ("dc2".into(), 3)]);
+        assert_eq!(replication_warning(&c), None);
     }
 
     #[test]

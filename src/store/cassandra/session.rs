@@ -173,6 +173,26 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
     }
 }
 
+/// A routing setting that works but is probably not what a multi-DC deployment wants, given
+/// the datacenters of the cluster's nodes.
+pub fn routing_warning(config: &CassandraConfig, node_dcs: &[String]) -> Option<String> {
+    let mut dcs: Vec<&str> = node_dcs.iter().map(String::as_str).collect();
+    dcs.sort_unstable();
+    dcs.dedup();
+    match &config.local_dc {
+        None if dcs.len() > 1 => Some(format!(
+            "the cluster has datacenters {dcs:?} but --cassandra-local-dc \
+             (ECOM_CASSANDRA_LOCAL_DC) is not set: requests may go to a remote datacenter, \
+             where LOCAL_* consistency means that datacenter's replicas"
+        )),
+        Some(dc) if !dcs.is_empty() && !dcs.contains(&dc.as_str()) => Some(format!(
+            "--cassandra-local-dc (ECOM_CASSANDRA_LOCAL_DC) is {dc:?}, which is none of the \
+             cluster's datacenters {dcs:?}: requests will fail with no node to send them to"
+        )),
+        _ => None,
+    }
+}
+
 /// How start-up waits between tries: short at first (a node restarting), then every few
 /// seconds (a container still booting, which takes Cassandra about a minute).
 const CONNECT_BACKOFF: RetryPolicy = RetryPolicy {
@@ -191,6 +211,15 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
     loop {
         match builder.build().await {
             Ok(session) => {
+                let state = session.get_cluster_state();
+                let dcs: Vec<String> = state
+                    .get_nodes_info()
+                    .iter()
+                    .filter_map(|n| n.datacenter.clone())
+                    .collect();
+                if let Some(warning) = routing_warning(config, &dcs) {
+                    tracing::warn!("{warning}");
+                }
                 tracing::info!(
                     nodes = ?config.nodes,
                     local_dc = config.local_dc.as_deref().unwrap_or("(any)"),
@@ -240,6 +269,20 @@ mod tests {
         let mut config = CassandraConfig::local("127.0.0.1:9042,127.0.0.2").expect("config");
         config.local_dc = Some("dc1".into());
         builder(&config).expect("builder");
+    }
+
+    #[test]
+    fn routing_warnings_name_the_local_dc_setting() {
+        let mut config = CassandraConfig::local("127.0.0.1").expect("config");
+        let dcs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(routing_warning(&config, &dcs(&["dc1", "dc1"])), None);
+        let w = routing_warning(&config, &dcs(&["dc1", "dc2"])).expect("two DCs, none chosen");
+        assert!(w.contains("--cassandra-local-dc"), "{w}");
+        config.local_dc = Some("dc3".into());
+        let w = routing_warning(&config, &dcs(&["dc1", "dc2"])).expect("unknown DC");
+        assert!(w.contains("\"dc3\""), "{w}");
+        config.local_dc = Some("dc2".into());
+        assert_eq!(routing_warning(&config, &dcs(&["dc1", "dc2"])), None);
     }
 
     #[test]
