@@ -16,6 +16,7 @@ use crate::pubsub::producer::{IdRange, ProduceOptions};
 use crate::pubsub::PubSubConfig;
 use crate::run::{RunOptions, RunReport};
 use crate::shutdown;
+use crate::store::cassandra::{CassandraArgs, CassandraStore};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
 use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
 use crate::telemetry::Stats;
@@ -121,6 +122,8 @@ pub enum LogFormat {
 pub enum StoreKind {
     /// SQLite under the data dir: no server.
     Embedded,
+    /// Apache Cassandra 4/5 or ScyllaDB (the --cassandra-* settings).
+    Cassandra,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +157,8 @@ pub struct StoreArgs {
         global = true
     )]
     pub sync: SyncArg,
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
 }
 
 #[derive(Debug, Args)]
@@ -485,8 +490,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let StoreKind::Embedded = args.store;
+/// The Cassandra store of the --cassandra-* settings (reads and writes alike: the cluster
+/// has no read-only mode to ask for, and no database is created by opening one).
+async fn open_cassandra(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let config = args.cassandra.to_config()?;
+    Ok(Arc::new(CassandraStore::open(&config).await?))
+}
+
+async fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store == StoreKind::Cassandra {
+        return open_cassandra(args).await;
+    }
     let sync = match args.sync {
         SyncArg::Full => SyncMode::Full,
         SyncArg::Normal => SyncMode::Normal,
@@ -505,14 +519,20 @@ fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
 /// For commands that change an existing store (`dlq replay`): opened for writing, but only
 /// if it exists; creating an empty one would make a wrong `--data-dir` look like "nothing to
 /// replay".
-fn open_existing_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_existing_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store == StoreKind::Cassandra {
+        // Opening prepares every statement, which fails when the schema is missing.
+        return open_cassandra(args).await;
+    }
     // Fails with the reader's clear "no embedded store at …" when there is none.
     EmbeddedStore::open_reader(&args.data_dir)?;
-    open_writer(args)
+    open_writer(args).await
 }
 
-fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let StoreKind::Embedded = args.store;
+async fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store == StoreKind::Cassandra {
+        return open_cassandra(args).await;
+    }
     Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
 }
 
@@ -543,7 +563,7 @@ async fn run_demo(
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         anyhow::bail!("invalid setting --rate: must be a positive number of messages per second");
     }
-    let store = open_writer(store_args)?;
+    let store = open_writer(store_args).await?;
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
     let opts = DemoOptions {
@@ -574,7 +594,7 @@ async fn run_demo(
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&report)?)?;
         } else {
-            write_summary(&mut out, &report, &store_args.data_dir)?;
+            write_summary(&mut out, &report, &store_label(store_args))?;
         }
         out.flush()?;
     }
@@ -591,11 +611,18 @@ async fn run_demo(
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_summary(
-    out: &mut impl Write,
-    r: &DemoReport,
-    data_dir: &std::path::Path,
-) -> std::io::Result<()> {
+/// Where the demo wrote, for its summary.
+fn store_label(args: &StoreArgs) -> String {
+    match args.store {
+        StoreKind::Embedded => args.data_dir.display().to_string(),
+        StoreKind::Cassandra => format!(
+            "cassandra {} (keyspace {})",
+            args.cassandra.cassandra_nodes, args.cassandra.cassandra_keyspace
+        ),
+    }
+}
+
+fn write_summary(out: &mut impl Write, r: &DemoReport, store: &str) -> std::io::Result<()> {
     let s = &r.stats;
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     writeln!(
@@ -649,7 +676,7 @@ fn write_summary(
         s.writer_batches, s.write_retries, s.write_failures
     )?;
     writeln!(out, "  elapsed                {:>9.2}s  ({:.0} msg/s, including the hold of unmatched payments)", secs, r.source.delivered as f64 / secs)?;
-    writeln!(out, "  store                  {}", data_dir.display())?;
+    writeln!(out, "  store                  {store}")?;
     writeln!(
         out,
         "expected afterwards: `query facts` {} rows, `dlq list` {} entries",
@@ -672,7 +699,7 @@ async fn run_pipeline(
         ack_only: args.ack_only,
     };
     opts.engine.validate()?;
-    let store = open_writer(store_args)?;
+    let store = open_writer(store_args).await?;
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
     let stats = Arc::new(Stats::default());
@@ -746,17 +773,28 @@ async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<Ex
         .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
     let settings = args.subscriptions.to_settings()?;
     let steps = crate::pubsub::admin::setup(&pubsub, settings).await?;
-    // The store's half: opening the embedded store creates its tables.
-    open_writer(store_args)?;
+    let store = match store_args.store {
+        // Opening the embedded store creates its tables.
+        StoreKind::Embedded => {
+            open_writer(store_args).await?;
+            store_label(store_args)
+        }
+        StoreKind::Cassandra => {
+            let config = store_args.cassandra.to_config()?;
+            let applied = crate::store::cassandra::apply_schema(&config).await?;
+            format!(
+                "{} ({} statements, schema version {})",
+                store_label(store_args),
+                applied.statements,
+                applied.schema_version
+            )
+        }
+    };
     let mut out = std::io::stdout().lock();
     for step in &steps {
         writeln!(out, "{:<12} {:<8} {}", step.kind, step.outcome, step.name)?;
     }
-    writeln!(
-        out,
-        "store        ready    {}",
-        store_args.data_dir.display()
-    )?;
+    writeln!(out, "store        ready    {store}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -805,7 +843,7 @@ async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
 async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::Replay { every: None } => {
-            let store = open_existing_writer(store_args)?;
+            let store = open_existing_writer(store_args).await?;
             let report = replay_once(store.as_ref(), &Stats::default()).await?;
             writeln!(
                 std::io::stdout().lock(),
@@ -817,7 +855,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             if every.is_zero() {
                 anyhow::bail!("invalid setting --every: must be longer than 0s");
             }
-            let store = open_existing_writer(store_args)?;
+            let store = open_existing_writer(store_args).await?;
             let (trigger, listener) = shutdown::channel();
             actix_rt::spawn(shutdown::on_signals(trigger));
             replay_every(store.as_ref(), &Stats::default(), every, listener, |r| {
@@ -830,7 +868,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             .await;
         }
         DlqCommand::List { invalid: false } => {
-            let store = open_reader(store_args)?;
+            let store = open_reader(store_args).await?;
             print_pages(|after| {
                 let store = store.clone();
                 async move {
@@ -848,7 +886,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             .await?;
         }
         DlqCommand::List { invalid: true } => {
-            let store = open_reader(store_args)?;
+            let store = open_reader(store_args).await?;
             print_pages(|after| {
                 let store = store.clone();
                 async move {
@@ -870,7 +908,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
 }
 
 async fn run_query(store_args: &StoreArgs, command: QueryCommand) -> anyhow::Result<ExitCode> {
-    let store = open_reader(store_args)?;
+    let store = open_reader(store_args).await?;
     match command {
         QueryCommand::Order { order_id } => match store.fact(order_id).await? {
             Some(row) => {

@@ -18,7 +18,8 @@
 //!   acks each message only after its row is durable.
 //! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages) and
 //!   [`dlq::replay`]; [`pubsub::dlq_topic`] publishes dead letters to the DLQ topic.
-//! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory).
+//! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
+//!   [`store::cassandra`] for Cassandra/ScyllaDB).
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
 //! - [`run`] (the production pipeline), [`demo`], [`pubsub::admin`] (`setup`),
 //!   [`pubsub::producer`] (`produce`), [`cli`]: the commands. [`config`], [`config_file`]

@@ -25,7 +25,7 @@ impl<T> Stamped<T> {
     /// Replaces the group unless the incoming write is older (an equal timestamp replaces,
     /// as in the embedded store's `excluded.ts >= ts`).
     fn apply(slot: &mut Option<Stamped<T>>, value: T, ts: i64) {
-        if slot.as_ref().map_or(true, |cur| ts >= cur.ts) {
+        if slot.as_ref().is_none_or(|cur| ts >= cur.ts) {
             *slot = Some(Stamped { value, ts });
         }
     }
@@ -87,7 +87,7 @@ where
     let mut keys: Vec<K> = map
         .iter()
         .map(|e| e.key().clone())
-        .filter(|k| after.map_or(true, |a| k > a))
+        .filter(|k| after.is_none_or(|a| k > a))
         .collect();
     keys.sort_unstable();
     keys.truncate(limit);

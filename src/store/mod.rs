@@ -2,24 +2,31 @@
 //! store honours.
 //!
 //! Owns: the [`Store`] trait, its row types and its error type. Implementations:
-//! [`memory`] (tests), [`embedded`] (the default, SQLite on local disk); the Cassandra store
-//! plugs in here too. Must never: hold pipeline logic. Stores apply writes; the join decides
-//! what to write.
+//! [`memory`] (tests), [`embedded`] (the default, SQLite on local disk), [`cassandra`]
+//! (production: Apache Cassandra 4/5 or ScyllaDB). Must never: hold pipeline logic. Stores
+//! apply writes; the join decides what to write.
 //!
 //! The rules, tested by the shared contract suite (`tests/integration/store_contract.rs`):
 //! - an order write sets only the order columns of its row, a payment write only the payment
 //!   columns; either may create the row (a Cassandra upsert does);
 //! - each column group carries the write timestamp (µs) of its last write, and a write with an
-//!   older timestamp than the group's never replaces it (`USING TIMESTAMP` last-write-wins;
-//!   an equal timestamp does replace);
+//!   older timestamp than the group's never replaces it (`USING TIMESTAMP` last-write-wins).
+//!   An equal timestamp replaces in the local stores; Cassandra breaks such a tie per cell by
+//!   the greater value, so two *different* writes of one group with the same timestamp may
+//!   mix there. Equal timestamps come from the same message (a redelivery, same content), so
+//!   only the local-store checks pin the tie;
+//! - `first_seen` and `received_at` are kept to the millisecond at least (CQL `timestamp`);
 //! - `dead_letters` hold at most one entry per `payment_id`; re-inserting keeps `first_seen`
 //!   and `attempts`;
 //! - every write is idempotent: applying it twice leaves the same rows.
 
+pub mod cassandra;
 pub mod embedded;
 pub mod memory;
 
+use crate::config::RetryPolicy;
 use crate::model::{Order, Payment, Topic};
+use crate::telemetry::Stats;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -128,11 +135,31 @@ impl StoreError {
 /// The storage operations the pipeline, `dlq replay`, `query` and `dlq list` need.
 ///
 /// Scans page by key: pass the last key of one page as `after` to get the next. The key
-/// order is the store's own (ascending for the local stores, token order for Cassandra).
+/// order is the store's own (ascending for the local stores, token order of the partition
+/// key for Cassandra, where `after` means "after this key's token"); a full scan returns
+/// every key exactly once either way.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `writes` (LWW per column group). `Ok` means every write is durable.
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError>;
+
+    /// For stores whose rows are independent requests (Cassandra: one single-partition
+    /// write per row): applies each write on its own, retrying it with `retry` (counting
+    /// retries in `stats`), and returns one final outcome per write, in order. The fact
+    /// writer then acks and nacks row by row and retries nothing itself, so attempts are
+    /// never multiplied and one failing row never rewrites its batch.
+    ///
+    /// `None` (the default) means the store writes batches as a unit (one transaction): the
+    /// writer then retries whole batches with [`Store::write_facts`] and isolates a
+    /// failing row by writing the batch again row by row.
+    async fn write_facts_per_row(
+        &self,
+        _writes: &[FactWrite],
+        _retry: &RetryPolicy,
+        _stats: &Stats,
+    ) -> Option<Vec<Result<(), StoreError>>> {
+        None
+    }
 
     /// Of `order_ids`, those whose row has its order columns: the join's read-through.
     async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError>;

@@ -147,6 +147,11 @@ async fn write_batch(
 ) {
     let (writes, acks): (Vec<FactWrite>, Vec<AckHandle>) =
         batch.into_iter().map(|p| (p.write, p.ack)).unzip();
+    // A store that retries and reports each row itself: answer row by row, retry nothing.
+    if let Some(results) = store.write_facts_per_row(&writes, retry, stats).await {
+        answer_rows(stats, writes, acks, results);
+        return;
+    }
     let result =
         retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
     stats.on_store_result(StoreOp::Write, &result);
@@ -182,6 +187,44 @@ async fn write_batch(
             Stats::incr(&stats.write_failures);
             acks.into_iter().for_each(AckHandle::nack);
         }
+    }
+}
+
+/// Acks each row whose write succeeded and nacks the others (a missing outcome nacks too:
+/// a store that answers fewer rows than it was given must not get them acked).
+fn answer_rows(
+    stats: &Stats,
+    writes: Vec<FactWrite>,
+    acks: Vec<AckHandle>,
+    results: Vec<Result<(), crate::store::StoreError>>,
+) {
+    let mut results = results.into_iter();
+    let mut failed = 0usize;
+    for (write, ack) in writes.into_iter().zip(acks) {
+        match results.next() {
+            Some(Ok(())) => {
+                count_written(stats, std::slice::from_ref(&write));
+                ack.ack();
+            }
+            Some(Err(e)) => {
+                tracing::error!(order_id = write.order_id(), error = %e, "row write failed after retries; nacking its message for redelivery");
+                Stats::incr(&stats.write_failures);
+                failed += 1;
+                ack.nack();
+            }
+            None => {
+                tracing::error!(
+                    order_id = write.order_id(),
+                    "store returned no outcome for a row; nacking it"
+                );
+                Stats::incr(&stats.write_failures);
+                failed += 1;
+                ack.nack();
+            }
+        }
+    }
+    if failed == 0 {
+        Stats::incr(&stats.writer_batches);
     }
 }
 
@@ -230,5 +273,163 @@ impl Handler<Flush> for FactWriter {
             }
             .into_actor(self),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The per-row path (stores that retry each row themselves, as Cassandra does); the
+    //! batch path is covered by the pipeline tests against the memory store.
+
+    use super::*;
+    use crate::ack::Acknowledge;
+    use crate::model::Order;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{DlqEntry, FactRow, InvalidMessage, Resolved, StoreError};
+    use async_trait::async_trait;
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    /// Answers rows one by one; row 13 fails for good. Counts how it was called.
+    #[derive(Default)]
+    struct PerRowStore {
+        inner: MemoryStore,
+        batch_calls: AtomicU64,
+        per_row_calls: AtomicU64,
+    }
+
+    #[async_trait]
+    impl Store for PerRowStore {
+        async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
+            self.batch_calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.write_facts(writes).await
+        }
+        async fn write_facts_per_row(
+            &self,
+            writes: &[FactWrite],
+            _retry: &RetryPolicy,
+            _stats: &Stats,
+        ) -> Option<Vec<Result<(), StoreError>>> {
+            self.per_row_calls.fetch_add(1, Ordering::SeqCst);
+            let mut out = Vec::new();
+            for w in writes {
+                out.push(if w.order_id() == 13 {
+                    Err(StoreError::Failed("row 13 is cursed".into()))
+                } else {
+                    self.inner.write_facts(std::slice::from_ref(w)).await
+                });
+            }
+            Some(out)
+        }
+        async fn known_orders(&self, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+            self.inner.known_orders(ids).await
+        }
+        async fn fact(&self, id: i64) -> Result<Option<FactRow>, StoreError> {
+            self.inner.fact(id).await
+        }
+        async fn scan_facts(&self, a: Option<i64>, n: usize) -> Result<Vec<FactRow>, StoreError> {
+            self.inner.scan_facts(a, n).await
+        }
+        async fn put_dead_letters(&self, e: &[DlqEntry]) -> Result<(), StoreError> {
+            self.inner.put_dead_letters(e).await
+        }
+        async fn scan_dead_letters(
+            &self,
+            a: Option<i64>,
+            n: usize,
+        ) -> Result<Vec<DlqEntry>, StoreError> {
+            self.inner.scan_dead_letters(a, n).await
+        }
+        async fn delete_dead_letters(&self, r: &[Resolved]) -> Result<(), StoreError> {
+            self.inner.delete_dead_letters(r).await
+        }
+        async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {
+            self.inner.bump_dead_letter_attempts(ids).await
+        }
+        async fn put_invalid(&self, e: &[InvalidMessage]) -> Result<(), StoreError> {
+            self.inner.put_invalid(e).await
+        }
+        async fn scan_invalid(
+            &self,
+            a: Option<(crate::model::Topic, String)>,
+            n: usize,
+        ) -> Result<Vec<InvalidMessage>, StoreError> {
+            self.inner.scan_invalid(a, n).await
+        }
+    }
+
+    /// Records each answer as (order_id, acked).
+    struct Record(i64, Arc<Mutex<Vec<(i64, bool)>>>);
+
+    impl Acknowledge for Record {
+        fn ack(self: Box<Self>) {
+            self.1.lock().expect("lock").push((self.0, true));
+        }
+        fn nack(self: Box<Self>) {
+            self.1.lock().expect("lock").push((self.0, false));
+        }
+    }
+
+    fn order(id: i64) -> FactWrite {
+        FactWrite::Order {
+            order: Order {
+                order_id: id,
+                customer_id: 1,
+                item: "x".into(),
+                quantity: 1,
+                price: 1.0,
+                shipping_address: "a".into(),
+                order_status: "s".into(),
+                creation_date: "d".into(),
+            },
+            ts: 1,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_per_row_store_gets_each_batch_once_and_only_failed_rows_are_nacked() {
+        let store = Arc::new(PerRowStore::default());
+        let stats = Arc::new(Stats::default());
+        let writer = FactWriter::new(
+            store.clone(),
+            stats.clone(),
+            WriterOptions {
+                batch_size: 100,
+                linger: Duration::from_millis(1),
+                max_in_flight: 2,
+                mailbox_capacity: 4,
+                retry: RetryPolicy::default(),
+            },
+        )
+        .start();
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let rows: Vec<PendingWrite> = (1..=20)
+            .map(|id| PendingWrite {
+                write: order(id),
+                ack: AckHandle::new(Record(id, answers.clone())),
+            })
+            .collect();
+        writer.send(WriteBatch(rows)).await.expect("writer alive");
+        writer.send(Flush).await.expect("writer alive");
+
+        let answers = answers.lock().expect("lock").clone();
+        assert_eq!(answers.len(), 20);
+        assert!(
+            answers.iter().all(|(id, acked)| *acked == (*id != 13)),
+            "{answers:?}"
+        );
+        assert_eq!(store.per_row_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            store.batch_calls.load(Ordering::SeqCst),
+            0,
+            "the writer must not retry or re-split what the store already answered"
+        );
+        let s = stats.snapshot();
+        assert_eq!(
+            (s.orders_upserted, s.write_failures, s.write_retries),
+            (19, 1, 0)
+        );
+        assert_eq!(store.inner.fact(13).await.expect("read"), None);
     }
 }

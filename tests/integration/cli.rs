@@ -587,10 +587,56 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
     assert_one_error_line(&r, &["hold", "nonsense"]);
     assert!(!d.join(DB_FILE).exists(), "{r}");
 
-    // A store this build does not have.
+    // A store kind that does not exist.
     let d = dir.path().join("store");
-    let r = run_env(&d, &["demo"], &[("ECOM_STORE", "cassandra")]).failed();
-    assert_one_error_line(&r, &["store", "cassandra"]);
+    let r = run_env(&d, &["demo"], &[("ECOM_STORE", "mongodb")]).failed();
+    assert_one_error_line(&r, &["store", "mongodb"]);
+    assert!(!d.join(DB_FILE).exists(), "{r}");
+
+    // A bad Cassandra setting stops before any connection, naming flag and variable.
+    let d = dir.path().join("cassandra");
+    let cassandra = ("ECOM_STORE", "cassandra");
+    let r = run_env(
+        &d,
+        &["query", "facts"],
+        &[cassandra, ("ECOM_CASSANDRA_WRITE_CONSISTENCY", "most")],
+    )
+    .failed();
+    assert_one_error_line(
+        &r,
+        &[
+            "--cassandra-write-consistency",
+            "ECOM_CASSANDRA_WRITE_CONSISTENCY",
+            "most",
+        ],
+    );
+    let r = run_env(
+        &d,
+        &["dlq", "list"],
+        &[cassandra, ("ECOM_CASSANDRA_USERNAME", "ecom")],
+    )
+    .failed();
+    assert_one_error_line(&r, &["--cassandra-password", "ECOM_CASSANDRA_PASSWORD"]);
+    // A node that never answers is retried until the connect wait runs out, then named.
+    let r = run_env(
+        &d,
+        &["demo"],
+        &[
+            cassandra,
+            ("ECOM_CASSANDRA_NODES", "127.0.0.1:1"),
+            ("ECOM_CASSANDRA_CONNECT_WAIT", "1s"),
+        ],
+    )
+    .failed();
+    assert_one_error_line(
+        &r,
+        &[
+            "--cassandra-nodes",
+            "127.0.0.1:1",
+            "--cassandra-connect-wait",
+        ],
+    );
+    assert!(r.stderr.contains("retrying"), "no retry was logged: {r}");
     assert!(!d.join(DB_FILE).exists(), "{r}");
 
     // Reading (or replaying) where there is no store: say so, and create nothing.

@@ -1,5 +1,7 @@
 //! All integration tests compile as one binary (one link, shared helpers).
+mod cassandra_cli;
 mod cli;
+mod compose;
 mod crash;
 mod emulator;
 mod ops;

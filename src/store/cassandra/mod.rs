@@ -1,0 +1,605 @@
+//! The Cassandra / ScyllaDB store (DESIGN §3, §6) on the `scylla` driver: the production
+//! store, for data that outgrows one machine.
+//!
+//! Owns: [`CassandraStore`], the [`Store`] implementation: prepared statements (prepared
+//! once, at open), concurrency bounded by one semaphore, per-row retries of fact writes.
+//! Must never: send an unprepared statement on the data path, batch across partitions,
+//! answer `Ok` for a write the cluster did not acknowledge at the configured consistency,
+//! or hold pipeline logic. It stays thin on purpose: nothing here can be tested without a
+//! server except through the contract suite, so every decision that can be is made in a
+//! unit-tested sibling:
+//!
+//! - [`config`]: flags → checked [`CassandraConfig`];
+//! - [`session`]: connecting (routing, auth, TLS, waiting for a booting node);
+//! - [`statements`]: CQL text, bound values, decoded rows;
+//! - [`errors`]: retriable or not;
+//! - [`decisions`]: what a dead-letter put or bump writes, scan plans, error choice;
+//! - [`schema`]: `schema.cql` and `ecom-stream setup`.
+//!
+//! # Semantics, operation by operation
+//!
+//! - Fact writes: one `INSERT … USING TIMESTAMP <publish µs>` per row, order or payment
+//!   columns only. Cassandra's per-cell last-write-wins is the §4.3 rule.
+//! - Scans page by partition token (`token(key) > token(?)`): each key exactly once, in
+//!   token order. Two keys with the same 64-bit Murmur3 token would make a page boundary
+//!   between them skip the second; that is possible in principle and ignored here.
+//! - Dead letters: every cell of an entry is written at the payment's publish time
+//!   (`event_ts`, read back as `WRITETIME(reason)`). A put reads the entry first to keep its
+//!   `first_seen` and `attempts` (a read-before-write: two processes dead-lettering the same
+//!   payment at once may both think it new; the one with the newer payment wins whole,
+//!   which differs only in `first_seen`). The conditional delete is
+//!   `DELETE … USING TIMESTAMP event_ts`: it removes exactly the cells of the version replay
+//!   read (timestamps ≤ event_ts) and never a newer version's. Its tombstone also hides a
+//!   later re-insert of that same or an older version, which is right: that payment was
+//!   joined.
+//! - `bump_dead_letter_attempts` reads `attempts` and its write time and writes
+//!   `attempts + 1` at that same timestamp. Cassandra and ScyllaDB resolve equal
+//!   timestamps by the greater value (unsigned byte order, which for a non-negative `int`
+//!   is numeric order), so the bump wins over the old value, concurrent bumps converge to
+//!   the largest (a lost increment, never a decrease), and the bumped cell still belongs to
+//!   the version the conditional delete removes. A bump that races a re-put of a newer
+//!   version can be lost the same way. `attempts` is a diagnostic count, never a decision
+//!   input, so an occasional lost increment is accepted rather than paying for a
+//!   lightweight transaction (which ScyllaDB tablets would also refuse).
+//! - Invalid messages: the first record of a message wins, so a put looks the key up and
+//!   inserts only when it is absent. Not `INSERT … IF NOT EXISTS`: ScyllaDB does not support
+//!   lightweight transactions in keyspaces with tablets (its default for
+//!   NetworkTopologyStrategy). Two processes recording the same message at the same instant
+//!   may both insert; one record then wins whole, and a redelivered message has the same
+//!   payload and error anyway. Scans go partition by partition (`orders`, then `payments`),
+//!   in `message_id` order.
+
+pub mod config;
+pub mod decisions;
+pub mod errors;
+pub mod schema;
+pub mod session;
+pub mod statements;
+
+pub use config::{CassandraArgs, CassandraConfig};
+pub use schema::{apply_schema, SchemaApplied};
+
+use crate::config::RetryPolicy;
+use crate::model::Topic;
+use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
+use crate::telemetry::Stats;
+use crate::writer::retry::with_retries;
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use scylla::client::session::Session;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+use statements::{
+    AttemptsCql, Cql, DeadLetterCql, DeadLetterStateCql, FactCql, InvalidCql, InvalidExistsCql,
+    OrderKnownCql,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The statements, prepared once at open.
+#[derive(Debug)]
+struct Prepared {
+    upsert_order: PreparedStatement,
+    upsert_payment: PreparedStatement,
+    select_fact: PreparedStatement,
+    select_order_known: PreparedStatement,
+    scan_facts_first: PreparedStatement,
+    scan_facts_after: PreparedStatement,
+    select_dead_letter_state: PreparedStatement,
+    upsert_dead_letter: PreparedStatement,
+    scan_dead_letters_first: PreparedStatement,
+    scan_dead_letters_after: PreparedStatement,
+    delete_dead_letter: PreparedStatement,
+    select_attempts: PreparedStatement,
+    update_attempts: PreparedStatement,
+    select_invalid_exists: PreparedStatement,
+    insert_invalid: PreparedStatement,
+    scan_invalid_first: PreparedStatement,
+    scan_invalid_after: PreparedStatement,
+}
+
+/// The Cassandra store. Share it behind an `Arc`; the session inside is one connection pool
+/// per node for the whole process.
+pub struct CassandraStore {
+    session: Arc<Session>,
+    prepared: Prepared,
+    /// One permit per request in flight, across every call of this store: the bound of
+    /// `--cassandra-max-in-flight`, so that many writers and a replay together cannot
+    /// flood the cluster (and the driver's stream ids).
+    in_flight: Arc<Semaphore>,
+    /// The same bound, as the width of each call's concurrent stream.
+    max_in_flight: usize,
+    keyspace: String,
+}
+
+impl std::fmt::Debug for CassandraStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraStore")
+            .field("keyspace", &self.keyspace)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+impl CassandraStore {
+    /// Connects (waiting for booting nodes up to `--cassandra-connect-wait`) and prepares
+    /// every statement. Fails with a hint to run `setup` when the schema is missing.
+    pub async fn open(config: &CassandraConfig) -> Result<Self, StoreError> {
+        let session = session::connect(config)
+            .await
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Self::with_session(Arc::new(session), config).await
+    }
+
+    /// Prepares the statements on an existing session (tests and the load tool share one).
+    pub async fn with_session(
+        session: Arc<Session>,
+        config: &CassandraConfig,
+    ) -> Result<Self, StoreError> {
+        let cql = Cql::new(&config.keyspace);
+        let (w, r) = (config.write_consistency, config.read_consistency);
+        let ks = config.keyspace.as_str();
+        let prepared = Prepared {
+            upsert_order: prepare(&session, ks, &cql.upsert_order, w).await?,
+            upsert_payment: prepare(&session, ks, &cql.upsert_payment, w).await?,
+            select_fact: prepare(&session, ks, &cql.select_fact, r).await?,
+            select_order_known: prepare(&session, ks, &cql.select_order_known, r).await?,
+            scan_facts_first: prepare(&session, ks, &cql.scan_facts_first, r).await?,
+            scan_facts_after: prepare(&session, ks, &cql.scan_facts_after, r).await?,
+            select_dead_letter_state: prepare(&session, ks, &cql.select_dead_letter_state, r)
+                .await?,
+            upsert_dead_letter: prepare(&session, ks, &cql.upsert_dead_letter, w).await?,
+            scan_dead_letters_first: prepare(&session, ks, &cql.scan_dead_letters_first, r).await?,
+            scan_dead_letters_after: prepare(&session, ks, &cql.scan_dead_letters_after, r).await?,
+            delete_dead_letter: prepare(&session, ks, &cql.delete_dead_letter, w).await?,
+            select_attempts: prepare(&session, ks, &cql.select_attempts, r).await?,
+            update_attempts: prepare(&session, ks, &cql.update_attempts, w).await?,
+            select_invalid_exists: prepare(&session, ks, &cql.select_invalid_exists, r).await?,
+            insert_invalid: prepare(&session, ks, &cql.insert_invalid, w).await?,
+            scan_invalid_first: prepare(&session, ks, &cql.scan_invalid_first, r).await?,
+            scan_invalid_after: prepare(&session, ks, &cql.scan_invalid_after, r).await?,
+        };
+        tracing::info!(keyspace = %config.keyspace, "Cassandra store ready: statements prepared");
+        Ok(CassandraStore {
+            session,
+            prepared,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            keyspace: config.keyspace.clone(),
+        })
+    }
+
+    /// The driver session (the load tool's raw-driver baseline uses the same one).
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Runs one statement under a permit.
+    async fn execute(
+        &self,
+        what: &'static str,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, StoreError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Failed(format!("{what}: store closed")))?;
+        self.session
+            .execute_unpaged(stmt, values)
+            .await
+            .map_err(|e| errors::classify(what, &e))
+    }
+
+    /// Runs a query and decodes every row it returns.
+    async fn rows<R>(
+        &self,
+        what: &'static str,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let result = self.execute(what, stmt, values).await?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?;
+        rows.rows::<R>()
+            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?
+            .collect::<Result<Vec<R>, _>>()
+            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
+    }
+
+    /// One fact write: one single-partition request.
+    async fn write_one(&self, write: &FactWrite) -> Result<(), StoreError> {
+        match write {
+            FactWrite::Order { order, ts } => self
+                .execute(
+                    "write order (orders_payments_facts)",
+                    &self.prepared.upsert_order,
+                    statements::order_values(order, *ts),
+                )
+                .await
+                .map(drop),
+            FactWrite::Payment { payment, ts } => self
+                .execute(
+                    "write payment (orders_payments_facts)",
+                    &self.prepared.upsert_payment,
+                    statements::payment_values(payment, *ts),
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Runs the calls, at most `max_in_flight` at once, and returns the first error,
+    /// preferring one that retrying cannot fix (so the caller does not retry what will fail
+    /// again). The calls come as a `Vec` of not-yet-started futures rather than a lazy
+    /// iterator: a closure inside the stream would make the `Send` check of the trait's
+    /// boxed future fail on its higher-ranked lifetimes.
+    async fn all_ok<Fut>(&self, calls: Vec<Fut>) -> Result<(), StoreError>
+    where
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let results: Vec<Result<(), StoreError>> = stream::iter(calls)
+            .buffer_unordered(self.max_in_flight)
+            .collect()
+            .await;
+        decisions::first_error(results)
+    }
+
+    /// One fact write with its own retries (backoff with full jitter).
+    async fn write_one_with_retries(
+        &self,
+        write: &FactWrite,
+        retry: &RetryPolicy,
+        stats: &Stats,
+    ) -> Result<(), StoreError> {
+        with_retries(retry, stats, "write fact (cassandra)", || {
+            self.write_one(write)
+        })
+        .await
+    }
+
+    /// `Some(id)` if the row of `id` has its order columns.
+    async fn order_known(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        let rows: Vec<OrderKnownCql> = self
+            .rows(
+                "read order (orders_payments_facts)",
+                &self.prepared.select_order_known,
+                (id,),
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.customer_id).map(|_| id))
+    }
+
+    async fn delete_one(&self, r: &Resolved) -> Result<(), StoreError> {
+        self.execute(
+            "delete dead letter (dlq_payments)",
+            &self.prepared.delete_dead_letter,
+            (r.event_ts, r.payment_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn put_invalid_one(&self, m: &InvalidMessage) -> Result<(), StoreError> {
+        let found: Vec<InvalidExistsCql> = self
+            .rows(
+                "look up invalid message (invalid_messages)",
+                &self.prepared.select_invalid_exists,
+                (m.source.as_str(), m.message_id.as_str()),
+            )
+            .await?;
+        if !found.is_empty() {
+            return Ok(()); // recorded already: the first record wins
+        }
+        self.execute(
+            "record invalid message (invalid_messages)",
+            &self.prepared.insert_invalid,
+            statements::invalid_values(m),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn put_dead_letter(&self, entry: &DlqEntry) -> Result<(), StoreError> {
+        let id = entry.payment.payment_id;
+        let state: Option<DeadLetterStateCql> = self
+            .rows(
+                "read dead letter (dlq_payments)",
+                &self.prepared.select_dead_letter_state,
+                (id,),
+            )
+            .await?
+            .into_iter()
+            .next();
+        let Some((first_seen, attempts)) = decisions::dead_letter_write(state.as_ref(), entry)
+        else {
+            return Ok(()); // a newer version is stored
+        };
+        self.execute(
+            "write dead letter (dlq_payments)",
+            &self.prepared.upsert_dead_letter,
+            statements::dead_letter_values(entry, first_seen, attempts),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn bump_attempts(&self, payment_id: i64) -> Result<(), StoreError> {
+        let row: Option<AttemptsCql> = self
+            .rows(
+                "read attempts (dlq_payments)",
+                &self.prepared.select_attempts,
+                (payment_id,),
+            )
+            .await?
+            .into_iter()
+            .next();
+        let Some((ts, next)) = decisions::bump(row.as_ref()) else {
+            return Ok(()); // no such entry (resolved meanwhile): nothing to count
+        };
+        self.execute(
+            "bump attempts (dlq_payments)",
+            &self.prepared.update_attempts,
+            (ts, next, payment_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Invalid messages of one source after `after` (a message id), in id order.
+    async fn scan_invalid_source(
+        &self,
+        source: Topic,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InvalidMessage>, StoreError> {
+        let what = "scan invalid_messages";
+        let limit = statements::cql_limit(limit);
+        let rows: Vec<InvalidCql> = match after {
+            None => {
+                self.rows(
+                    what,
+                    &self.prepared.scan_invalid_first,
+                    (source.as_str(), limit),
+                )
+                .await?
+            }
+            Some(id) => {
+                self.rows(
+                    what,
+                    &self.prepared.scan_invalid_after,
+                    (source.as_str(), id, limit),
+                )
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|r| {
+                r.into_message()
+                    .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Prepares one statement: idempotent (every statement here may be repeated safely, so the
+/// driver may retry or speculate), at the given consistency.
+async fn prepare(
+    session: &Session,
+    keyspace: &str,
+    cql: &str,
+    consistency: Consistency,
+) -> Result<PreparedStatement, StoreError> {
+    let mut p = session
+        .prepare(cql)
+        .await
+        .map_err(|e| errors::classify_prepare(cql, keyspace, &e))?;
+    p.set_is_idempotent(true);
+    p.set_consistency(consistency);
+    Ok(p)
+}
+
+#[async_trait]
+impl Store for CassandraStore {
+    async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
+        self.all_ok(writes.iter().map(|w| self.write_one(w)).collect())
+            .await
+    }
+
+    async fn write_facts_per_row(
+        &self,
+        writes: &[FactWrite],
+        retry: &RetryPolicy,
+        stats: &Stats,
+    ) -> Option<Vec<Result<(), StoreError>>> {
+        // Each row retries on its own with backoff and jitter; the permit is taken per try,
+        // so a row waiting out its backoff leaves room for the others. `buffered` keeps the
+        // outcomes in row order.
+        let calls: Vec<_> = writes
+            .iter()
+            .map(|w| self.write_one_with_retries(w, retry, stats))
+            .collect();
+        let outcomes = stream::iter(calls)
+            .buffered(self.max_in_flight)
+            .collect()
+            .await;
+        Some(outcomes)
+    }
+
+    async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+        let ids: Vec<i64> = order_ids
+            .iter()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        // One point read per id, concurrently: a multi-partition `IN` would make one
+        // coordinator wait for every partition's replicas.
+        let calls: Vec<_> = ids.into_iter().map(|id| self.order_known(id)).collect();
+        stream::iter(calls)
+            .buffer_unordered(self.max_in_flight)
+            .try_filter_map(|found| async move { Ok(found) })
+            .try_collect()
+            .await
+    }
+
+    async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
+        let rows: Vec<FactCql> = self
+            .rows(
+                "read fact (orders_payments_facts)",
+                &self.prepared.select_fact,
+                (order_id,),
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(FactRow::from))
+    }
+
+    async fn scan_facts(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<FactRow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let what = "scan orders_payments_facts";
+        let n = statements::cql_limit(limit);
+        let rows: Vec<FactCql> = match after {
+            None => {
+                self.rows(what, &self.prepared.scan_facts_first, (n,))
+                    .await?
+            }
+            Some(a) => {
+                self.rows(what, &self.prepared.scan_facts_after, (a, n))
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(FactRow::from).collect())
+    }
+
+    async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
+        // Read-before-write: entries for the same payment go one after the other, as in
+        // the local stores; different payments go concurrently.
+        let groups = decisions::group_by_key(entries, |e| e.payment.payment_id);
+        self.all_ok(
+            groups
+                .into_iter()
+                .map(|group| async move {
+                    for e in group {
+                        self.put_dead_letter(e).await?;
+                    }
+                    Ok(())
+                })
+                .collect(),
+        )
+        .await
+    }
+
+    async fn scan_dead_letters(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DlqEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let what = "scan dlq_payments";
+        let n = statements::cql_limit(limit);
+        let mut after = after;
+        loop {
+            let rows: Vec<DeadLetterCql> = match after {
+                None => {
+                    self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
+                        .await?
+                }
+                Some(a) => {
+                    self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
+                        .await?
+                }
+            };
+            let Some(last) = rows.last().map(|r| r.payment_id) else {
+                return Ok(Vec::new());
+            };
+            // A partial row (see `DeadLetterCql::into_entry`) is skipped. A page of nothing
+            // but partial rows must not read as the end of the table, so it moves on.
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id = row.payment_id;
+                match row.into_entry() {
+                    Some(e) => out.push(e),
+                    None => tracing::warn!(payment_id = id, "skipping a partial dlq_payments row"),
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            after = Some(last);
+        }
+    }
+
+    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+        self.all_ok(resolved.iter().map(|r| self.delete_one(r)).collect())
+            .await
+    }
+
+    async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
+        // A payment named twice is bumped twice, one after the other (read-modify-write).
+        let groups = decisions::group_by_key(payment_ids, |id| *id);
+        self.all_ok(
+            groups
+                .into_iter()
+                .map(|group| async move {
+                    for id in group {
+                        self.bump_attempts(*id).await?;
+                    }
+                    Ok(())
+                })
+                .collect(),
+        )
+        .await
+    }
+
+    async fn put_invalid(&self, entries: &[InvalidMessage]) -> Result<(), StoreError> {
+        // Looked up before written: the same message twice in one call goes in order.
+        let groups = decisions::group_by_key(entries, |m| (m.source, m.message_id.clone()));
+        self.all_ok(
+            groups
+                .into_iter()
+                .map(|group| async move {
+                    for m in group {
+                        self.put_invalid_one(m).await?;
+                    }
+                    Ok(())
+                })
+                .collect(),
+        )
+        .await
+    }
+
+    async fn scan_invalid(
+        &self,
+        after: Option<(Topic, String)>,
+        limit: usize,
+    ) -> Result<Vec<InvalidMessage>, StoreError> {
+        let mut out = Vec::new();
+        for (source, from) in decisions::invalid_scan(after.as_ref()) {
+            if out.len() >= limit {
+                break;
+            }
+            let page = self
+                .scan_invalid_source(source, from, limit - out.len())
+                .await?;
+            out.extend(page);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,256 @@
+//! `schema.cql` applied by `ecom-stream setup`: split into statements, the keyspace name and
+//! replication substituted from the configuration, each statement run in turn, then a wait
+//! until every node agrees on the schema.
+//!
+//! Owns: the one copy of the schema (`schema.cql` at the repo root, compiled in, so that
+//! `cqlsh -f schema.cql` and `setup` can never disagree) and its application. Must never:
+//! drop or alter anything (every statement is `IF NOT EXISTS`, so `setup` is idempotent),
+//! or report success before the cluster agrees on the new schema.
+
+use super::config::{CassandraConfig, Replication};
+use super::session::connect;
+use crate::store::StoreError;
+
+/// `schema.cql`, as `cqlsh -f` would apply it: keyspace `ecom_store`, `SimpleStrategy` RF 1.
+pub const SCHEMA_CQL: &str = include_str!("../../../schema.cql");
+
+/// The keyspace name written in `schema.cql`.
+const FILE_KEYSPACE: &str = "ecom_store";
+
+/// What [`apply_schema`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaApplied {
+    pub keyspace: String,
+    /// Statements run (all `IF NOT EXISTS`: already existing objects count too).
+    pub statements: usize,
+    /// The schema version every node agreed on.
+    pub schema_version: String,
+}
+
+/// Splits CQL text into statements at `;`, dropping `--` and `//` line comments and `/* */`
+/// block comments, and leaving `;` inside quoted strings alone.
+pub fn split_statements(cql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = cql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            cur.push(c);
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            '-' if chars.peek() == Some(&'-') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                cur.push(' ');
+            }
+            ';' => {
+                push_statement(&mut out, &cur);
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    push_statement(&mut out, &cur);
+    out
+}
+
+fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if c == '\n' {
+            break;
+        }
+    }
+}
+
+/// Collapses whitespace, so statements read as one line in logs and tests.
+fn push_statement(out: &mut Vec<String>, text: &str) {
+    let s = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !s.is_empty() {
+        out.push(s);
+    }
+}
+
+/// The statements of `schema.cql` for this keyspace and replication.
+pub fn statements(keyspace: &str, replication: &Replication) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for s in split_statements(SCHEMA_CQL) {
+        let s = s.replace(&format!(" {FILE_KEYSPACE}."), &format!(" {keyspace}."));
+        if s.starts_with("CREATE KEYSPACE") {
+            let (head, _) = s.split_once(" WITH replication = ").ok_or_else(|| {
+                StoreError::Failed("schema.cql: CREATE KEYSPACE has no replication".into())
+            })?;
+            let head = head.replace(
+                &format!("IF NOT EXISTS {FILE_KEYSPACE}"),
+                &format!("IF NOT EXISTS {keyspace}"),
+            );
+            out.push(format!(
+                "{head} WITH replication = {}",
+                replication.to_cql()
+            ));
+        } else {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// A replication setting that works but is probably wrong for the routing settings.
+pub fn replication_warning(config: &CassandraConfig) -> Option<String> {
+    match (&config.replication, &config.local_dc) {
+        (Replication::PerDc(dcs), Some(local)) if !dcs.iter().any(|(dc, _)| dc == local) => {
+            Some(format!(
+                "--cassandra-replication (ECOM_CASSANDRA_REPLICATION) places no replica in the \
+                 local datacenter {local:?}: LOCAL_* reads and writes there will fail"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Creates the keyspace and tables if missing (`ecom-stream setup`), then waits for schema
+/// agreement. Idempotent. `CREATE KEYSPACE IF NOT EXISTS` leaves an existing keyspace's
+/// replication as it is: change that with `ALTER KEYSPACE` and a repair.
+pub async fn apply_schema(config: &CassandraConfig) -> Result<SchemaApplied, StoreError> {
+    let session = connect(config)
+        .await
+        .map_err(|e| StoreError::Failed(e.to_string()))?;
+    if let Some(warning) = replication_warning(config) {
+        tracing::warn!("{warning}");
+    }
+    let statements = statements(&config.keyspace, &config.replication)?;
+    for (i, s) in statements.iter().enumerate() {
+        tracing::info!(statement = %s, "applying schema ({}/{})", i + 1, statements.len());
+        // Unprepared on purpose: DDL runs once, and preparing it buys nothing.
+        session
+            .query_unpaged(s.as_str(), &[])
+            .await
+            .map_err(|e| super::errors::classify("applying schema.cql", &e))?;
+    }
+    let version = session
+        .await_schema_agreement()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("waiting for schema agreement: {e}")))?;
+    tracing::info!(keyspace = %config.keyspace, %version, "schema applied; all nodes agree");
+    Ok(SchemaApplied {
+        keyspace: config.keyspace.clone(),
+        statements: statements.len(),
+        schema_version: version.to_string(),
+    })
+}
+
+/// Drops a keyspace (tests and the load script use a fresh random one per run).
+pub async fn drop_keyspace(
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+) -> Result<(), StoreError> {
+    super::config::check_identifier(keyspace).map_err(StoreError::Failed)?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
+        .await
+        .map_err(|e| super::errors::classify("dropping keyspace", &e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_splitter_handles_comments_and_quoted_semicolons() {
+        let cql = "-- a comment; with a semicolon\nCREATE TABLE a (x int); /* block; */\n\
+                   INSERT INTO a (x, y) VALUES (1, 'a;b'); // tail\n  ";
+        assert_eq!(
+            split_statements(cql),
+            [
+                "CREATE TABLE a (x int)",
+                "INSERT INTO a (x, y) VALUES (1, 'a;b')"
+            ]
+        );
+        assert!(split_statements("  -- only a comment\n").is_empty());
+    }
+
+    #[test]
+    fn schema_cql_has_the_keyspace_and_the_three_tables_of_design_3() {
+        let s = statements("ecom_store", &Replication::Simple(1)).expect("statements");
+        assert_eq!(s.len(), 4, "{s:#?}");
+        assert_eq!(
+            s[0],
+            "CREATE KEYSPACE IF NOT EXISTS ecom_store WITH replication = \
+             {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+        assert!(s.iter().all(|s| s.contains("IF NOT EXISTS")));
+        assert!(s[1].starts_with("CREATE TABLE IF NOT EXISTS ecom_store.orders_payments_facts ("));
+        for col in [
+            "order_id bigint PRIMARY KEY",
+            "customer_id bigint",
+            "item text",
+            "quantity bigint",
+            "price double",
+            "shipping_address text",
+            "order_status text",
+            "creation_date text",
+            "payment_id bigint",
+            "payment_method text",
+            "card_last_four text",
+            "payment_status text",
+            "payment_datetime text",
+        ] {
+            assert!(s[1].contains(col), "{col}");
+        }
+        assert!(s[2].starts_with("CREATE TABLE IF NOT EXISTS ecom_store.dlq_payments ("));
+        for col in [
+            "payment_id bigint PRIMARY KEY",
+            "reason text",
+            "first_seen timestamp",
+            "attempts int",
+        ] {
+            assert!(s[2].contains(col), "{col}");
+        }
+        assert!(s[3].starts_with("CREATE TABLE IF NOT EXISTS ecom_store.invalid_messages ("));
+        assert!(s[3].contains("payload blob"));
+        assert!(s[3].contains("PRIMARY KEY ((source), message_id)"));
+    }
+
+    #[test]
+    fn replication_that_misses_the_local_dc_is_warned_about() {
+        let mut c = CassandraConfig::local("127.0.0.1").expect("config");
+        assert_eq!(replication_warning(&c), None);
+        // One local DC with SimpleStrategy (the Docker setup) is fine.
+        c.local_dc = Some("dc1".into());
+        assert_eq!(replication_warning(&c), None);
+        c.replication = Replication::PerDc(vec![("dc2".into(), 3)]);
+        assert!(replication_warning(&c).is_some_and(|w| w.contains("\"dc1\"")));
+        c.replication = Replication::PerDc(vec![("dc1".into(), 3), ("dc2".into(), 3)]);
+        assert_eq!(replication_warning(&c), None);
+    }
+
+    #[test]
+    fn keyspace_and_replication_are_substituted() {
+        let repl = Replication::PerDc(vec![("dc1".into(), 3), ("dc2".into(), 3)]);
+        let s = statements("shop_prod", &repl).expect("statements");
+        assert_eq!(
+            s[0],
+            "CREATE KEYSPACE IF NOT EXISTS shop_prod WITH replication = \
+             {'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 3}"
+        );
+        assert!(s[1..].iter().all(|s| s.contains(" shop_prod.")));
+        assert!(s.iter().all(|s| !s.contains("ecom_store")));
+    }
+}
