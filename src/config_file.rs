@@ -72,7 +72,16 @@ pub fn load(path: &Path, known: &BTreeSet<String>) -> Result<ConfigFile, String>
 pub fn parse(path: &Path, text: &str, known: &BTreeSet<String>) -> Result<ConfigFile, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let msg = e.message().replace('\n', " ");
-        format!("invalid config file {}: {msg}", path.display())
+        let line = e
+            .span()
+            .map(|span| {
+                format!(
+                    " (line {})",
+                    text[..span.start.min(text.len())].lines().count().max(1)
+                )
+            })
+            .unwrap_or_default();
+        format!("invalid config file {}{line}: {msg}", path.display())
     })?;
     let mut settings = Vec::new();
     flatten(path, "", &table, known, &mut settings)?;

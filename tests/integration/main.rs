@@ -2,6 +2,7 @@
 mod cassandra_cli;
 mod cli;
 mod compose;
+mod config;
 mod crash;
 mod emulator;
 mod ops;
