@@ -62,8 +62,9 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Not a `source`: the line already says it all, and `{:#}` would print it twice.
     #[error("{0} (has `ecom-stream setup` been run for this project?)")]
-    Subscriber(#[from] SubscriberFailed),
+    Subscriber(SubscriberFailed),
 }
 
 /// How often the run looks at its counters (idle detection, the busy interval).
@@ -166,7 +167,7 @@ pub async fn run(
         counts.push(s.send(Counts).await.unwrap_or_default());
     }
     arbiter.stop();
-    let ended_by = ended_by?;
+    let ended_by = ended_by.map_err(RunError::Subscriber)?;
     let (delivered, answered, _) = sum(&counts);
     busy.observe(delivered, answered);
     let busy_s = busy.busy_s();

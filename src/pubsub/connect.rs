@@ -132,7 +132,7 @@ pub async fn subscription_admin(config: &PubSubConfig) -> Result<SubscriptionAdm
 /// transport error otherwise.
 pub fn describe(e: &google_cloud_pubsub::Error) -> String {
     match e.status() {
-        Some(status) => format!("{:?}: {}", status.code, status.message),
+        Some(status) => format!("{}: {}", status.code.name(), status.message),
         None => e.to_string(),
     }
 }

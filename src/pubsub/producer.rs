@@ -207,10 +207,16 @@ pub async fn produce(
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut published = 0u64;
-    let fail = |published: u64, e: &dyn std::fmt::Display| ProduceError::Publish {
-        topic: topic.clone(),
-        published,
-        message: e.to_string(),
+    let fail = |published: u64, e: &dyn std::fmt::Display| {
+        let mut message = e.to_string();
+        if message.contains("NOT_FOUND") {
+            message.push_str(" (has `ecom-stream setup` been run for this project?)");
+        }
+        ProduceError::Publish {
+            topic: topic.clone(),
+            published,
+            message,
+        }
     };
     for (i, record) in records(opts).enumerate() {
         if let Some(rate) = opts.rate {

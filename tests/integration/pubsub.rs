@@ -570,3 +570,21 @@ fn outstanding_messages_stay_within_the_bound() {
     assert_eq!(w.dead_letters().len(), 2000);
     assert_eq!(report["ended_by"], "idle", "{report}");
 }
+
+/// Without `setup`, `run` and `produce` stop at once with one line that says what is
+/// missing and what to do.
+#[test]
+fn without_setup_run_and_produce_fail_with_one_clear_line() {
+    let Some(emulator) = emulator("without_setup") else {
+        return;
+    };
+    let w = World {
+        emulator,
+        project: fresh_project("nosetup"),
+        dir: tempfile::tempdir().expect("data dir"),
+    };
+    for args in [&["run"][..], &["produce", "orders"]] {
+        let r = w.run(args).failed();
+        crate::cli::assert_one_error_line(&r, &["NOT_FOUND", "ecom-stream setup"]);
+    }
+}
