@@ -802,12 +802,7 @@ async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let pubsub: PubSubConfig = args
         .pubsub
         .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
-    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        anyhow::bail!("invalid setting --rate: must be a positive number of messages per second");
-    }
-    if args.count == Some(0) {
-        anyhow::bail!("invalid setting --count: must be at least 1");
-    }
+
     let ids = args.ids.unwrap_or(match args.kind {
         Topic::Orders => IdRange { first: 1, last: 80 },
         Topic::Payments => IdRange {
@@ -822,6 +817,7 @@ async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         seed: args.seed,
     };
+    opts.validate()?;
     let report = crate::pubsub::producer::produce(&pubsub, &opts, !args.json).await?;
     let mut out = std::io::stdout().lock();
     if args.json {

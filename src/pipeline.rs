@@ -130,6 +130,13 @@ impl Pipeline {
     /// and the dead-letter actor flush and wait for their writes in flight, whose acks go
     /// out as they complete. Stop the sources before calling this.
     pub async fn shutdown(self) -> Drained {
+        let limit = self.shutdown_deadline;
+        self.shutdown_within(limit).await
+    }
+
+    /// [`shutdown`](Self::shutdown) within `limit` instead of the configured deadline: for
+    /// callers that spent part of the deadline already (stopping their sources).
+    pub async fn shutdown_within(self, limit: Duration) -> Drained {
         let drain = async {
             for shard in self.shards.iter() {
                 if let Err(e) = shard.send(Drain).await {
@@ -143,11 +150,11 @@ impl Pipeline {
                 tracing::warn!(error = %e, "dead-letter actor already stopped");
             }
         };
-        let outcome = match tokio::time::timeout(self.shutdown_deadline, drain).await {
+        let outcome = match tokio::time::timeout(limit, drain).await {
             Ok(()) => Drained::Clean,
             Err(_) => {
                 tracing::error!(
-                    deadline_s = self.shutdown_deadline.as_secs_f64(),
+                    deadline_s = limit.as_secs_f64(),
                     "shutdown deadline passed; un-acked messages will be redelivered"
                 );
                 Drained::DeadlineExceeded

@@ -143,12 +143,24 @@ pub async fn run(
 
     // Stop pulling, drain, then let the streams flush their acks: in that order, so that
     // every ack the drain produces reaches Pub/Sub.
+    // One deadline for all three steps; the last second or so is kept for the acks.
     let deadline = Instant::now() + opts.engine.shutdown_deadline;
-    for s in &subscribers {
-        let _ = s.send(StopPulling).await;
+    let ack_reserve = (opts.engine.shutdown_deadline / 10).min(Duration::from_secs(2));
+    let left = |reserve: Duration| {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(reserve)
+    };
+    let stop = async {
+        for s in &subscribers {
+            let _ = s.send(StopPulling).await;
+        }
+    };
+    if tokio::time::timeout(left(ack_reserve), stop).await.is_err() {
+        tracing::warn!("subscribers still handing over at the shutdown deadline");
     }
-    let drained = pipeline.shutdown().await == Drained::Clean;
-    let remaining = deadline.saturating_duration_since(Instant::now());
+    let drained = pipeline.shutdown_within(left(ack_reserve)).await == Drained::Clean;
+    let remaining = left(Duration::ZERO);
     let close = async {
         for s in &subscribers {
             let _ = s.send(Close).await;

@@ -54,7 +54,8 @@ impl std::str::FromStr for IdRange {
         let (first, last) = if let Some((a, b)) = s.split_once("..=") {
             (a, b.parse::<i64>().map_err(|_| bad())?)
         } else if let Some((a, b)) = s.split_once("..") {
-            (a, b.parse::<i64>().map_err(|_| bad())? - 1)
+            let end = b.parse::<i64>().map_err(|_| bad())?;
+            (a, end.checked_sub(1).ok_or_else(bad)?)
         } else {
             return Err(bad());
         };
@@ -80,9 +81,41 @@ pub struct ProduceOptions {
     pub seed: u64,
 }
 
+/// Passes over the id range a run may make before payment ids would overflow.
+pub const MAX_PASSES: u64 = ((i64::MAX - PAYMENT_ID_OFFSET - MAX_ID) / PASS_STRIDE) as u64;
+
 impl ProduceOptions {
     pub fn total(&self) -> u64 {
         self.count.unwrap_or_else(|| self.ids.len())
+    }
+
+    /// Bounds that keep every generated id and every due time representable.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        if self.count == Some(0) {
+            return Err(ConfigError {
+                setting: "--count",
+                problem: "must be at least 1".into(),
+            });
+        }
+        if self.total().div_ceil(self.ids.len()) > MAX_PASSES {
+            return Err(ConfigError {
+                setting: "--count",
+                problem: format!(
+                    "more than {MAX_PASSES} passes over --ids would overflow payment ids; widen --ids"
+                ),
+            });
+        }
+        if self
+            .rate
+            .is_some_and(|r| !(r.is_finite() && (0.001..=1e9).contains(&r)))
+        {
+            return Err(ConfigError {
+                setting: "--rate",
+                problem: "must be between 0.001 and 1e9 messages per second".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -278,6 +311,7 @@ mod tests {
         assert!("0..=5".parse::<IdRange>().is_err());
         assert!("5..=1".parse::<IdRange>().is_err());
         assert!("a..=b".parse::<IdRange>().is_err());
+        assert!("1..-9223372036854775808".parse::<IdRange>().is_err());
     }
 
     #[test]
@@ -306,6 +340,22 @@ mod tests {
         let p = payment(7, 42, 0);
         assert!(records(&opts).any(|r| r == Record::Payment(p.clone())));
         assert_eq!(p.payment_id, PAYMENT_ID_OFFSET + 42);
+    }
+
+    #[test]
+    fn counts_and_rates_that_would_overflow_are_refused() {
+        let mut opts = ProduceOptions {
+            topic: Topic::Payments,
+            ids: IdRange { first: 1, last: 1 },
+            count: Some(MAX_PASSES + 1),
+            rate: None,
+            seed: 1,
+        };
+        assert_eq!(opts.validate().map_err(|e| e.setting), Err("--count"));
+        opts.count = Some(MAX_PASSES);
+        assert_eq!(opts.validate(), Ok(()));
+        opts.rate = Some(1e-20);
+        assert_eq!(opts.validate().map_err(|e| e.setting), Err("--rate"));
     }
 
     #[test]

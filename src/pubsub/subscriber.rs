@@ -27,7 +27,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler as PubSubHandler;
-use google_cloud_pubsub::subscriber::{MessageStream, ShutdownToken};
+use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -144,7 +144,7 @@ impl Sink for AckOnly {
 /// A subscriber's tallies, read by `run`'s summary and by tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct SubscriberCounts {
-    /// Messages handed to the pipeline (redeliveries included).
+    /// Messages received from Pub/Sub (redeliveries included).
     pub delivered: u64,
     pub acked: u64,
     pub nacked: u64,
@@ -193,8 +193,10 @@ impl Counters {
         }
     }
 
-    /// A message (and its bytes) joined the unanswered set.
+    /// A message (and its bytes) joined the unanswered set: received, from now on answered
+    /// exactly once (ack, nack, or the nack of a drop).
     fn taken(&self, bytes: u64) {
+        self.stats.source(self.topic).on_received(1);
         let n = self.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
         self.outstanding_high_water.fetch_max(n, Ordering::Relaxed);
         let b = self.outstanding_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
@@ -245,10 +247,12 @@ impl Acknowledge for PubSubAck {
     }
 }
 
-/// A message pulled and paid for (permits taken), on its way to a batch.
+/// A message pulled and paid for (permits taken), on its way to a batch. Its answer path is
+/// an [`AckHandle`] from the start, so a message dropped on the way (at a stop) is nacked
+/// and counted like any other.
 struct Pulled {
     message: Message,
-    ack: PubSubAck,
+    ack: AckHandle,
 }
 
 /// Reads one subscription; see the module doc.
@@ -264,6 +268,7 @@ pub struct SubscriberActor {
     tokens: Vec<ShutdownToken>,
     failures: mpsc::UnboundedSender<SubscriberFailed>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    batcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SubscriberActor {
@@ -291,6 +296,7 @@ impl SubscriberActor {
             tokens: Vec::new(),
             failures,
             readers: Vec::new(),
+            batcher: None,
         })
     }
 }
@@ -317,6 +323,10 @@ impl Actor for SubscriberActor {
                 .set_max_outstanding_bytes(per_stream_bytes)
                 .set_max_lease(o.max_lease)
                 .set_max_lease_extension(o.lease_extension)
+                // The library default, stated because shutdown relies on it: after the
+                // stream is dropped the client still takes the acks of messages the
+                // pipeline holds, and nacks the rest only once every handler is answered.
+                .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
                 .build();
             self.tokens.push(stream.shutdown_token());
             let reader = Reader {
@@ -338,10 +348,11 @@ impl Actor for SubscriberActor {
             topic: self.topic,
             sink: self.sink.clone(),
             batch_size: o.batch_size,
+            concurrency: o.submit_concurrency.max(1),
             in_flight: Arc::new(Semaphore::new(o.submit_concurrency.max(1))),
-            counters: self.counters.clone(),
+            stop: self.stopped.clone(),
         };
-        tokio::task::spawn_local(batcher.run());
+        self.batcher = Some(tokio::task::spawn_local(batcher.run()));
         tracing::info!(
             subscription = %self.subscription,
             streams = o.streams,
@@ -351,8 +362,9 @@ impl Actor for SubscriberActor {
     }
 }
 
-/// Stop pulling. Resolves once no stream will hand over another message; messages already
-/// handed over are answered by the pipeline as usual.
+/// Stop pulling. Resolves once nothing more will be handed to the pipeline: the readers
+/// have ended, the batcher has dropped (nacked) what it had queued and its hand-overs in
+/// flight have returned. Messages already handed over are answered by the pipeline as usual.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopPulling;
@@ -363,9 +375,13 @@ impl Handler<StopPulling> for SubscriberActor {
     fn handle(&mut self, _: StopPulling, _: &mut Self::Context) -> Self::Result {
         self.stop.trigger();
         let readers = std::mem::take(&mut self.readers);
+        let batcher = self.batcher.take();
         Box::pin(async move {
             for r in readers {
                 let _ = r.await;
+            }
+            if let Some(b) = batcher {
+                let _ = b.await;
             }
         })
     }
@@ -442,7 +458,9 @@ impl Reader {
                         subscription: self.subscription.clone(),
                         message: describe(&e),
                     };
-                    tracing::error!(stream = self.stream_no, error = %failed, "stream failed");
+                    // `run` prints the failure once; every stream of the subscription
+                    // would say the same.
+                    tracing::debug!(stream = self.stream_no, error = %failed, "stream failed");
                     let _ = self.failures.send(failed);
                     return;
                 }
@@ -465,16 +483,20 @@ impl Reader {
             self.counters.taken(size);
             let pulled = Pulled {
                 message,
-                ack: PubSubAck {
+                ack: AckHandle::new(PubSubAck {
                     handler,
                     bytes: size,
                     counters: self.counters.clone(),
                     _message_permit: message_permit,
                     _byte_permit: byte_permit,
-                },
+                }),
             };
-            if self.tx.send(pulled).await.is_err() {
-                return;
+            // A full queue (the pipeline pushing back) must not hold up a stop: dropping
+            // `pulled` nacks it and returns its permits.
+            tokio::select! {
+                biased;
+                _ = stop.wait() => return,
+                sent = self.tx.send(pulled) => if sent.is_err() { return },
             }
         }
     }
@@ -486,13 +508,23 @@ struct Batcher {
     topic: Topic,
     sink: Arc<dyn Sink>,
     batch_size: usize,
+    concurrency: usize,
     in_flight: Arc<Semaphore>,
-    counters: Arc<Counters>,
+    stop: Shutdown,
 }
 
 impl Batcher {
     async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
+        let mut stop = self.stop.clone();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                first = self.rx.recv() => match first {
+                    Some(first) => first,
+                    None => break,
+                },
+            };
             let mut batch = Vec::with_capacity(self.batch_size.min(1024));
             batch.push(envelope(self.topic, first));
             while batch.len() < self.batch_size {
@@ -501,13 +533,15 @@ impl Batcher {
                     Err(_) => break,
                 }
             }
-            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-                return;
+            // Dropping `batch` on a stop nacks it.
+            let permit = tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                p = self.in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
             };
-            self.counters
-                .stats
-                .source(self.topic)
-                .on_received(batch.len() as u64);
             let sink = self.sink.clone();
             tokio::task::spawn_local(async move {
                 let _permit = permit;
@@ -517,6 +551,11 @@ impl Batcher {
                 }
             });
         }
+        // What is still queued goes back to Pub/Sub (each dropped message nacks); then wait
+        // for the hand-overs in flight, so that nothing reaches the pipeline after this.
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        let _ = self.in_flight.acquire_many(self.concurrency as u32).await;
     }
 }
 
@@ -532,7 +571,7 @@ fn envelope(topic: Topic, p: Pulled) -> Envelope {
         message_id: message.message_id,
         data: message.data,
         publish_time,
-        ack: AckHandle::new(ack),
+        ack,
     }
 }
 
@@ -579,5 +618,6 @@ mod tests {
         assert_eq!((s.outstanding, s.outstanding_high_water), (1, 2));
         assert_eq!(s.outstanding_bytes_high_water, 30);
         assert_eq!((s.acked, s.nacked), (1, 1));
+        assert_eq!(s.delivered, 3);
     }
 }
