@@ -130,7 +130,7 @@ pub async fn run(
                 break Err(f);
             },
             _ = ticker.tick() => {
-                let (delivered, answered, outstanding) = totals(&subscribers).await;
+                let (delivered, answered, outstanding) = sum(&counts(&subscribers).await);
                 busy.observe(delivered, answered);
                 if let Some(idle) = opts.until_idle {
                     if outstanding == 0 && busy.quiet_for() >= idle && pipeline.pending().await == 0 {
@@ -174,10 +174,7 @@ pub async fn run(
             "acks still in flight at the shutdown deadline; those messages will be redelivered"
         );
     }
-    let mut counts = Vec::new();
-    for s in &subscribers {
-        counts.push(s.send(Counts).await.unwrap_or_default());
-    }
+    let counts = counts(&subscribers).await;
     arbiter.stop();
     let ended_by = ended_by.map_err(RunError::Subscriber)?;
     let (delivered, answered, _) = sum(&counts);
@@ -195,12 +192,13 @@ pub async fn run(
     })
 }
 
-async fn totals(subscribers: &[Addr<SubscriberActor>]) -> (u64, u64, u64) {
-    let mut counts = Vec::new();
+/// Each subscriber's counters, orders first.
+async fn counts(subscribers: &[Addr<SubscriberActor>]) -> Vec<SubscriberCounts> {
+    let mut counts = Vec::with_capacity(subscribers.len());
     for s in subscribers {
         counts.push(s.send(Counts).await.unwrap_or_default());
     }
-    sum(&counts)
+    counts
 }
 
 /// Delivered, answered, outstanding.
