@@ -7,9 +7,10 @@
 //! depend on a particular store's internals (those tests live beside the store), or assume
 //! a scan order other than "each key exactly once" outside the local-store checks.
 //!
-//! Cassandra runs the same checks when `ECOM_CASSANDRA_NODES` names a live node (each test
-//! in a fresh random keyspace, dropped afterwards); otherwise each of its tests says loudly
-//! that it skipped. Times written to CQL `timestamp` columns (`first_seen`, `received_at`)
+//! Cassandra runs the same checks against a real node: the one `cassandra_node` starts, or
+//! the one `ECOM_CASSANDRA_NODES` names (each test in a fresh random keyspace, dropped
+//! afterwards). Without Java or Maven each of its tests says loudly that it skipped (a
+//! failure in CI). Times written to CQL `timestamp` columns (`first_seen`, `received_at`)
 //! are whole milliseconds here, since that is what Cassandra keeps.
 
 use ecom_stream::model::{Order, Payment, Topic};
@@ -53,9 +54,8 @@ async fn embedded_fixture() -> Option<Fixture> {
     })
 }
 
-/// A live Cassandra/ScyllaDB node's store in a fresh keyspace, or `None` (said loudly) when
-/// `ECOM_CASSANDRA_NODES` is not set. The other `ECOM_CASSANDRA_*` settings (credentials,
-/// TLS, consistency) apply as for `ecom-stream`.
+/// A real Cassandra node's store in a fresh keyspace, or `None` (said loudly) when no node
+/// can be had outside CI.
 async fn cassandra_fixture() -> Option<Fixture> {
     let config = cassandra_test_config()?;
     cql_store::apply_schema(&config)
@@ -72,34 +72,23 @@ async fn cassandra_fixture() -> Option<Fixture> {
     })
 }
 
-/// The configuration of the live node under test, in a new random keyspace with RF 1, or
-/// `None` (said loudly, once) when there is none. Shared with `cassandra_cli`.
+/// The configuration of the test node (started on first use, see `cassandra_node`) in a new
+/// random keyspace with RF 1, or `None` (said loudly) when no node can be had outside CI.
+/// Shared with the other Cassandra tests.
 pub fn cassandra_test_config() -> Option<CassandraConfig> {
-    if std::env::var_os("ECOM_CASSANDRA_NODES").is_none_or(|v| v.is_empty()) {
-        // Once per run, and past the test harness's output capture (which only takes
-        // `print!`/`eprint!`), so that `cargo test` shows it even though the tests "pass".
-        static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: the live Cassandra tests (store_contract::cassandra::*, \
-                 cassandra_cli::*) ran nothing: ECOM_CASSANDRA_NODES is not set. Point it at \
-                 a live Cassandra or ScyllaDB node (e.g. 127.0.0.1:9042, see README) to run \
-                 them."
-            );
-        });
-        return None;
-    }
+    let node = crate::cassandra_node::node("the live Cassandra tests")?;
     use clap::Parser;
     #[derive(Parser)]
     struct Env {
         #[command(flatten)]
         args: cql_store::CassandraArgs,
     }
+    // The other ECOM_CASSANDRA_* settings (credentials, TLS, consistency) apply as for
+    // `ecom-stream` when the node is an external one.
     let mut args = Env::try_parse_from(["contract"])
         .expect("ECOM_CASSANDRA_* variables")
         .args;
+    args.cassandra_nodes = node.nodes.clone();
     let n = ecom_stream::rng::SplitMix64::from_entropy().next_u64();
     args.cassandra_keyspace = format!("ecom_test_{n:016x}");
     args.cassandra_replication = "SimpleStrategy:1".into();
