@@ -25,7 +25,9 @@ pub struct ReplayReport {
     pub unmatched: u64,
 }
 
-/// One pass over the whole DLQ table.
+/// One pass over the whole DLQ table. The pass ends at the first *empty* page only: a page
+/// may come back shorter than asked before the end of the table (Cassandra's token paging
+/// skips partial rows), so a short page is no sign of the end.
 pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayReport, StoreError> {
     let mut report = ReplayReport::default();
     let mut after = None;
@@ -33,7 +35,6 @@ pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayRepor
         let page = store.scan_dead_letters(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.payment.payment_id);
-        let last_page = page.len() < PAGE;
         report.scanned += page.len() as u64;
 
         let order_ids: Vec<i64> = page.iter().map(|e| e.payment.order_id).collect();
@@ -68,9 +69,6 @@ pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayRepor
             let ids: Vec<i64> = missing.iter().map(|e| e.payment.payment_id).collect();
             store.bump_dead_letter_attempts(&ids).await?;
             report.unmatched += ids.len() as u64;
-        }
-        if last_page {
-            break;
         }
     }
     tracing::info!(

@@ -1,5 +1,6 @@
 //! All integration tests compile as one binary (one link, shared helpers).
 mod cassandra_cli;
+mod cassandra_dlq;
 mod cassandra_node;
 mod cli;
 mod compose;
