@@ -23,8 +23,7 @@
 //! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
 //! - [`run`] (the production pipeline), [`demo`], [`pubsub::admin`] (`setup`),
 //!   [`pubsub::producer`] (`produce`), [`cli`]: the commands. [`config`], [`config_file`]
-//!   (the TOML layer), [`telemetry`], [`shutdown`], [`rng`], [`secret`] (credentials that
-//!   never print): support.
+//!   (the TOML layer), [`telemetry`], [`shutdown`], [`rng`]: support.
 //! - [`ops`]: the operations listener (Prometheus `/metrics`, `/healthz`, `/readyz`, the
 //!   status page), reading [`telemetry::Stats`] and [`health::Readiness`].
 
@@ -42,7 +41,6 @@ pub mod pipeline;
 pub mod pubsub;
 pub mod rng;
 pub mod run;
-pub mod secret;
 pub mod shutdown;
 pub mod source;
 pub mod store;

@@ -31,14 +31,6 @@ impl ShutdownTrigger {
     pub fn trigger(&self) {
         self.tx.send_replace(true);
     }
-
-    /// A listener for a loop started after the trigger was made.
-    pub fn subscribe(&self) -> Shutdown {
-        Shutdown {
-            rx: self.tx.subscribe(),
-            _never: None,
-        }
-    }
 }
 
 impl Shutdown {

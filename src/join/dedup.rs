@@ -5,7 +5,6 @@
 //! write that failed and is redelivered would otherwise be acked as a "duplicate" and lost,
 //! so entries are added only from the ack path (`AckHandle::on_ack`).
 
-use crate::model::Event;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -14,15 +13,6 @@ use std::sync::{Arc, Mutex};
 pub enum DedupKey {
     Order(i64),
     Payment(i64),
-}
-
-impl DedupKey {
-    pub fn of(event: &Event) -> DedupKey {
-        match event {
-            Event::Order(o) => DedupKey::Order(o.order_id),
-            Event::Payment(p) => DedupKey::Payment(p.payment_id),
-        }
-    }
 }
 
 /// What became durable for a key.

@@ -282,11 +282,6 @@ impl EmbeddedStore {
         })
     }
 
-    /// The database file this store uses.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Runs `f` on the read connection in one read transaction (one consistent snapshot).
     async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
