@@ -1,6 +1,7 @@
 //! All integration tests compile as one binary (one link, shared helpers).
 mod cassandra_cli;
 mod cassandra_node;
+mod cassandra_pubsub;
 mod cli;
 mod compose;
 mod config;
