@@ -291,6 +291,7 @@ pub(crate) fn original_scenario(w: &World) {
     assert_eq!(report["drained"], true, "{report}");
 
     let facts = w.facts();
+    assert_eq!(facts.len(), 80, "{report}");
     for id in 1..=80 {
         assert_eq!(facts[&id], expected_row(42, id), "row {id}");
     }
