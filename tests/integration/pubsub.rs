@@ -78,8 +78,9 @@ impl World {
         Running::spawn(self.command(args)).wait()
     }
 
-    /// `run` in the background. Lease extensions of 10 s: after a SIGKILL, what it held is
-    /// redelivered within seconds.
+    /// `run` in the background. Lease extensions of 10 s: after a SIGKILL, what it held
+    /// comes back from one ack deadline on (in waves on the emulator: see
+    /// [`sigkill_then_restart`]).
     pub(crate) fn start(&self, extra: &[&str]) -> Running {
         let mut args = vec!["run", "--json", "--pubsub-lease-extension", "10s"];
         args.extend_from_slice(extra);
