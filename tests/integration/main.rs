@@ -2,6 +2,7 @@
 mod cassandra_cli;
 mod cassandra_dlq;
 mod cassandra_node;
+mod cassandra_pubsub;
 mod cli;
 mod compose;
 mod config;
