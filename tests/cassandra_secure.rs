@@ -1,0 +1,403 @@
+//! Password authentication and TLS against a real Apache Cassandra node, through the
+//! `ecom-stream` binary: the right login over TLS works end to end; a wrong password, no
+//! credentials and an untrusted CA each stop at start with one clear line on stderr; a
+//! plain client waits out `--cassandra-connect-wait` and ends with a line naming TLS; and no
+//! password is ever printed, even at `--log debug` and `--log trace`.
+//!
+//! A test binary of its own, so its node never competes with the main integration binary's
+//! node (cargo runs test binaries one after another). One node serves every case: it has
+//! `PasswordAuthenticator` and client encryption (`optional: false`) together. Nothing is
+//! lost by sharing it, because every failure case changes exactly one thing from the working
+//! setup (the password; no credentials; the CA; no TLS), and the node checks TLS before it
+//! sees a login, so each failure is the one the case is about. The keystore is made at run
+//! time from the test PEM files in `tests/fixtures/cassandra-tls/` (README there).
+//!
+//! Owns: that a login and TLS work end to end, and that each way of getting them wrong ends
+//! in a clear line naming the setting to fix. Must never: use `ECOM_CASSANDRA_NODES` or any
+//! other external node (its users and CA are not these), leave its node running after the
+//! binary (the script's watchdog follows our PID), share a keyspace between tests, or pass
+//! silently without a node (a skip is said on stderr; in CI it is a failure).
+
+// Only `start_node` and `in_ci` are used here; `node()` is the main binary's plain node.
+#[allow(dead_code)]
+#[path = "integration/cassandra_node.rs"]
+mod cassandra_node;
+
+use ecom_stream::store::cassandra::config::Secret;
+use ecom_stream::store::cassandra::{session, CassandraArgs, CassandraConfig};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The role the tests log in as. Not the default superuser `cassandra`/`cassandra`: its
+/// password is also its name, which legitimately appears in output, so "the password is
+/// never printed" could not be checked with it.
+const USER: &str = "ecom_writer";
+const PASSWORD: &str = "Pw-5b1e93c7-never-printed";
+/// A wrong password, as distinctive: it must not be printed either.
+const WRONG_PASSWORD: &str = "Wrong-8d24a6f0-never-printed";
+const KEYSTORE_PASSWORD: &str = "keystore-test-only";
+
+/// How long any one command may take before the test calls it hung. Far above what a
+/// bounded failure needs (`--cassandra-connect-wait 5s`), so only a real hang trips it.
+const HANG: Duration = Duration::from_secs(120);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cassandra-tls")
+        .join(name)
+}
+
+/// The node with `--auth --tls`, and the `ecom_writer` role on it.
+struct SecureNode {
+    /// `host:port`, as `--cassandra-nodes` takes it.
+    nodes: String,
+}
+
+static NODE: OnceLock<Result<SecureNode, String>> = OnceLock::new();
+
+/// The node, started on first use; `None` (said loudly) when it cannot be had outside CI.
+/// Panics in CI.
+fn secure_node(test: &str) -> Option<&'static SecureNode> {
+    match NODE.get_or_init(start_secure_node) {
+        Ok(node) => Some(node),
+        Err(why) => {
+            if cassandra_node::in_ci() {
+                panic!("{test}: a Cassandra node with auth and TLS is required in CI: {why}");
+            }
+            // Past the harness's capture, so that `cargo test` shows it although the test
+            // "passes".
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+fn start_secure_node() -> Result<SecureNode, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "ecom-stream-cassandra-secure-{}",
+        std::process::id()
+    ));
+    // A directory left by an earlier process with the same PID would be restarted with its
+    // data (the script's rule); this node must start fresh.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let keystore = make_keystore(&dir)?;
+    let nodes = cassandra_node::start_node(
+        &dir.join("node"),
+        &[
+            "--auth",
+            "--tls",
+            &keystore.to_string_lossy(),
+            KEYSTORE_PASSWORD,
+        ],
+    )?;
+    create_role(&nodes);
+    Ok(SecureNode { nodes })
+}
+
+/// The node's JKS keystore (key and certificate chain) from the PEM fixtures, the way an
+/// operator would make one: `openssl pkcs12 -export`, then `keytool -importkeystore`.
+/// A missing tool is a prerequisite (skip locally); a tool that fails is a defect (panic).
+fn make_keystore(dir: &Path) -> Result<PathBuf, String> {
+    let p12 = dir.join("node.p12");
+    let jks = dir.join("node.jks");
+    let pass = format!("pass:{KEYSTORE_PASSWORD}");
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args(["pkcs12", "-export", "-name", "node", "-in"])
+        .arg(fixture("node.pem"))
+        .arg("-inkey")
+        .arg(fixture("node.key"))
+        .arg("-certfile")
+        .arg(fixture("ca.pem"))
+        .arg("-out")
+        .arg(&p12)
+        .args(["-passout", &pass]);
+    tool(openssl, "openssl (Debian: openssl)")?;
+    let mut keytool = Command::new("keytool");
+    keytool
+        .args(["-importkeystore", "-noprompt", "-srcstoretype", "PKCS12"])
+        .arg("-srckeystore")
+        .arg(&p12)
+        .args(["-srcstorepass", KEYSTORE_PASSWORD, "-deststoretype", "JKS"])
+        .arg("-destkeystore")
+        .arg(&jks)
+        .args(["-deststorepass", KEYSTORE_PASSWORD]);
+    tool(
+        keytool,
+        "keytool (part of Java; Debian: openjdk-17-jre-headless)",
+    )?;
+    Ok(jks)
+}
+
+fn tool(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what} is needed to make the node's keystore: {e}"))?;
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Creates the tests' login role as the default superuser. The authorizer is
+/// `AllowAllAuthorizer`, so the role may do anything a test needs.
+fn create_role(nodes: &str) {
+    let superuser = args(nodes, "cassandra", "cassandra")
+        .to_config()
+        .expect("superuser config");
+    let rt = runtime();
+    rt.block_on(async {
+        let session = session::connect(&superuser)
+            .await
+            .unwrap_or_else(|e| panic!("log in as the default superuser: {e}"));
+        session
+            .query_unpaged(
+                format!(
+                    "CREATE ROLE IF NOT EXISTS {USER} WITH PASSWORD = '{PASSWORD}' \
+                     AND LOGIN = true"
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("CREATE ROLE {USER}: {e}"));
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The settings that work: this user, over TLS with the test CA, hostname checked.
+fn args(nodes: &str, user: &str, password: &str) -> CassandraArgs {
+    CassandraArgs {
+        cassandra_nodes: nodes.to_string(),
+        cassandra_username: Some(user.to_string()),
+        cassandra_password: Some(Secret::from(password.to_string())),
+        cassandra_tls_ca: Some(fixture("ca.pem")),
+        cassandra_connect_wait: Duration::from_secs(30),
+        ..CassandraArgs::default()
+    }
+}
+
+/// A fresh keyspace with the schema, dropped when the test ends.
+struct Keyspace(CassandraConfig);
+
+impl Keyspace {
+    fn new(node: &SecureNode) -> Keyspace {
+        let mut args = args(&node.nodes, USER, PASSWORD);
+        let n = ecom_stream::rng::SplitMix64::from_entropy().next_u64();
+        args.cassandra_keyspace = format!("ecom_secure_{n:016x}");
+        let config = args.to_config().expect("valid test config");
+        runtime()
+            .block_on(ecom_stream::store::cassandra::apply_schema(&config))
+            .unwrap_or_else(|e| panic!("apply schema.cql as {USER} over TLS: {e}"));
+        Keyspace(config)
+    }
+
+    fn name(&self) -> &str {
+        &self.0.keyspace
+    }
+}
+
+impl Drop for Keyspace {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        let dropped = runtime().block_on(async {
+            let session = session::connect(&config).await.map_err(|e| e.to_string())?;
+            ecom_stream::store::cassandra::schema::drop_keyspace(&session, &config.keyspace)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = dropped {
+            eprintln!(
+                "warning: test keyspace {} was not dropped: {e}",
+                config.keyspace
+            );
+        }
+    }
+}
+
+/// The binary against the secure node, with nothing from the outer environment: no
+/// `ECOM_*` variable, no `RUST_LOG` (so the level is the default `info`, where a retry
+/// warning would show), no config file (it runs in an empty directory). The connect wait is
+/// short so that a failure that *is* retried still ends soon; the cases check the words
+/// of the message, not the time.
+fn ecom(node: &SecureNode, dir: &Path, keyspace: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecom-stream"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ECOM_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env("ECOM_STORE", "cassandra")
+        .env("ECOM_CASSANDRA_NODES", &node.nodes)
+        .env("ECOM_CASSANDRA_KEYSPACE", keyspace)
+        .env("ECOM_CASSANDRA_CONNECT_WAIT", "5s")
+        .current_dir(dir)
+        .arg("--data-dir")
+        .arg(dir.join("unused"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Adds the working login (password through the variable, as a deployment passes it).
+fn login<'a>(cmd: &'a mut Command, password: &str) -> &'a mut Command {
+    cmd.env("ECOM_CASSANDRA_USERNAME", USER)
+        .env("ECOM_CASSANDRA_PASSWORD", password)
+}
+
+/// Adds TLS with this CA.
+fn tls<'a>(cmd: &'a mut Command, ca: &str) -> &'a mut Command {
+    cmd.env("ECOM_CASSANDRA_TLS_CA", fixture(ca))
+}
+
+/// A finished command.
+struct Run {
+    cmd: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn show(&self) -> String {
+        format!(
+            "`{}` ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmd, self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Exit 0.
+    fn ok(self) -> Run {
+        assert!(self.status.success(), "expected success: {}", self.show());
+        self
+    }
+
+    /// Neither password is anywhere in what the command printed.
+    fn never_prints_a_password(&self) {
+        for secret in [PASSWORD, WRONG_PASSWORD] {
+            assert!(
+                !self.stdout.contains(secret) && !self.stderr.contains(secret),
+                "the password was printed: {}",
+                self.show()
+            );
+        }
+    }
+}
+
+/// Runs `cmd` to the end (at most [`HANG`]); every run is checked for passwords.
+fn run(mut cmd: Command, args: &[&str]) -> Run {
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let desc = format!("ecom-stream {}", args.join(" "));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{desc}`: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{desc}` still ran after {HANG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        cmd: desc,
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    run.never_prints_a_password();
+    run
+}
+
+#[test]
+fn the_right_login_over_tls_works_and_never_prints_the_password() {
+    let Some(node) = secure_node("the_right_login_over_tls_works_and_never_prints_the_password")
+    else {
+        return;
+    };
+    let ks = Keyspace::new(node);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The demo into the keyspace at debug level: the driver's and our own debug lines too
+    // must not carry the password. The password goes through the flag here, the variable
+    // below: both ways in are covered.
+    let mut demo = ecom(node, dir.path(), ks.name());
+    tls(&mut demo, "ca.pem");
+    let demo = run(
+        demo,
+        &[
+            "--log",
+            "debug",
+            "--cassandra-username",
+            USER,
+            "--cassandra-password",
+            PASSWORD,
+            "demo",
+            "--orders",
+            "10",
+            "--payments",
+            "20",
+            "--json",
+        ],
+    )
+    .ok();
+    assert!(
+        demo.stderr.contains("connected to Cassandra") && demo.stderr.contains("tls=true"),
+        "no TLS connection logged: {}",
+        demo.show()
+    );
+    assert!(demo.stderr.contains("auth=true"), "{}", demo.show());
+    // The debug level really was on (else the check above proves little).
+    assert!(demo.stderr.contains("DEBUG"), "{}", demo.show());
+    let report: serde_json::Value = serde_json::from_str(demo.stdout.trim())
+        .unwrap_or_else(|e| panic!("demo --json: {e}: {}", demo.show()));
+    assert_eq!(report["expected_rows"], 10, "{}", demo.show());
+    assert_eq!(report["stats"]["write_failures"], 0, "{}", demo.show());
+
+    // Read back through the same login, at trace level: the TLS library's handshake dumps
+    // and the driver's frame logs too must not carry it.
+    let mut query = ecom(node, dir.path(), ks.name());
+    login(&mut query, PASSWORD);
+    tls(&mut query, "ca.pem");
+    let facts = run(query, &["--log", "trace", "query", "facts"]).ok();
+    assert!(facts.stderr.contains("TRACE"), "{}", facts.show());
+    let ids: std::collections::BTreeSet<u64> = facts
+        .stdout
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            row["order_id"].as_u64().unwrap_or_else(|| panic!("{l}"))
+        })
+        .collect();
+    assert_eq!(ids, (1..=10).collect(), "{}", facts.show());
+}
