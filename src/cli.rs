@@ -470,12 +470,25 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
         .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let debug = filter
+        .max_level_hint()
+        .is_none_or(|max| max >= tracing::level_filters::LevelFilter::DEBUG);
+    let filter = filter.and(crate::store::cassandra::session::quiet_driver_while_connecting(debug));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => registry
+            .with(
+                logs.with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(logs.json().with_current_span(false).with_filter(filter))
+            .init(),
     }
 }
 

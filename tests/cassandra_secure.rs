@@ -288,6 +288,25 @@ impl Run {
         self
     }
 
+    /// A failure at start: non-zero exit, nothing on stdout, exactly one line on stderr,
+    /// an `error:` line with no panic or backtrace. Returns that line.
+    fn start_failure(&self) -> String {
+        assert_eq!(self.status.code(), Some(1), "{}", self.show());
+        assert_eq!(self.stdout, "", "{}", self.show());
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(lines.len(), 1, "not one line on stderr: {}", self.show());
+        let line = lines[0];
+        assert!(line.starts_with("error: "), "{}", self.show());
+        for word in ["panicked", "backtrace", "RUST_BACKTRACE", "retrying"] {
+            assert!(!self.stderr.contains(word), "{word:?}: {}", self.show());
+        }
+        line.to_string()
+    }
+
     /// Neither password is anywhere in what the command printed.
     fn never_prints_a_password(&self) {
         for secret in [PASSWORD, WRONG_PASSWORD] {
@@ -400,4 +419,45 @@ fn the_right_login_over_tls_works_and_never_prints_the_password() {
         })
         .collect();
     assert_eq!(ids, (1..=10).collect(), "{}", facts.show());
+}
+
+#[test]
+fn a_wrong_password_stops_at_start_with_one_line() {
+    let Some(node) = secure_node("a_wrong_password_stops_at_start_with_one_line") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = ecom(node, dir.path(), "ecom_store");
+    login(&mut cmd, WRONG_PASSWORD);
+    tls(&mut cmd, "ca.pem");
+    let run = run(cmd, &["query", "facts"]);
+    let line = run.start_failure();
+    // It names what was refused and which settings to fix, and passes on the server's own
+    // words (which name the user, never the password).
+    assert!(line.contains("refused the credentials"), "{line}");
+    assert!(line.contains("--cassandra-password"), "{line}");
+    assert!(line.contains("ECOM_CASSANDRA_PASSWORD"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "Provided username {USER} and/or password are incorrect"
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_untrusted_ca_stops_at_start_with_one_line() {
+    let Some(node) = secure_node("an_untrusted_ca_stops_at_start_with_one_line") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = ecom(node, dir.path(), "ecom_store");
+    login(&mut cmd, PASSWORD);
+    tls(&mut cmd, "other-ca.pem");
+    let run = run(cmd, &["query", "facts"]);
+    let line = run.start_failure();
+    assert!(line.contains("TLS handshake failed"), "{line}");
+    assert!(line.contains("--cassandra-tls-ca"), "{line}");
+    // rustls's reason: the node's certificate is not signed by the CA we trust.
+    assert!(line.contains("UnknownIssuer"), "{line}");
 }
