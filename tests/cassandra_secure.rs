@@ -446,6 +446,27 @@ fn a_wrong_password_stops_at_start_with_one_line() {
 }
 
 #[test]
+fn no_credentials_stop_at_start_with_one_line() {
+    let Some(node) = secure_node("no_credentials_stop_at_start_with_one_line") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // None at all: the node asks for a login the binary cannot give.
+    let mut cmd = ecom(node, dir.path(), "ecom_store");
+    tls(&mut cmd, "ca.pem");
+    let none = run(cmd, &["query", "facts"]);
+    let line = none.start_failure();
+    assert!(line.contains("--cassandra-username"), "{line}");
+    assert!(line.contains("--cassandra-password"), "{line}");
+    assert!(line.contains("requires a login"), "{line}");
+    // Not "refused the credentials" (there were none), and not the driver's advice about
+    // its Rust API.
+    assert!(!line.contains("refused"), "{line}");
+    assert!(!line.contains("SessionBuilder"), "{line}");
+}
+
+#[test]
 fn an_untrusted_ca_stops_at_start_with_one_line() {
     let Some(node) = secure_node("an_untrusted_ca_stops_at_start_with_one_line") else {
         return;

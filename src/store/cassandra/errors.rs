@@ -129,9 +129,26 @@ pub fn classify_connect(e: &NewSessionError) -> ConnectProblem {
 }
 
 fn classify_connection(c: &ConnectionError, whole: &NewSessionError) -> ConnectProblem {
+    // The cluster asks for a login and none is configured. Not "refused the credentials"
+    // (there were none), and not the driver's own text, which points at its Rust API
+    // (`SessionBuilder::user`) instead of our settings.
+    if matches!(
+        c,
+        ConnectionError::ConnectionSetupRequestError(ConnectionSetupRequestError {
+            error: ConnectionSetupRequestErrorKind::MissingAuthentication,
+            ..
+        })
+    ) {
+        return ConnectProblem::Misconfigured(
+            "the cluster requires a login (PasswordAuthenticator) and none is configured: set \
+             --cassandra-username and --cassandra-password (ECOM_CASSANDRA_USERNAME / \
+             ECOM_CASSANDRA_PASSWORD)"
+                .into(),
+        );
+    }
     let text = c.to_string();
     // Authentication is refused during connection setup, with the server's error code (or,
-    // when the server wants an authenticator the driver was not given one, in words).
+    // from an authenticator the driver has no variant for, in words).
     let refused = matches!(
         c,
         ConnectionError::ConnectionSetupRequestError(ConnectionSetupRequestError {
