@@ -361,6 +361,10 @@ fn name_variable(line: &str) -> String {
             .or_else(|| cmd.get_subcommands().find_map(|s| env_of(s, long)))
     }
     match env_of(&Cli::command(), &long) {
+        // The line names the variable already (the Cassandra settings' errors do): once is
+        // enough. `long` is ASCII taken from the start of `rest`, so the slice is at a char
+        // boundary.
+        Some(env) if rest[long.len()..].starts_with(&format!(" ({env})")) => line.to_string(),
         Some(env) => line.replacen(&format!("--{long}"), &format!("--{long} (or {env})"), 1),
         None => line.to_string(),
     }
@@ -1028,4 +1032,20 @@ impl<'a> From<&'a InvalidMessage> for InvalidLine<'a> {
 fn rfc3339(micros: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
     humantime::format_rfc3339_micros(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_variable;
+
+    #[test]
+    fn a_setting_error_names_its_variable_once() {
+        assert_eq!(
+            name_variable("invalid setting --batch-size: must be at least 1"),
+            "invalid setting --batch-size (or ECOM_BATCH_SIZE): must be at least 1"
+        );
+        let named = "invalid setting --cassandra-password (ECOM_CASSANDRA_PASSWORD): is \
+                     required with --cassandra-username";
+        assert_eq!(name_variable(named), named);
+    }
 }

@@ -464,6 +464,21 @@ fn no_credentials_stop_at_start_with_one_line() {
     // its Rust API.
     assert!(!line.contains("refused"), "{line}");
     assert!(!line.contains("SessionBuilder"), "{line}");
+
+    // A user without a password: a setting error, before any connection.
+    let mut cmd = ecom(node, dir.path(), "ecom_store");
+    tls(&mut cmd, "ca.pem").env("ECOM_CASSANDRA_USERNAME", USER);
+    let half = run(cmd, &["query", "facts"]);
+    let line = half.start_failure();
+    // The variable named once: not "--cassandra-password (or ECOM_CASSANDRA_PASSWORD)
+    // (ECOM_CASSANDRA_PASSWORD)".
+    assert!(
+        line.contains(
+            "invalid setting --cassandra-password (ECOM_CASSANDRA_PASSWORD): is required with \
+             --cassandra-username"
+        ),
+        "{line}"
+    );
 }
 
 #[test]
