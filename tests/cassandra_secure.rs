@@ -497,3 +497,48 @@ fn an_untrusted_ca_stops_at_start_with_one_line() {
     // rustls's reason: the node's certificate is not signed by the CA we trust.
     assert!(line.contains("UnknownIssuer"), "{line}");
 }
+
+/// A node that requires TLS closes a plain connection at its first request. So does a
+/// Docker port proxy in front of a node still booting, so this is waited for like an
+/// unreachable node (`--cassandra-connect-wait`, 5 s here), not stopped at once; what the
+/// case needs is that every line says what is wrong, and that the last names TLS.
+#[test]
+fn a_plain_client_against_the_tls_node_ends_with_a_line_naming_tls() {
+    let Some(node) = secure_node("a_plain_client_against_the_tls_node_ends_with_a_line_naming_tls")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = ecom(node, dir.path(), "ecom_store");
+    login(&mut cmd, PASSWORD);
+    let run = run(cmd, &["query", "facts"]);
+    assert_eq!(run.status.code(), Some(1), "{}", run.show());
+    assert_eq!(run.stdout, "", "{}", run.show());
+    for word in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!run.stderr.contains(word), "{word:?}: {}", run.show());
+    }
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let (last, retries) = lines.split_last().expect("some stderr");
+    // Our own retry warnings only (not the driver's lines), each with the hint.
+    for retry in retries {
+        assert!(
+            retry.contains("ecom_stream::store::cassandra::session")
+                && retry.contains("Cassandra not reachable yet; retrying")
+                && retry.contains("requires TLS"),
+            "{retry}\n{}",
+            run.show()
+        );
+    }
+    assert!(last.starts_with("error: "), "{}", run.show());
+    assert!(last.contains("--cassandra-connect-wait (5s)"), "{last}");
+    assert!(
+        last.contains(
+            "if the cluster requires TLS (client_encryption_options), set --cassandra-tls-ca"
+        ),
+        "{last}"
+    );
+}

@@ -11,8 +11,8 @@
 use crate::store::StoreError;
 use scylla::errors::{
     ConnectionError, ConnectionPoolError, ConnectionSetupRequestError,
-    ConnectionSetupRequestErrorKind, DbError, ExecutionError, MetadataError, NewSessionError,
-    PrepareError, RequestAttemptError,
+    ConnectionSetupRequestErrorKind, CqlRequestKind, DbError, ExecutionError, MetadataError,
+    NewSessionError, PrepareError, RequestAttemptError,
 };
 
 /// Classifies a failed execute. `what` names the operation and table for the message.
@@ -176,6 +176,32 @@ fn classify_connection(c: &ConnectionError, whole: &NewSessionError) -> ConnectP
     }
     ConnectProblem::NotReachable(whole.to_string())
 }
+
+/// The node closed the connection at the driver's first request (OPTIONS), before any
+/// answer. A node that requires TLS does that to a plain client; so does a port proxy whose
+/// node is still booting (Docker's published ports accept and then close), which is why it
+/// stays "wait and retry" and only earns a hint ([`PLAIN_CLIENT_HINT`]).
+pub fn closed_at_first_request(e: &NewSessionError) -> bool {
+    matches!(
+        e,
+        NewSessionError::MetadataError(MetadataError::ConnectionPoolError(
+            ConnectionPoolError::Broken {
+                last_connection_error: ConnectionError::ConnectionSetupRequestError(
+                    ConnectionSetupRequestError {
+                        request_kind: CqlRequestKind::Options,
+                        error: ConnectionSetupRequestErrorKind::BrokenConnection(_),
+                        ..
+                    }
+                ),
+            }
+        ))
+    )
+}
+
+/// What [`closed_at_first_request`] most likely means when TLS is not configured.
+pub const PLAIN_CLIENT_HINT: &str = "the node closed the connection at the first request: if \
+     the cluster requires TLS (client_encryption_options), set --cassandra-tls-ca \
+     (ECOM_CASSANDRA_TLS_CA)";
 
 #[cfg(test)]
 mod tests {

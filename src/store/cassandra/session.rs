@@ -8,7 +8,7 @@
 //! `--cassandra-connect-wait` has passed, or keep waiting when a setting is wrong.
 
 use super::config::{CassandraConfig, TlsFiles};
-use super::errors::{classify_connect, ConnectProblem};
+use super::errors::{classify_connect, closed_at_first_request, ConnectProblem, PLAIN_CLIENT_HINT};
 use crate::config::RetryPolicy;
 use crate::rng::SplitMix64;
 use crate::writer::retry::backoff;
@@ -262,7 +262,10 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
             }
             Err(e) => match classify_connect(&e) {
                 ConnectProblem::Misconfigured(msg) => return Err(ConnectError(msg)),
-                ConnectProblem::NotReachable(msg) => {
+                ConnectProblem::NotReachable(mut msg) => {
+                    if config.tls.is_none() && closed_at_first_request(&e) {
+                        msg = format!("{msg} ({PLAIN_CLIENT_HINT})");
+                    }
                     let waited = started.elapsed();
                     if waited >= config.connect_wait {
                         return Err(ConnectError(format!(
