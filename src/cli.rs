@@ -361,6 +361,10 @@ fn name_variable(line: &str) -> String {
             .or_else(|| cmd.get_subcommands().find_map(|s| env_of(s, long)))
     }
     match env_of(&Cli::command(), &long) {
+        // The line names the variable already (the Cassandra settings' errors do): once is
+        // enough. `long` is ASCII taken from the start of `rest`, so the slice is at a char
+        // boundary.
+        Some(env) if rest[long.len()..].starts_with(&format!(" ({env})")) => line.to_string(),
         Some(env) => line.replacen(&format!("--{long}"), &format!("--{long} (or {env})"), 1),
         None => line.to_string(),
     }
@@ -470,12 +474,25 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
         .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let debug = filter
+        .max_level_hint()
+        .is_none_or(|max| max >= tracing::level_filters::LevelFilter::DEBUG);
+    let filter = filter.and(crate::store::cassandra::session::quiet_driver_while_connecting(debug));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => registry
+            .with(
+                logs.with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(logs.json().with_current_span(false).with_filter(filter))
+            .init(),
     }
 }
 
@@ -1015,4 +1032,20 @@ impl<'a> From<&'a InvalidMessage> for InvalidLine<'a> {
 fn rfc3339(micros: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
     humantime::format_rfc3339_micros(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_variable;
+
+    #[test]
+    fn a_setting_error_names_its_variable_once() {
+        assert_eq!(
+            name_variable("invalid setting --batch-size: must be at least 1"),
+            "invalid setting --batch-size (or ECOM_BATCH_SIZE): must be at least 1"
+        );
+        let named = "invalid setting --cassandra-password (ECOM_CASSANDRA_PASSWORD): is \
+                     required with --cassandra-username";
+        assert_eq!(name_variable(named), named);
+    }
 }

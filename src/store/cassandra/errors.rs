@@ -11,8 +11,8 @@
 use crate::store::StoreError;
 use scylla::errors::{
     ConnectionError, ConnectionPoolError, ConnectionSetupRequestError,
-    ConnectionSetupRequestErrorKind, DbError, ExecutionError, MetadataError, NewSessionError,
-    PrepareError, RequestAttemptError,
+    ConnectionSetupRequestErrorKind, CqlRequestKind, DbError, ExecutionError, MetadataError,
+    NewSessionError, PrepareError, RequestAttemptError,
 };
 
 /// Classifies a failed execute. `what` names the operation and table for the message.
@@ -129,9 +129,26 @@ pub fn classify_connect(e: &NewSessionError) -> ConnectProblem {
 }
 
 fn classify_connection(c: &ConnectionError, whole: &NewSessionError) -> ConnectProblem {
+    // The cluster asks for a login and none is configured. Not "refused the credentials"
+    // (there were none), and not the driver's own text, which points at its Rust API
+    // (`SessionBuilder::user`) instead of our settings.
+    if matches!(
+        c,
+        ConnectionError::ConnectionSetupRequestError(ConnectionSetupRequestError {
+            error: ConnectionSetupRequestErrorKind::MissingAuthentication,
+            ..
+        })
+    ) {
+        return ConnectProblem::Misconfigured(
+            "the cluster requires a login (PasswordAuthenticator) and none is configured: set \
+             --cassandra-username and --cassandra-password (ECOM_CASSANDRA_USERNAME / \
+             ECOM_CASSANDRA_PASSWORD)"
+                .into(),
+        );
+    }
     let text = c.to_string();
     // Authentication is refused during connection setup, with the server's error code (or,
-    // when the server wants an authenticator the driver was not given one, in words).
+    // from an authenticator the driver has no variant for, in words).
     let refused = matches!(
         c,
         ConnectionError::ConnectionSetupRequestError(ConnectionSetupRequestError {
@@ -159,6 +176,32 @@ fn classify_connection(c: &ConnectionError, whole: &NewSessionError) -> ConnectP
     }
     ConnectProblem::NotReachable(whole.to_string())
 }
+
+/// The node closed the connection at the driver's first request (OPTIONS), before any
+/// answer. A node that requires TLS does that to a plain client; so does a port proxy whose
+/// node is still booting (Docker's published ports accept and then close), which is why it
+/// stays "wait and retry" and only earns a hint ([`PLAIN_CLIENT_HINT`]).
+pub fn closed_at_first_request(e: &NewSessionError) -> bool {
+    matches!(
+        e,
+        NewSessionError::MetadataError(MetadataError::ConnectionPoolError(
+            ConnectionPoolError::Broken {
+                last_connection_error: ConnectionError::ConnectionSetupRequestError(
+                    ConnectionSetupRequestError {
+                        request_kind: CqlRequestKind::Options,
+                        error: ConnectionSetupRequestErrorKind::BrokenConnection(_),
+                        ..
+                    }
+                ),
+            }
+        ))
+    )
+}
+
+/// What [`closed_at_first_request`] most likely means when TLS is not configured.
+pub const PLAIN_CLIENT_HINT: &str = "the node closed the connection at the first request: if \
+     the cluster requires TLS (client_encryption_options), set --cassandra-tls-ca \
+     (ECOM_CASSANDRA_TLS_CA)";
 
 #[cfg(test)]
 mod tests {

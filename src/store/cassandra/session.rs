@@ -8,7 +8,7 @@
 //! `--cassandra-connect-wait` has passed, or keep waiting when a setting is wrong.
 
 use super::config::{CassandraConfig, TlsFiles};
-use super::errors::{classify_connect, ConnectProblem};
+use super::errors::{classify_connect, closed_at_first_request, ConnectProblem, PLAIN_CLIENT_HINT};
 use crate::config::RetryPolicy;
 use crate::rng::SplitMix64;
 use crate::writer::retry::backoff;
@@ -22,6 +22,33 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::policies::retry::DefaultRetryPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// The span each start-up connection attempt runs in (see [`quiet_driver_while_connecting`]).
+pub const CONNECT_SPAN: &str = "cassandra_connect";
+
+/// A log filter that drops the driver's own lines (`scylla::*`) emitted inside a start-up
+/// connection attempt, unless `debug` (the log filter lets debug lines through). A failed
+/// attempt is reported by [`connect`] in one line that names the setting to fix (or as a
+/// retry warning); the driver's lines say the same again, one of them as a Rust `Debug`
+/// dump, and bury that line. Its lines outside start-up (a node lost while running) are
+/// kept.
+pub fn quiet_driver_while_connecting<S>(debug: bool) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::filter::DynFilterFn::new(move |meta, cx| {
+        if debug || !meta.is_event() || !meta.target().starts_with("scylla") {
+            return true;
+        }
+        cx.lookup_current()
+            .is_none_or(|span| !span.scope().any(|s| s.name() == CONNECT_SPAN))
+    })
+    // "No limit of its own": without a hint, combined with `EnvFilter` by `and`, the
+    // combination would have none either, and every trace-level callsite would be
+    // evaluated at run time.
+    .with_max_level_hint(tracing::level_filters::LevelFilter::TRACE)
+}
 
 /// A session could not be opened: the message names what to fix, or says how long the
 /// nodes were waited for.
@@ -209,7 +236,10 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
     let mut rng = SplitMix64::from_entropy();
     let mut attempt = 1u32;
     loop {
-        match builder.build().await {
+        // ERROR level: the span must be enabled whatever the log filter lets through, or the
+        // filter above cannot see that the driver's lines come from inside it.
+        let attempt_span = tracing::error_span!(CONNECT_SPAN, attempt);
+        match builder.build().instrument(attempt_span).await {
             Ok(session) => {
                 let state = session.get_cluster_state();
                 let dcs: Vec<String> = state
@@ -232,7 +262,10 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
             }
             Err(e) => match classify_connect(&e) {
                 ConnectProblem::Misconfigured(msg) => return Err(ConnectError(msg)),
-                ConnectProblem::NotReachable(msg) => {
+                ConnectProblem::NotReachable(mut msg) => {
+                    if config.tls.is_none() && closed_at_first_request(&e) {
+                        msg = format!("{msg} ({PLAIN_CLIENT_HINT})");
+                    }
                     let waited = started.elapsed();
                     if waited >= config.connect_wait {
                         return Err(ConnectError(format!(
@@ -337,6 +370,52 @@ mod tests {
             err.0.starts_with("invalid setting --cassandra-tls-key"),
             "{err}"
         );
+    }
+
+    /// Lines written through [`quiet_driver_while_connecting`] at this `debug` setting.
+    fn logged(debug: bool) -> String {
+        use tracing_subscriber::filter::FilterExt;
+        use tracing_subscriber::layer::{Layer, SubscriberExt};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("buf").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let level = if debug { "debug" } else { "info" };
+        let filter =
+            tracing_subscriber::EnvFilter::new(level).and(quiet_driver_while_connecting(debug));
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .with_filter(filter);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error_span!(CONNECT_SPAN, attempt = 1).in_scope(|| {
+                tracing::warn!(target: "scylla::cluster", "driver inside connect");
+                tracing::warn!("ours inside connect");
+            });
+            tracing::warn!(target: "scylla::cluster", "driver while running");
+        });
+        let bytes = buf.0.lock().expect("buf").clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn the_drivers_lines_during_a_connect_attempt_show_at_debug_only() {
+        let info = logged(false);
+        assert!(!info.contains("driver inside connect"), "{info}");
+        assert!(info.contains("ours inside connect"), "{info}");
+        assert!(info.contains("driver while running"), "{info}");
+        let debug = logged(true);
+        assert!(debug.contains("driver inside connect"), "{debug}");
     }
 
     #[tokio::test]
