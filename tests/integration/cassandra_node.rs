@@ -80,6 +80,7 @@ pub fn start_node(dir: &Path, extra: &[&str]) -> Result<String, String> {
         .args(["--storage-port", &storage.to_string()])
         .args(["--heap", "768M"])
         .args(["--owner-pid", &std::process::id().to_string()])
+        .arg("--remove-on-exit")
         .args(extra)
         .stdin(Stdio::null())
         .output()
