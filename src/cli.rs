@@ -328,7 +328,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, file.as_ref()),
     };
-    init_logging(cli.log.as_deref(), cli.log_format);
+    if let Err(line) = init_logging(cli.log.as_deref(), cli.log_format) {
+        eprintln!("error: {line}");
+        return ExitCode::from(2);
+    }
     if let Some(file) = &file {
         tracing::debug!(path = %file.path.display(), settings = file.settings.len(), "config file read");
     }
@@ -380,7 +383,7 @@ fn load_config_file(args: &[std::ffi::OsString]) -> Result<Option<ConfigFile>, S
     if !explicit && !path.is_file() {
         return Ok(None);
     }
-    let mut known = std::collections::BTreeSet::new();
+    let mut known = config_file::Known::new();
     collect_env(&<Cli as clap::CommandFactory>::command(), &mut known);
     known.remove("ECOM_CONFIG");
     let file = config_file::load(&path, &known)?;
@@ -399,10 +402,24 @@ fn load_config_file(args: &[std::ffi::OsString]) -> Result<Option<ConfigFile>, S
     }))
 }
 
-fn collect_env(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+fn collect_env(cmd: &clap::Command, out: &mut config_file::Known) {
+    use clap::builder::ValueParser;
+    use config_file::ValueKind;
+    // Settings whose value is free text: a TOML number or boolean there is a mistake.
+    let text = [
+        ValueParser::string().type_id(),
+        ValueParser::os_string().type_id(),
+        ValueParser::path_buf().type_id(),
+        ValueParser::from(clap::value_parser!(crate::store::cassandra::config::Secret)).type_id(),
+    ];
     for arg in cmd.get_arguments() {
         if let Some(env) = arg.get_env() {
-            out.insert(env.to_string_lossy().into_owned());
+            let kind = if text.contains(&arg.get_value_parser().type_id()) {
+                ValueKind::Text
+            } else {
+                ValueKind::Scalar
+            };
+            out.insert(env.to_string_lossy().into_owned(), kind);
         }
     }
     for sub in cmd.get_subcommands() {
@@ -466,14 +483,24 @@ fn setting_env(line: &str) -> Option<String> {
 
 /// Logs go to stderr (stdout is the commands' output). The filter is `--log` / `ECOM_LOG`,
 /// else `RUST_LOG`, else `info`.
-fn init_logging(filter: Option<&str>, format: LogFormat) {
+/// A filter that does not parse is refused, naming where it came from: falling back to
+/// `info` silently would hide the very logs the user asked for.
+fn init_logging(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
     use std::io::IsTerminal;
-    let filter = filter
-        .map(str::to_string)
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, source) = match filter {
+        Some(f) => (f.to_string(), "--log (ECOM_LOG)"),
+        None => match std::env::var("RUST_LOG") {
+            Ok(f) => (f, "RUST_LOG"),
+            Err(_) => ("info".to_string(), "the default"),
+        },
+    };
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&filter)
+        .map_err(|e| {
+            format!(
+                "invalid setting {source}: {filter:?} is not a log filter ({e}; examples: info, ecom_stream=debug,scylla=warn)"
+            )
+        })?;
     use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::{Layer, SubscriberExt};
     use tracing_subscriber::util::SubscriberInitExt;
@@ -494,6 +521,7 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
             .with(logs.json().with_current_span(false).with_filter(filter))
             .init(),
     }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -716,15 +744,15 @@ async fn run_pipeline(
         ack_only: args.ack_only,
     };
     opts.engine.validate()?;
-    let store = open_writer(store_args).await?;
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
     let stats = Arc::new(Stats::default());
     let readiness = Arc::new(Readiness::new());
     readiness.register(Component::Store);
     readiness.register(Component::PubSub);
-    readiness.set(Component::Store, true);
-    // Kept alive until the run returns: dropping it closes the listener.
+    // The listener first: a busy --metrics-addr must fail before the store is opened (and,
+    // for the embedded store, created). Kept alive until the run returns: dropping it
+    // closes the listener. /readyz says unready until the store is open.
     let server = ops::serve(
         metrics_addr,
         stats.clone(),
@@ -732,7 +760,11 @@ async fn run_pipeline(
         listener.clone(),
     )
     .await?;
-    tracing::info!(addr = %server.local_addr(), "metrics, health and status page listening");
+    // The CLI's own line, whatever --log says: with --metrics-addr 127.0.0.1:0 it is the one
+    // place that names the port.
+    eprintln!("serving on http://{}/", server.local_addr());
+    let store = open_writer(store_args).await?;
+    readiness.set(Component::Store, true);
     let report = crate::run::run(&pubsub, &opts, store, stats, readiness, listener).await?;
     drop(server);
     let mut out = std::io::stdout().lock();
@@ -785,19 +817,19 @@ fn write_run_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()>
 }
 
 async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    // Every setting is checked before anything is created: a bad store setting must not
+    // leave topics and subscriptions behind.
     let pubsub = args
         .pubsub
         .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
     let settings = args.subscriptions.to_settings()?;
+    let cassandra = match store_args.store {
+        StoreKind::Cassandra => Some(store_args.cassandra.to_config()?),
+        StoreKind::Embedded => None,
+    };
     let steps = crate::pubsub::admin::setup(&pubsub, settings).await?;
-    let store = match store_args.store {
-        // Opening the embedded store creates its tables.
-        StoreKind::Embedded => {
-            open_writer(store_args).await?;
-            store_label(store_args)
-        }
-        StoreKind::Cassandra => {
-            let config = store_args.cassandra.to_config()?;
+    let store = match cassandra {
+        Some(config) => {
             let applied = crate::store::cassandra::apply_schema(&config).await?;
             format!(
                 "{} ({} statements, schema version {})",
@@ -805,6 +837,11 @@ async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<Ex
                 applied.statements,
                 applied.schema_version
             )
+        }
+        // Opening the embedded store creates its tables.
+        None => {
+            open_writer(store_args).await?;
+            store_label(store_args)
         }
     };
     let mut out = std::io::stdout().lock();

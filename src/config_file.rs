@@ -11,9 +11,22 @@
 //! `[cassandra] nodes = "…"` is `ECOM_CASSANDRA_NODES` and top-level `hold = "5s"` is
 //! `ECOM_HOLD`. Arrays of scalars become comma-separated lists.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+/// What a setting's value is, as far as the file cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Free text (a password, a path, a host list): only a TOML string keeps it exactly as
+    /// written. `password = 1e3` would silently become "1000".
+    Text,
+    /// A number, a duration, a boolean, a choice: any TOML scalar, read as text.
+    Scalar,
+}
+
+/// The settings a file may hold: `ECOM_*` variable → the kind of its value.
+pub type Known = BTreeMap<String, ValueKind>;
 
 /// The file name looked for in the working directory when none is given.
 pub const DEFAULT_FILE: &str = "ecom-stream.toml";
@@ -62,14 +75,14 @@ pub fn locate(args: &[OsString], env_config: Option<OsString>) -> Option<(PathBu
 
 /// Reads `path` and maps its keys onto `known` variables. Errors are one line naming the
 /// file and the key.
-pub fn load(path: &Path, known: &BTreeSet<String>) -> Result<ConfigFile, String> {
+pub fn load(path: &Path, known: &Known) -> Result<ConfigFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     parse(path, &text, known)
 }
 
 /// [`load`] for text already read.
-pub fn parse(path: &Path, text: &str, known: &BTreeSet<String>) -> Result<ConfigFile, String> {
+pub fn parse(path: &Path, text: &str, known: &Known) -> Result<ConfigFile, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let msg = e.message().replace('\n', " ");
         let line = e
@@ -95,7 +108,7 @@ fn flatten(
     path: &Path,
     prefix: &str,
     table: &toml::Table,
-    known: &BTreeSet<String>,
+    known: &Known,
     out: &mut Vec<FileSetting>,
 ) -> Result<(), String> {
     for (name, value) in table {
@@ -109,9 +122,20 @@ fn flatten(
             continue;
         }
         let env = format!("ECOM_{}", key.replace(['.', '-'], "_").to_uppercase());
-        if !known.contains(&env) {
+        let Some(kind) = known.get(&env) else {
             return Err(format!(
                 "unknown setting `{key}` in config file {} (keys are the ECOM_* variables without the prefix, in lower case; tables prefix their name)",
+                path.display()
+            ));
+        };
+        let text = |v: &toml::Value| matches!(v, toml::Value::String(_));
+        let all_text = match value {
+            toml::Value::Array(items) => items.iter().all(text),
+            v => text(v),
+        };
+        if *kind == ValueKind::Text && !all_text {
+            return Err(format!(
+                "invalid setting `{key}` in config file {}: expected a string in quotes (`{key} = \"…\"`), since a number or boolean would not be kept exactly as written",
                 path.display()
             ));
         }
@@ -162,11 +186,35 @@ impl ConfigFile {
 mod tests {
     use super::*;
 
-    fn known() -> BTreeSet<String> {
-        ["ECOM_HOLD", "ECOM_CASSANDRA_NODES", "ECOM_PUBSUB_STREAMS"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+    fn known() -> Known {
+        [
+            ("ECOM_HOLD", ValueKind::Scalar),
+            ("ECOM_CASSANDRA_NODES", ValueKind::Scalar),
+            ("ECOM_PUBSUB_STREAMS", ValueKind::Scalar),
+            ("ECOM_CASSANDRA_PASSWORD", ValueKind::Text),
+        ]
+        .iter()
+        .map(|(s, k)| (s.to_string(), *k))
+        .collect()
+    }
+
+    #[test]
+    fn text_settings_take_only_strings() {
+        let err = parse(
+            Path::new("x.toml"),
+            "[cassandra]\npassword = 1234\n",
+            &known(),
+        )
+        .expect_err("a number for a password");
+        assert!(err.contains("`cassandra.password`"), "{err}");
+        assert!(err.contains("expected a string"), "{err}");
+        let file = parse(
+            Path::new("x.toml"),
+            "[cassandra]\npassword = \"1234\"\n",
+            &known(),
+        )
+        .expect("a quoted password");
+        assert_eq!(file.settings[0].value, "1234");
     }
 
     #[test]

@@ -49,10 +49,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The address is taken, not local, or not permitted.
-    #[error(
-        "invalid setting --metrics-addr (ECOM_METRICS_ADDR): cannot listen on {addr}: {source}"
-    )]
+    /// The address is taken, not local, or not permitted. The OS error is the source, so
+    /// `{:#}` prints it once, after this line.
+    #[error("invalid setting --metrics-addr (ECOM_METRICS_ADDR): cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

@@ -11,5 +11,6 @@ mod emulator;
 mod ops;
 mod pipeline;
 mod pubsub;
+mod start_checks;
 mod store_contract;
 mod support;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------
 
 /// `GET path` over HTTP/1.1 with a blocking socket: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -119,7 +119,7 @@ fn wait_for<T>(child: &mut Running, what: &str, mut find: impl FnMut(&Running) -
 }
 
 /// The address from `demo --serve`'s "serving on http://ADDR/" line.
-fn served_addr(child: &mut Running) -> SocketAddr {
+pub(crate) fn served_addr(child: &mut Running) -> SocketAddr {
     wait_for(child, "the `serving on` line", |c| {
         c.stderr_so_far().lines().find_map(|l| {
             let rest = l.strip_prefix("serving on http://")?;

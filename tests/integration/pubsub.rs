@@ -48,6 +48,17 @@ impl World {
         Some(World::set_up(emulator, test, Some(KeyspaceGuard(config))))
     }
 
+    /// A project on the emulator where nothing was set up yet.
+    pub(crate) fn without_setup(test: &str) -> Option<World> {
+        let emulator = emulator(test)?;
+        Some(World {
+            emulator,
+            project: fresh_project(test),
+            dir: tempfile::tempdir().expect("data dir"),
+            cassandra: None,
+        })
+    }
+
     fn set_up(emulator: &'static Emulator, test: &str, cassandra: Option<KeyspaceGuard>) -> World {
         let world = World {
             emulator,
@@ -711,14 +722,8 @@ fn outstanding_messages_stay_within_the_bound() {
 /// missing and what to do.
 #[test]
 fn without_setup_run_and_produce_fail_with_one_clear_line() {
-    let Some(emulator) = emulator("without_setup") else {
+    let Some(w) = World::without_setup("nosetup") else {
         return;
-    };
-    let w = World {
-        emulator,
-        project: fresh_project("nosetup"),
-        dir: tempfile::tempdir().expect("data dir"),
-        cassandra: None,
     };
     for args in [&["run"][..], &["produce", "orders"]] {
         let r = w.run(args).failed();

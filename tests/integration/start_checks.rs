@@ -1,0 +1,89 @@
+//! Bad input at start, found by trying (issue 13): each case fails with one clear line and
+//! touches nothing, or, where the input is fine, says what it serves.
+//!
+//! Owns: "validate everything before touching anything" at the level of the binary. Must
+//! never: leave a server, a topic or a data file behind.
+
+use crate::cli::{assert_one_error_line, command, data_dir, Running};
+use crate::pubsub::World;
+use std::net::TcpListener;
+
+#[test]
+fn a_log_filter_that_does_not_parse_fails_at_start() {
+    let dir = data_dir();
+    let r = crate::cli::run(dir.path(), &["--log", "a[[[=bogus", "dlq", "list"]).failed();
+    assert_one_error_line(&r, &["--log", "ECOM_LOG", "a[[[=bogus"]);
+    // The same filter from RUST_LOG is named as RUST_LOG.
+    let mut cmd = command(dir.path(), &["dlq", "list"]);
+    cmd.env("RUST_LOG", "a[[[=bogus");
+    let r = Running::spawn(cmd).wait().failed();
+    assert_one_error_line(&r, &["RUST_LOG"]);
+}
+
+#[test]
+fn a_busy_metrics_addr_fails_before_the_store_is_created_and_says_the_os_error_once() {
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let mut cmd = command(&data, &["run", "--metrics-addr", &addr]);
+    // No Pub/Sub is reached: the listener is bound before any client is built.
+    cmd.env("PUBSUB_EMULATOR_HOST", "127.0.0.1:9");
+    let r = Running::spawn(cmd).wait().failed();
+    assert_one_error_line(&r, &["--metrics-addr", "ECOM_METRICS_ADDR", &addr]);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default();
+    assert_eq!(
+        line.matches("os error").count(),
+        1,
+        "the OS error once: {line}"
+    );
+    assert_eq!(line.matches("ECOM_METRICS_ADDR").count(), 1, "{line}");
+    assert!(
+        !data.join("ecom-stream.db").exists(),
+        "the store was created before the listener failed: {r}"
+    );
+}
+
+#[test]
+fn setup_refuses_a_bad_store_setting_before_creating_any_topic() {
+    let Some(w) = World::without_setup("validate") else {
+        return;
+    };
+    let r = w
+        .run(&[
+            "setup",
+            "--store",
+            "cassandra",
+            "--cassandra-replication",
+            "x:y:z",
+        ])
+        .failed();
+    assert_one_error_line(&r, &["--cassandra-replication"]);
+    // Nothing was created: a valid setup now creates every topic and subscription.
+    let out = w.run(&["setup"]).ok().stdout;
+    let steps: Vec<&str> = out.lines().filter(|l| !l.starts_with("store")).collect();
+    assert_eq!(steps.len(), 6, "{out}");
+    for step in steps {
+        assert!(
+            step.contains("created"),
+            "existed before setup: {step}\n{out}"
+        );
+    }
+}
+
+#[test]
+fn run_names_the_address_it_serves_whatever_the_log_level() {
+    let Some(w) = World::new("serving_line") else {
+        return;
+    };
+    // World's commands listen on 127.0.0.1:0: only the printed line can tell the port.
+    let mut running = w.start(&["--log", "warn"]);
+    let addr = crate::ops::served_addr(&mut running);
+    let (status, _) = crate::ops::get(addr, "/healthz");
+    crate::pubsub::stop(running);
+    assert_eq!(status, 200, "http://{addr}/healthz");
+}
