@@ -1,4 +1,4 @@
-//! The join engine's hot path, against a baseline measured in the same run (DESIGN §8).
+//! The join engine's hot path, against a baseline measured in the same run (design §8).
 //!
 //! - `engine/pipeline`: pre-generated message bytes through the in-process source, the
 //!   intake (decode, validate, route), the `JoinShard` actors and the `FactWriter` into a

@@ -1,4 +1,4 @@
-//! The fact writer against raw batched writes to the same embedded store (DESIGN §8).
+//! The fact writer against raw batched writes to the same embedded store (design §8).
 //!
 //! - `writer/raw_batched`: `Store::write_facts` called in a loop with batches of 1,000 rows,
 //!   one at a time: the store's own ceiling.

@@ -1,5 +1,5 @@
 //! The acknowledgement a message carries from its source to the point where its effect is
-//! durable (DESIGN §4.4).
+//! durable (design §4.4).
 //!
 //! Owns: the one-shot ack/nack contract between a source and the pipeline. Must never: let a
 //! message vanish unanswered. An [`AckHandle`] dropped without an answer nacks, so a bug or a

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §5): flags over `ECOM_*` environment variables over defaults,
+//! The command line (design §5): flags over `ECOM_*` environment variables over defaults,
 //! and the commands' own output.
 //!
 //! Owns: parsing, turning flags into configs, and printing results (JSON lines, the demo
@@ -1013,7 +1013,7 @@ where
     }
 }
 
-/// A `dlq list` line: the payment's columns, then the DLQ's own (DESIGN §3).
+/// A `dlq list` line: the payment's columns, then the DLQ's own (design §3).
 #[derive(Serialize)]
 struct DlqLine<'a> {
     payment_id: i64,

@@ -1,4 +1,4 @@
-//! The engine's tuning knobs (DESIGN §4, §5), typed and validated once at start.
+//! The engine's tuning knobs (design §4, §5), typed and validated once at start.
 //!
 //! Owns: [`EngineConfig`] and its validation. Must never: be read from the environment here
 //! (the CLI layers flags over `ECOM_*` variables and hands a finished config in), or let a
@@ -13,7 +13,7 @@ pub struct EngineConfig {
     /// parallelism. Default: the number of cores.
     pub shards: usize,
     /// How long a payment whose order is unknown is held before the store is checked once
-    /// more and it is dead-lettered (DESIGN §4.3).
+    /// more and it is dead-lettered (design §4.3).
     pub hold: Duration,
     /// Held payments per shard; beyond it the oldest are spilled to the DLQ early.
     pub pending_capacity: usize,

@@ -1,4 +1,4 @@
-//! The configuration file (DESIGN §5): TOML settings that sit below `ECOM_*` variables, which
+//! The configuration file (design §5): TOML settings that sit below `ECOM_*` variables, which
 //! sit below flags.
 //!
 //! Owns: finding the file (`--config PATH`, `ECOM_CONFIG`, or `ecom-stream.toml` in the

@@ -1,5 +1,5 @@
 //! `ecom-stream demo`: the original pipeline's scenario through the real actors, in one
-//! process, into the embedded store (DESIGN §5).
+//! process, into the embedded store (design §5).
 //!
 //! Owns: the demo scenario (which messages, in which order) and the run that feeds it,
 //! drains, replays the DLQ and reports. Must never: bypass the pipeline (every message goes

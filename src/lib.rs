@@ -1,5 +1,5 @@
 //! ecom-stream: an actor-based stream processor that joins e-commerce orders and payments
-//! into one denormalized row per order (see `ARCHITECTURE.md` and `../shared/DESIGN.md`).
+//! into one denormalized row per order (see `ARCHITECTURE.md` and the product contract, `docs/design.md`).
 //!
 //! # Layout
 //!

@@ -1,4 +1,4 @@
-//! The wire format of DESIGN §2: orders and payments as the Python producers send them,
+//! The wire format of design §2: orders and payments as the Python producers send them,
 //! and the validation that turns any other payload into a typed [`InvalidPayload`].
 //!
 //! Owns: decoding bytes into [`Event`]s. Must never: panic on input, or accept a value the

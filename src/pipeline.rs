@@ -1,4 +1,4 @@
-//! Wires the actors together and takes them down in order (DESIGN §1, §4.8).
+//! Wires the actors together and takes them down in order (design §1, §4.8).
 //!
 //! Owns: starting the join shards (one arbiter thread each), the fact writer and the
 //! dead-letter actor (one arbiter thread), handing out the [`Intake`], and the drain order

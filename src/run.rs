@@ -1,5 +1,5 @@
-//! `ecom-stream run`: the production pipeline of DESIGN §1 — Pub/Sub subscribers → join →
-//! store, dead letters to the DLQ table and topic — until SIGINT/SIGTERM (§4.8).
+//! `ecom-stream run`: the production pipeline of design §1 — Pub/Sub subscribers → join →
+//! store, dead letters to the DLQ table and topic — until SIGINT/SIGTERM (design §4.8).
 //!
 //! Owns: starting the pieces in dependency order and stopping them in reverse: stop
 //! pulling, drain the pipeline (acks go out as writes complete; held payments are nacked),
@@ -35,7 +35,7 @@ pub struct RunOptions {
     /// Stop by itself once nothing arrived for this long and nothing is held or unanswered
     /// (backfills, load tests). `None`: run until a signal.
     pub until_idle: Option<Duration>,
-    /// Ack every message without processing it: the bare-subscriber ceiling of DESIGN §8,
+    /// Ack every message without processing it: the bare-subscriber ceiling of design §8,
     /// for benchmarks only.
     pub ack_only: bool,
 }

@@ -1,4 +1,4 @@
-//! One shutdown signal that reaches every loop (DESIGN §4.8).
+//! One shutdown signal that reaches every loop (design §4.8).
 //!
 //! Owns: the [`Shutdown`] listener and its [`ShutdownTrigger`], and the wiring from SIGINT /
 //! SIGTERM to the trigger. Must never: stop anything itself. Sources stop pulling when they

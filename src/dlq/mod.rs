@@ -1,4 +1,4 @@
-//! The dead-letter queue: unmatched payments and invalid messages (DESIGN §2, §3, §4.3, §4.9).
+//! The dead-letter queue: unmatched payments and invalid messages (design §2, §3, §4.3, §4.9).
 //!
 //! Owns: the [`DeadLetter`](dead_letter::DeadLetter) actor that records them durably, the
 //! [`DlqPublisher`] seam for the DLQ topic, and [`replay`]. Must never: ack a payment before

@@ -1,4 +1,4 @@
-//! `dlq replay` (DESIGN §4.9): joins dead-lettered payments whose order now exists.
+//! `dlq replay` (design §4.9): joins dead-lettered payments whose order now exists.
 //!
 //! Owns: one pass over the DLQ table, and the schedule that repeats it. Must never: delete an
 //! entry before its payment row is durable, or hold the whole table in memory (it pages).

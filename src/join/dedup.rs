@@ -1,4 +1,4 @@
-//! The dedup window: which events' effects are already durable (DESIGN §4.5).
+//! The dedup window: which events' effects are already durable (design §4.5).
 //!
 //! Owns: remembering, per order id and per payment id, the content of the last event whose
 //! effect became durable. Must never: remember an event before its effect is durable. A

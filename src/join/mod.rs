@@ -1,5 +1,5 @@
 //! The join: routes every event to the shard that owns its `order_id`, where orders meet
-//! their payments (DESIGN §1, §4).
+//! their payments (design §1, §4).
 //!
 //! Layout: [`router`] decodes deliveries and sends each event to
 //! `JoinShard[hash(order_id) % N]`; [`shard`] is the actor; [`state`] holds its decisions;

@@ -1,4 +1,4 @@
-//! The pending buffer: payments whose order is not known yet (DESIGN §4.3).
+//! The pending buffer: payments whose order is not known yet (design §4.3).
 //!
 //! Owns: held payments of one shard, their hold deadlines, and the bound on their number.
 //! Must never: grow past its capacity (the oldest entry is handed back for an early spill),

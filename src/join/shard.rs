@@ -3,7 +3,7 @@
 //! Owns: the I/O around [`JoinState`]: the batched store read-through before a batch, the
 //! store recheck of payments whose hold ended, and the sends to the writer and the
 //! dead-letter actor. Must never: process the next batch before the current one has been
-//! handed on (handlers are atomic, which keeps per-order arrival order, DESIGN §4.6), or
+//! handed on (handlers are atomic, which keeps per-order arrival order, design §4.6), or
 //! send with `do_send` (it ignores mailbox bounds).
 
 use crate::dlq::dead_letter::{DeadLetter, DeadLetterPayments, UnmatchedPayment};

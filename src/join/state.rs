@@ -1,4 +1,4 @@
-//! The join's decisions (DESIGN §4.1–§4.5), as plain synchronous code.
+//! The join's decisions (design §4.1–§4.5), as plain synchronous code.
 //!
 //! Owns: one shard's order cache, pending buffer and dedup window, and what to do with each
 //! event: write it, hold it, join it, or hand it back for a store recheck. Must never: do
@@ -141,7 +141,7 @@ impl JoinState {
             Stats::incr(&self.stats.duplicates);
             // Skipped only if the durable copy is at least as new. A republished copy is
             // written again, with its newer timestamp: skipping it would let an older
-            // update that arrives later win, against last-write-wins (DESIGN §4.3).
+            // update that arrives later win, against last-write-wins (design §4.3).
             if seen.ts >= ts {
                 return ack.ack();
             }

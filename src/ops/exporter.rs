@@ -1,4 +1,4 @@
-//! Prometheus metrics through the `metrics` facade (DESIGN §5; the README has the table).
+//! Prometheus metrics through the `metrics` facade (design §5; the README has the table).
 //!
 //! Owns: the process-wide Prometheus recorder and the mapping of [`Stats`] onto metric names.
 //! Must never: count anything itself. Counters and gauges are the atomics of [`Stats`],

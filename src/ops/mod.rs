@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-/// The default listener address (DESIGN §5).
+/// The default listener address (design §5).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 
 /// Connections served at once. Scrapers, probes and a few browsers need a handful; the cap

@@ -1,4 +1,4 @@
-//! The DLQ topic (`dlq_payments_data`, DESIGN §2, §4.3): the Pub/Sub half of the dead-letter
+//! The DLQ topic (`dlq_payments_data`, design §2, §4.3): the Pub/Sub half of the dead-letter
 //! queue, behind the [`DlqPublisher`] seam.
 //!
 //! Owns: what a dead letter looks like on the topic. An unmatched payment is its payment JSON

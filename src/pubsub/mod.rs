@@ -1,4 +1,4 @@
-//! Google Cloud Pub/Sub (DESIGN §1, §2, §5), on Google's official `google-cloud-pubsub` crate.
+//! Google Cloud Pub/Sub (design §1, §2, §5), on Google's official `google-cloud-pubsub` crate.
 //!
 //! Owns: where the service is and what things are called ([`PubSubConfig`]), and the
 //! clients built from that ([`connect`]). The parts:
@@ -32,7 +32,7 @@ pub enum Endpoint {
     Google(Option<String>),
 }
 
-/// Project, endpoint and resource names (DESIGN §5).
+/// Project, endpoint and resource names (design §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubSubConfig {
     pub project: String,

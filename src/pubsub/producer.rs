@@ -1,5 +1,5 @@
 //! `ecom-stream produce orders|payments`: mock data like the original Python producers,
-//! published to `orders_data` / `payments_data` (DESIGN §2, §5).
+//! published to `orders_data` / `payments_data` (design §2, §5).
 //!
 //! Owns: which records a run publishes (reproducible by seed: the record for an id depends
 //! only on the seed, the id and the pass, never on the order of publishing) and the

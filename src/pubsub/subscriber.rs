@@ -1,4 +1,4 @@
-//! The `OrderSubscriber` and `PaymentSubscriber` of DESIGN §1: one [`SubscriberActor`] per
+//! The `OrderSubscriber` and `PaymentSubscriber` of design §1: one [`SubscriberActor`] per
 //! subscription, reading it with several streaming pulls and handing batches of
 //! [`Envelope`]s to the pipeline.
 //!
@@ -8,7 +8,7 @@
 //! extension of held messages is left to the client library. Must never: ack a message
 //! itself, or hold more than `max_outstanding_messages` / `max_outstanding_bytes` of
 //! unanswered messages: a permit is taken before each pull and returned only by the answer,
-//! so a slow store stops the pulling instead of growing memory (DESIGN §4.7).
+//! so a slow store stops the pulling instead of growing memory (design §4.7).
 //!
 //! Why several streams: one streaming pull from the emulator delivers ~1,900 msg/s on two
 //! cores, while 16 streams on one subscription reach ~20,000/s (see BENCHMARKS.md for the
@@ -128,7 +128,7 @@ impl Sink for Intake {
     }
 }
 
-/// Acks every message on arrival: the bare subscriber of DESIGN §8, the ceiling the
+/// Acks every message on arrival: the bare subscriber of design §8, the ceiling the
 /// pipeline's throughput is compared with. Never for real data.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AckOnly;

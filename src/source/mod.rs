@@ -22,7 +22,7 @@ pub struct Envelope {
     pub message_id: String,
     /// The payload, undecoded.
     pub data: Bytes,
-    /// Publish time in µs since the Unix epoch: the write timestamp of its effect (§4.3).
+    /// Publish time in µs since the Unix epoch: the write timestamp of its effect (design §4.3).
     pub publish_time: i64,
     /// Answers the source; acked only once the effect is durable.
     pub ack: AckHandle,

@@ -1,4 +1,4 @@
-//! The embedded store (DESIGN §6), the default: the three tables of §3 in one SQLite file,
+//! The embedded store (design §6), the default: the three tables of §3 in one SQLite file,
 //! `<data_dir>/ecom-stream.db`, with the semantics every store shares (see [`crate::store`]).
 //!
 //! Owns: the SQLite schema, the connections and every SQL statement of the local store.
@@ -8,13 +8,13 @@
 //! anything it reads or is given, or create a database when it was only asked to read one.
 //!
 //! Why SQLite: in WAL mode it allows one writer and any number of readers, including readers
-//! in other processes, which §6 requires so that `query` and `dlq list` work beside a running
+//! in other processes, which design §6 requires so that `query` and `dlq list` work beside a running
 //! `run` or `demo` (and `dlq replay` can write from another process, waiting its turn for the
 //! lock). Each commit is atomic and crash-safe: a SIGKILL at any instant leaves the last
 //! committed state, never a corrupt file, and with `synchronous=FULL` an acknowledged write
 //! also survives power loss. There is no server to install, and the `bundled` feature
 //! compiles SQLite into the binary, so no system library has to match. Its upsert
-//! (`ON CONFLICT … DO UPDATE … WHERE`) states §4.3's per-group last-write-wins in one
+//! (`ON CONFLICT … DO UPDATE … WHERE`) states design §4.3's per-group last-write-wins in one
 //! statement. The alternatives fall short: sled and redb lock their files to a single
 //! process, and RocksDB admits other processes only as read-only/secondary instances and is
 //! a long C++ build on 2 cores.
@@ -41,7 +41,7 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum SyncMode {
     /// `synchronous=NORMAL`: the WAL is fsynced only at checkpoints. A commit survives a
     /// process crash (SIGKILL included) but the last commits may be lost on power loss or an
-    /// OS crash. Faster; acks then promise less than DESIGN §4.4 asks.
+    /// OS crash. Faster; acks then promise less than design §4.4 asks.
     Normal,
     /// `synchronous=FULL`: the WAL is fsynced at every commit, so an acknowledged write
     /// survives power loss too. The default.

@@ -1,4 +1,4 @@
-//! The in-memory store: the three tables of DESIGN §3 in concurrent hash maps, for tests.
+//! The in-memory store: the three tables of design §3 in concurrent hash maps, for tests.
 //!
 //! Owns: an exact, process-local model of the store rules of [`crate::store`], so pipeline
 //! tests need neither disk nor server. Must never: differ in observable behaviour from the

@@ -1,4 +1,4 @@
-//! The storage seam (DESIGN §3, §6): the three tables every store keeps, and the rules every
+//! The storage seam (design §3, §6): the three tables every store keeps, and the rules every
 //! store honours.
 //!
 //! Owns: the [`Store`] trait, its row types and its error type. Implementations:
@@ -49,7 +49,7 @@ impl FactWrite {
     }
 }
 
-/// A row of `orders_payments_facts` as `query` prints it: the columns of DESIGN §3, with
+/// A row of `orders_payments_facts` as `query` prints it: the columns of design §3, with
 /// `null` for a column group never written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FactRow {

@@ -1,5 +1,5 @@
 //! The fact writer: batches joined rows into store writes and answers each message only
-//! once its row is durable (DESIGN §4.4, §4.7).
+//! once its row is durable (design §4.4, §4.7).
 //!
 //! Owns: the [`FactWriter`] actor, its batch buffer, its bound on writes in flight and its
 //! retries. Must never: ack before the store confirmed, ack a failed write (it nacks, so the

@@ -34,7 +34,7 @@ impl From<String> for Secret {
     }
 }
 
-/// The Cassandra/ScyllaDB flags (DESIGN §5). Every one has an `ECOM_CASSANDRA_*` variable;
+/// The Cassandra/ScyllaDB flags (design §5). Every one has an `ECOM_CASSANDRA_*` variable;
 /// the lead's config-file layer maps `[cassandra] key = …` to the same variables.
 #[derive(Debug, Clone, Args)]
 pub struct CassandraArgs {
@@ -312,7 +312,7 @@ impl CassandraArgs {
                 return Err(bad(
                     WRITE_CL,
                     "ANY acknowledges writes kept only as hints on a coordinator, which is not \
-                     durable enough to ack a message (DESIGN §4.4)",
+                     durable enough to ack a message (design §4.4)",
                 ))
             }
             Consistency::Serial | Consistency::LocalSerial => {

@@ -4,7 +4,7 @@
 //!
 //! Owns: pure functions from what was read to what to send. Must never: do I/O. `mod.rs`
 //! reads, calls these, and sends what they return, so that the contract suite and these
-//! unit tests together cover the logic (DESIGN §7: keep the adapter thin).
+//! unit tests together cover the logic (design §7: keep the adapter thin).
 
 use super::statements::{cql_to_micros, AttemptsCql, DeadLetterStateCql};
 use crate::model::Topic;

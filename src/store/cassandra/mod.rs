@@ -1,4 +1,4 @@
-//! The Cassandra / ScyllaDB store (DESIGN §3, §6) on the `scylla` driver: the production
+//! The Cassandra / ScyllaDB store (design §3, §6) on the `scylla` driver: the production
 //! store, for data that outgrows one machine.
 //!
 //! Owns: [`CassandraStore`], the [`Store`] implementation: prepared statements (prepared
@@ -19,7 +19,7 @@
 //! # Semantics, operation by operation
 //!
 //! - Fact writes: one `INSERT … USING TIMESTAMP <publish µs>` per row, order or payment
-//!   columns only. Cassandra's per-cell last-write-wins is the §4.3 rule.
+//!   columns only. Cassandra's per-cell last-write-wins is the design §4.3 rule.
 //! - Scans page by partition token (`token(key) > token(?)`): each key exactly once, in
 //!   token order. Two keys with the same 64-bit Murmur3 token would make a page boundary
 //!   between them skip the second; that is possible in principle and ignored here.

@@ -7,7 +7,7 @@
 //! formatted in), or send a multi-partition batch: each statement touches one partition.
 //!
 //! Timestamps: every fact write carries `USING TIMESTAMP <publish time µs>`, so Cassandra's
-//! last-write-wins per cell gives DESIGN §4.3's per-group rule for free: an order write
+//! last-write-wins per cell gives design §4.3's per-group rule for free: an order write
 //! only has order cells, a payment write only payment cells. A dead letter's cells all
 //! carry the payment's publish time (`event_ts`), which `WRITETIME(reason)` reads back and
 //! which the conditional delete (`DELETE … USING TIMESTAMP event_ts`) compares against.
