@@ -86,6 +86,13 @@ start_cassandra() {
   export ECOM_CASSANDRA_NODES=127.0.0.1:$native
 }
 
+# User + system CPU seconds a running process has spent so far (/proc/PID/stat).
+proc_cpu() {
+  local hz
+  hz=$(getconf CLK_TCK)
+  awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
 # Runs "$@" and writes its own user+system CPU seconds (getrusage of that child, not of
 # its children's children) to the file $1. The command's stdout and stderr pass through.
 cpu_of() {
@@ -113,9 +120,13 @@ PY
 # (`run --store cassandra`, a fresh keyspace on ECOM_CASSANDRA_NODES). Makes a fresh
 # project, publishes MESSAGES orders and MESSAGES payments (ids 1..=MESSAGES, so every
 # payment joins) before `run --until-idle 3s` starts, checks that everything was delivered
-# (and, when written, upserted), and prints "MSG_PER_S CPU_S_PER_1000": deliveries per
-# second between the first delivery and the last answer, and the CPU seconds (user +
-# system) the ecom-stream process spent per 1,000 deliveries over its whole life.
+# (and, when written, upserted and joined), and prints "MSG_PER_S CPU_S_PER_1000
+# NODE_CPU_S_PER_1000 CACHE_MISSES": deliveries per second between the first delivery and the last
+# answer; the CPU seconds (user + system) the ecom-stream process spent per 1,000
+# deliveries over its whole life; in cassandra mode with a node of our own (CASS_PID), the
+# node's CPU seconds per 1,000 deliveries while `run` ran (else 0); the payments held
+# because their order was in neither the cache nor the store on arrival (stats
+# cache_misses: each came after a point read of the store).
 measure_run() {
   local n=$1 mode=$2 streams=$3 tag=$4
   local project="load-$mode-$streams-$tag-$$"
@@ -133,13 +144,17 @@ measure_run() {
     || { cat "$WORK/setup.out" >&2; exit 1; }
   "$BIN" produce orders --ids "1..=$n" --json >/dev/null 2>&1
   "$BIN" produce payments --ids "1..=$n" --json >/dev/null 2>&1
+  local node_before=0 node_after=0
+  [ "$mode" = cassandra ] && [ -n "${CASS_PID:-}" ] && node_before=$(proc_cpu "$CASS_PID")
   cpu_of "$WORK/run.cpu" "$BIN" "${store[@]}" --data-dir "$dir" run --json --until-idle 3s \
     --hold 30s --pubsub-streams "$streams" "${extra[@]}" 2>"$WORK/run.err" >"$WORK/run.json" \
     || { cat "$WORK/run.err" >&2; exit 1; }
-  python3 - "$WORK/run.json" "$n" "$mode" "$(cat "$WORK/run.cpu")" <<'EOF'
+  [ "$mode" = cassandra ] && [ -n "${CASS_PID:-}" ] && node_after=$(proc_cpu "$CASS_PID")
+  python3 - "$WORK/run.json" "$n" "$mode" "$(cat "$WORK/run.cpu")" "$node_before" "$node_after" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, mode, cpu = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+node = float(sys.argv[6]) - float(sys.argv[5])
 delivered = r["orders"]["delivered"] + r["payments"]["delivered"]
 if delivered < 2 * n:
     sys.exit(f"only {delivered} of {2 * n} delivered")
@@ -150,7 +165,8 @@ if mode != "ceiling":
     joined = s["payments_joined"] + s["payments_joined_after_hold"]
     if joined < n:
         sys.exit(f"only {joined} payments joined")
-print(f"{r['per_second']:.0f} {cpu / delivered * 1000:.4f}")
+misses = r["stats"]["cache_misses"] if mode != "ceiling" else 0
+print(f"{r['per_second']:.0f} {cpu / delivered * 1000:.4f} {node / delivered * 1000:.4f} {misses}")
 EOF
   rm -rf "$dir"
 }
