@@ -120,13 +120,15 @@ PY
 # (`run --store cassandra`, a fresh keyspace on ECOM_CASSANDRA_NODES). Makes a fresh
 # project, publishes MESSAGES orders and MESSAGES payments (ids 1..=MESSAGES, so every
 # payment joins) before `run --until-idle 3s` starts, checks that everything was delivered
-# (and, when written, upserted and joined), and prints "MSG_PER_S CPU_S_PER_1000
-# NODE_CPU_S_PER_1000 CACHE_MISSES": deliveries per second between the first delivery and the last
-# answer; the CPU seconds (user + system) the ecom-stream process spent per 1,000
-# deliveries over its whole life; in cassandra mode with a node of our own (CASS_PID), the
-# node's CPU seconds per 1,000 deliveries while `run` ran (else 0); the payments held
-# because their order was in neither the cache nor the store on arrival (stats
-# cache_misses: each came after a point read of the store).
+# (and, when written, upserted and joined), and prints five figures:
+#   MSG_PER_S        deliveries per second between the first delivery and the last answer;
+#   CPU_PER_1000     CPU seconds (user + system) of the ecom-stream process over its whole
+#                    life, per 1,000 deliveries;
+#   NODE_PER_1000    in cassandra mode with a node of our own (CASS_PID), the node's CPU
+#                    seconds per 1,000 deliveries while `run` ran (else 0);
+#   EMU_PER_1000     the emulator's CPU seconds per 1,000 deliveries while `run` ran;
+#   CACHE_MISSES     payments held because their order was in neither the join cache nor
+#                    the store on arrival (each came after a point read of the store).
 measure_run() {
   local n=$1 mode=$2 streams=$3 tag=$4
   local project="load-$mode-$streams-$tag-$$"
@@ -144,17 +146,21 @@ measure_run() {
     || { cat "$WORK/setup.out" >&2; exit 1; }
   "$BIN" produce orders --ids "1..=$n" --json >/dev/null 2>&1
   "$BIN" produce payments --ids "1..=$n" --json >/dev/null 2>&1
-  local node_before=0 node_after=0
+  local node_before=0 node_after=0 emu_before emu_after
   [ "$mode" = cassandra ] && [ -n "${CASS_PID:-}" ] && node_before=$(proc_cpu "$CASS_PID")
+  emu_before=$(proc_cpu "$EMU_PID")
   cpu_of "$WORK/run.cpu" "$BIN" "${store[@]}" --data-dir "$dir" run --json --until-idle 3s \
     --hold 30s --pubsub-streams "$streams" "${extra[@]}" 2>"$WORK/run.err" >"$WORK/run.json" \
     || { cat "$WORK/run.err" >&2; exit 1; }
+  emu_after=$(proc_cpu "$EMU_PID")
   [ "$mode" = cassandra ] && [ -n "${CASS_PID:-}" ] && node_after=$(proc_cpu "$CASS_PID")
-  python3 - "$WORK/run.json" "$n" "$mode" "$(cat "$WORK/run.cpu")" "$node_before" "$node_after" <<'EOF'
+  python3 - "$WORK/run.json" "$n" "$mode" "$(cat "$WORK/run.cpu")" "$node_before" "$node_after" \
+    "$emu_before" "$emu_after" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, mode, cpu = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 node = float(sys.argv[6]) - float(sys.argv[5])
+emu = float(sys.argv[8]) - float(sys.argv[7])
 delivered = r["orders"]["delivered"] + r["payments"]["delivered"]
 if delivered < 2 * n:
     sys.exit(f"only {delivered} of {2 * n} delivered")
@@ -166,7 +172,8 @@ if mode != "ceiling":
     if joined < n:
         sys.exit(f"only {joined} payments joined")
 misses = r["stats"]["cache_misses"] if mode != "ceiling" else 0
-print(f"{r['per_second']:.0f} {cpu / delivered * 1000:.4f} {node / delivered * 1000:.4f} {misses}")
+k = 1000 / delivered
+print(f"{r['per_second']:.0f} {cpu * k:.4f} {node * k:.4f} {emu * k:.4f} {misses}")
 EOF
   rm -rf "$dir"
 }
