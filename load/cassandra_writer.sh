@@ -25,13 +25,13 @@ cargo build --release --quiet --example cassandra_load
 load_init
 echo "# load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 if [[ -n "${ECOM_CASSANDRA_NODES:-}" ]]; then
-  target/release/examples/cassandra_load --rows "$rows" --rounds "$rounds"
+  LOAD_STEP_TIMEOUT=${LOAD_STEP_TIMEOUT:-3600} bounded target/release/examples/cassandra_load --rows "$rows" --rounds "$rounds"
   exit
 fi
 start_cassandra "${ECOM_LOAD_CASSANDRA_HEAP:-1G}"
 echo "# Apache Cassandra $CASS_VERSION started by this script: pid $CASS_PID, heap ${ECOM_LOAD_CASSANDRA_HEAP:-1G}, $ECOM_CASSANDRA_NODES"
 node_before=$(proc_cpu "$CASS_PID")
-target/release/examples/cassandra_load --rows "$rows" --rounds "$rounds"
+LOAD_STEP_TIMEOUT=${LOAD_STEP_TIMEOUT:-3600} bounded target/release/examples/cassandra_load --rows "$rows" --rounds "$rounds"
 node_cpu=$(awk "BEGIN { print $(proc_cpu "$CASS_PID") - $node_before }")
 echo "# the node's own CPU meanwhile: ${node_cpu} s for $((2 * rows * rounds)) measured rows (plus the warm-up and the schema)"
 echo "# load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

@@ -93,24 +93,38 @@ proc_cpu() {
   awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat"
 }
 
-# Runs "$@" and writes its own user+system CPU seconds (getrusage of that child, not of
-# its children's children) to the file $1. The command's stdout and stderr pass through.
+# Every step a script runs is bounded: LOAD_STEP_TIMEOUT seconds (default 900), then
+# SIGTERM, then SIGKILL 30 s later.
+bounded() { timeout --kill-after=30 "${LOAD_STEP_TIMEOUT:-900}" "$@"; }
+
+# Runs "$@" (bounded as above) and writes its user + system CPU seconds to the file $1:
+# the rusage wait4 reports for that child (its own, plus that of any children it reaped;
+# ecom-stream starts none). The command's stdout and stderr pass through.
 cpu_of() {
   local out=$1
   shift
-  python3 - "$out" "$@" <<'PY'
-import os, sys
-out, cmd = sys.argv[1], sys.argv[2:]
+  python3 - "$out" "${LOAD_STEP_TIMEOUT:-900}" "$@" <<'PY'
+import os, signal, sys
+out, limit, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 pid = os.fork()
 if pid == 0:
     try:
         os.execvp(cmd[0], cmd)
     finally:
         os._exit(127)
+stage = []
+def overdue(*_):
+    stage.append(1)
+    os.kill(pid, signal.SIGTERM if len(stage) == 1 else signal.SIGKILL)
+    print(f"{cmd[0]}: still running after {limit} s; {'SIGTERM' if len(stage) == 1 else 'SIGKILL'}", file=sys.stderr)
+    signal.alarm(30)
+signal.signal(signal.SIGALRM, overdue)
+signal.alarm(limit)
 _, status, ru = os.wait4(pid, 0)
+signal.alarm(0)
 with open(out, "w") as f:
     f.write(f"{ru.ru_utime + ru.ru_stime:.3f}\n")
-sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+sys.exit(1 if stage else os.waitstatus_to_exitcode(status) & 0xFF)
 PY
 }
 
@@ -142,10 +156,10 @@ measure_run() {
     *) echo "measure_run: unknown mode $mode" >&2; exit 1 ;;
   esac
   export ECOM_PROJECT=$project
-  "$BIN" "${store[@]}" --data-dir "$dir" setup >"$WORK/setup.out" 2>&1 \
+  bounded "$BIN" "${store[@]}" --data-dir "$dir" setup >"$WORK/setup.out" 2>&1 \
     || { cat "$WORK/setup.out" >&2; exit 1; }
-  "$BIN" produce orders --ids "1..=$n" --json >/dev/null 2>&1
-  "$BIN" produce payments --ids "1..=$n" --json >/dev/null 2>&1
+  bounded "$BIN" produce orders --ids "1..=$n" --json >/dev/null 2>&1
+  bounded "$BIN" produce payments --ids "1..=$n" --json >/dev/null 2>&1
   local node_before=0 node_after=0 emu_before emu_after
   [ "$mode" = cassandra ] && [ -n "${CASS_PID:-}" ] && node_before=$(proc_cpu "$CASS_PID")
   emu_before=$(proc_cpu "$EMU_PID")

@@ -57,7 +57,7 @@ echo "# $MESSAGES orders + $MESSAGES payments per run measurement; $STREAMS stre
 # Unmeasured: the raw driver writes 200,000 rows, then one smaller cassandra run (reads,
 # the emulator, the page cache), so that no measured run meets a cold node: its JIT keeps
 # speeding up over the first few hundred thousand requests.
-"$RAW" --rows 1 --rounds 1 --warmup 200000 --raw-only >/dev/null
+bounded "$RAW" --rows 1 --rounds 1 --warmup 200000 --raw-only >/dev/null
 warm=$((MESSAGES < 20000 ? MESSAGES : 20000))
 out=$(measure_run "$warm" cassandra "$STREAMS" warmup)
 echo "# warm-up (not counted): 200,000 raw rows, then run --store cassandra with $warm + $warm messages (${out%% *} msg/s)"
@@ -85,7 +85,7 @@ for round in $(seq 1 "$RUNS"); do
   done
   # The node has just taken the cassandra run's writes: no warm-up. (The node's CPU is not
   # shown for raw: the program's keyspace creation and drop would be in it.)
-  "$RAW" --rows $((2 * MESSAGES)) --rounds 1 --warmup 0 --raw-only >"$WORK/raw.out"
+  bounded "$RAW" --rows $((2 * MESSAGES)) --rounds 1 --warmup 0 --raw-only >"$WORK/raw.out"
   # "median: raw driver RATE rows/s, US µs CPU/row": µs per row = CPU ms per 1,000 rows.
   line=$(sed -n 's|^median: raw driver \([0-9]*\) rows/s, \([0-9.]*\) .*|\1 \2|p' "$WORK/raw.out")
   [ -n "$line" ] || { cat "$WORK/raw.out" >&2; exit 1; }
