@@ -1,4 +1,4 @@
-//! Load tool for the Cassandra store (DESIGN §8): rows/s written by the pipeline's
+//! Load tool for the Cassandra store (design §8): rows/s written by the pipeline's
 //! `FactWriter` into a live node, next to a raw-driver baseline measured in the same run,
 //! and their ratio. Driven by `load/cassandra_writer.sh`; see there for usage.
 //!

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rows/s the pipeline's FactWriter writes into Cassandra/ScyllaDB, next to a raw-driver
 # baseline (the same prepared upsert at the same concurrency) measured in the same run, and
-# their ratio (DESIGN §8). Source: examples/cassandra_load.rs.
+# their ratio (design §8). Source: examples/cassandra_load.rs.
 #
 #   load/cassandra_writer.sh [ROWS] [ROUNDS]
 #       (defaults: 100000 rows per side per round, 3 rounds; medians printed)

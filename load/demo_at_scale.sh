@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end throughput of the whole pipeline into the embedded store, as a ratio against
-# the store's own ceiling measured in the same run (DESIGN §8).
+# the store's own ceiling measured in the same run (design §8).
 #
 #   load/demo_at_scale.sh [ORDERS] [RUNS]      (defaults: 200000 orders, 5 runs)
 #

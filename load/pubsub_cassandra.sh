@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end through Google's Pub/Sub emulator into Apache Cassandra (DESIGN §8), next to
+# End to end through Google's Pub/Sub emulator into Apache Cassandra (design §8), next to
 # two baselines measured in the same run of this script, and the CPU the ecom-stream
 # process itself spends per 1,000 messages.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end throughput through Google's Pub/Sub emulator (DESIGN §8): `run` (subscribers →
+# End-to-end throughput through Google's Pub/Sub emulator (design §8): `run` (subscribers →
 # join → embedded store, dead letters to the DLQ topic) next to the bare-subscriber ceiling
 # (`run --ack-only`: the same subscriber, same streams, acking on arrival), both in the same
 # run of this script, on the same emulator.
