@@ -1,4 +1,4 @@
-//! The `ecom-stream` binary as a user runs it (DESIGN §5): `demo`, `query`, `dlq`, and bad
+//! The `ecom-stream` binary as a user runs it (design §5): `demo`, `query`, `dlq`, and bad
 //! configuration, each in its own process on its own data dir.
 //!
 //! The helpers at the top are shared with `crash.rs`.
@@ -278,7 +278,7 @@ pub(crate) fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     Running::spawn(cmd).wait()
 }
 
-/// The columns of `orders_payments_facts` (DESIGN §3), in the order `query` prints them.
+/// The columns of `orders_payments_facts` (design §3), in the order `query` prints them.
 pub(crate) const FACT_KEYS: [&str; 13] = [
     "order_id",
     "customer_id",
@@ -310,7 +310,7 @@ pub(crate) const PAYMENT_KEYS: [&str; 5] = [
     "payment_status",
     "payment_datetime",
 ];
-/// A `dlq list` line: the payment's columns, then the DLQ's own (DESIGN §3).
+/// A `dlq list` line: the payment's columns, then the DLQ's own (design §3).
 pub(crate) const DLQ_KEYS: [&str; 9] = [
     "payment_id",
     "order_id",
@@ -335,7 +335,7 @@ pub(crate) fn int(v: &Value, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
 }
 
-/// `query facts` lines by order id; each must have exactly the §3 columns, and order ids
+/// `query facts` lines by order id; each must have exactly the design §3 columns, and order ids
 /// must come once each, ascending: the embedded store lists in key order.
 pub(crate) fn facts_by_id(run: &Run) -> BTreeMap<i64, Value> {
     lines_by_key(run, &FACT_KEYS, "order_id", Order::Ascending)
@@ -437,7 +437,7 @@ fn entries(dir: &Path) -> Vec<String> {
 // Tests
 // ---------------------------------------------------------------------------------------
 
-/// The default demo (80 orders, payments for order ids 1..=500) leaves what §5 promises.
+/// The default demo (80 orders, payments for order ids 1..=500) leaves what design §5 promises.
 #[test]
 fn default_demo_then_query_and_dlq_list() {
     let dir = data_dir();
@@ -689,7 +689,7 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
     assert!(!missing.exists(), "a read created the data dir: {r}");
 }
 
-/// `dlq replay --every` repeats passes until Ctrl-C, then exits 0 (DESIGN §4.9, §4.8).
+/// `dlq replay --every` repeats passes until Ctrl-C, then exits 0 (design §4.9, §4.8).
 #[test]
 fn dlq_replay_every_repeats_until_interrupted() {
     let dir = data_dir();

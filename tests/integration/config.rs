@@ -1,4 +1,4 @@
-//! The config file (DESIGN §5): TOML below `ECOM_*` variables below flags, a misspelt key
+//! The config file (design §5): TOML below `ECOM_*` variables below flags, a misspelt key
 //! fails at start, and the shipped example is valid.
 
 use crate::cli::{assert_one_error_line, command, data_dir, int, Running, DB_FILE};

@@ -1,4 +1,4 @@
-//! The embedded store under process-level stress (DESIGN §4.4, §6): a SIGKILL in the middle
+//! The embedded store under process-level stress (design §4.4, §6): a SIGKILL in the middle
 //! of a demo, and readers in other processes beside a running writer.
 
 use crate::cli::{
@@ -218,7 +218,7 @@ fn sigkill_mid_demo_then_rerun_matches_an_uninterrupted_run() {
     );
 }
 
-/// `query facts` and `dlq list` in other processes work while a demo writes (§6), and the
+/// `query facts` and `dlq list` in other processes work while a demo writes (design §6), and the
 /// demo then finishes normally.
 #[test]
 fn readers_in_other_processes_beside_a_running_demo() {
@@ -288,7 +288,7 @@ fn readers_in_other_processes_beside_a_running_demo() {
     assert_eq!(dlq_by_id(&dlq).len() as i64, PAYMENTS_N - ORDERS_N, "{dlq}");
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM stop a demo gracefully (DESIGN §4.8): exit 0 with a partial
+/// SIGINT (Ctrl-C) and SIGTERM stop a demo gracefully (design §4.8): exit 0 with a partial
 /// summary, and a store that is consistent and readable.
 #[test]
 fn sigint_and_sigterm_stop_a_demo_gracefully() {

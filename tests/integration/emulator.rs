@@ -1,4 +1,4 @@
-//! Google's Pub/Sub emulator for the tests (DESIGN §7): one per test binary, on a free
+//! Google's Pub/Sub emulator for the tests (design §7): one per test binary, on a free
 //! loopback port, stopped by PID when the binary exits.
 //!
 //! The emulator runs under a small watchdog shell that knows the test binary's PID: when
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Where DESIGN §7 says the emulator is installed; `ECOM_TEST_PUBSUB_EMULATOR` overrides.
+/// Where design §7 says the emulator is installed; `ECOM_TEST_PUBSUB_EMULATOR` overrides.
 pub const EMULATOR_BIN: &str =
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
 

@@ -1,4 +1,4 @@
-//! `setup`, `produce` and `run` against Google's real Pub/Sub emulator (DESIGN §7): the
+//! `setup`, `produce` and `run` against Google's real Pub/Sub emulator (design §7): the
 //! original scenario, early payments, republished data, garbage, SIGKILL and SIGTERM, and
 //! the subscriber's outstanding bound — each in its own processes and its own project.
 //!
@@ -106,7 +106,7 @@ impl World {
         assert!(published > 0, "{r}");
     }
 
-    /// `query facts` by order id: each row once, with exactly the §3 columns, in any order.
+    /// `query facts` by order id: each row once, with exactly the design §3 columns, in any order.
     pub(crate) fn facts(&self) -> BTreeMap<i64, Value> {
         facts_by_id_any_order(&self.run(&["query", "facts"]).ok())
     }

@@ -1,4 +1,4 @@
-//! The one store contract suite (DESIGN §6: "all stores pass one shared contract test
+//! The one store contract suite (design §6: "all stores pass one shared contract test
 //! suite"), run against every store.
 //!
 //! Owns: the executable form of the rules in `ecom_stream::store`. Each check is an
