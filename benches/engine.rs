@@ -12,12 +12,12 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ecom_stream::app::pipeline::{Drained, Pipeline};
 use ecom_stream::config::EngineConfig;
 use ecom_stream::dlq::TableOnly;
+use ecom_stream::generator::MockData;
 use ecom_stream::model::{decode, Event, Topic};
-use ecom_stream::pipeline::{Drained, Pipeline};
 use ecom_stream::shutdown::Shutdown;
-use ecom_stream::source::generator::MockData;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, Message, SourceOptions};
 use ecom_stream::store::{
     DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError,

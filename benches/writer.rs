@@ -12,7 +12,7 @@ use actix::Actor;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ecom_stream::ack::{AckHandle, Acknowledge};
 use ecom_stream::config::EngineConfig;
-use ecom_stream::source::generator::MockData;
+use ecom_stream::generator::MockData;
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use ecom_stream::store::{FactWrite, Store};
 use ecom_stream::telemetry::Stats;

@@ -4,9 +4,10 @@
 //! Owns: parsing, turning flags into configs, and printing results (JSON lines, the demo
 //! summary). Must never: hold pipeline logic. Each command calls into the library.
 
+use crate::app::demo::{self, DemoOptions, DemoReport};
+use crate::app::run::{RunOptions, RunReport};
 use crate::config::{EngineConfig, RetryPolicy};
 use crate::config_file::{self, ConfigFile};
-use crate::demo::{self, DemoOptions, DemoReport};
 use crate::dlq::replay::{replay_every, replay_once};
 use crate::health::{Component, Readiness};
 use crate::model::Topic;
@@ -14,7 +15,6 @@ use crate::ops;
 use crate::pubsub::args::{PubSubArgs, SubscriberArgs, SubscriptionArgs};
 use crate::pubsub::producer::{IdRange, ProduceOptions};
 use crate::pubsub::PubSubConfig;
-use crate::run::{RunOptions, RunReport};
 use crate::shutdown;
 use crate::store::cassandra::{CassandraArgs, CassandraStore};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
@@ -765,7 +765,7 @@ async fn run_pipeline(
     eprintln!("serving on http://{}/", server.local_addr());
     let store = open_writer(store_args).await?;
     readiness.set(Component::Store, true);
-    let report = crate::run::run(&pubsub, &opts, store, stats, readiness, listener).await?;
+    let report = crate::app::run::run(&pubsub, &opts, store, stats, readiness, listener).await?;
     drop(server);
     let mut out = std::io::stdout().lock();
     if args.json {

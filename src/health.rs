@@ -2,14 +2,16 @@
 //!
 //! Owns: [`Readiness`], the state of each required [`Component`] and the shutdown flag, and
 //! the verdict rendered by `/readyz`. Must never: probe anything itself or change what the
-//! pipeline does. Components report their state (the Pub/Sub subscribers, and the store
-//! through [`Stats::on_store_result`](crate::telemetry::Stats::on_store_result)); liveness
+//! pipeline does. Components report their state (the Pub/Sub subscribers; the store once it
+//! is open), and the store's later health is read from what telemetry measured
+//! ([`Stats::store_up`]); liveness
 //! (`/healthz`) needs nothing from here, since answering at all proves the process is alive.
 //!
 //! Only registered components are required: `demo` registers the store alone, `run` the
 //! store and Pub/Sub. A registered component is not ready until it says so, so a process is
 //! never reported ready before it has connected.
 
+use crate::telemetry::Stats;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What `/readyz` requires when registered.
@@ -95,15 +97,17 @@ impl Readiness {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    /// `Ok` when not shutting down and every registered component is ready.
-    pub fn check(&self) -> Result<(), NotReady> {
+    /// `Ok` when not shutting down and every registered component is ready. The store is
+    /// ready when it reported so (it is open) and its last read and write succeeded.
+    pub fn check(&self, stats: &Stats) -> Result<(), NotReady> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(NotReady::ShuttingDown);
         }
-        let (registered, ready) = (
-            self.registered.load(Ordering::Relaxed),
-            self.ready.load(Ordering::Relaxed),
-        );
+        let registered = self.registered.load(Ordering::Relaxed);
+        let mut ready = self.ready.load(Ordering::Relaxed);
+        if !stats.store_up() {
+            ready &= !Component::Store.bit();
+        }
         let missing: Vec<Component> = Component::ALL
             .into_iter()
             .filter(|c| registered & c.bit() != 0 && ready & c.bit() == 0)
@@ -123,23 +127,33 @@ mod tests {
     #[test]
     fn only_registered_components_count_and_shutdown_wins() {
         let r = Readiness::new();
-        assert_eq!(r.check(), Ok(()));
+        let stats = Stats::default();
+        assert_eq!(r.check(&stats), Ok(()));
         r.register(Component::Store);
-        assert_eq!(r.check(), Err(NotReady::Components(vec![Component::Store])));
+        assert_eq!(
+            r.check(&stats),
+            Err(NotReady::Components(vec![Component::Store]))
+        );
         r.set(Component::Store, true);
         // Pub/Sub is not registered (the demo has none): not required.
-        assert_eq!(r.check(), Ok(()));
+        assert_eq!(r.check(&stats), Ok(()));
         r.register(Component::PubSub);
         assert_eq!(
-            r.check().map_err(|e| e.to_string()),
+            r.check(&stats).map_err(|e| e.to_string()),
             Err("not ready: pubsub".to_string())
         );
         r.set(Component::PubSub, true);
-        assert_eq!(r.check(), Ok(()));
+        assert_eq!(r.check(&stats), Ok(()));
         r.set(Component::Store, false);
-        assert!(r.check().is_err());
+        assert!(r.check(&stats).is_err());
         r.set(Component::Store, true);
+        // A failed store call makes the opened store unready until a call succeeds again.
+        let failed: Result<(), &str> = Err("refused");
+        stats.on_store_result(crate::telemetry::StoreOp::Write, &failed);
+        assert!(r.check(&stats).is_err());
+        stats.on_store_result(crate::telemetry::StoreOp::Write, &Ok::<(), &str>(()));
+        assert_eq!(r.check(&stats), Ok(()));
         r.begin_shutdown();
-        assert_eq!(r.check(), Err(NotReady::ShuttingDown));
+        assert_eq!(r.check(&stats), Err(NotReady::ShuttingDown));
     }
 }

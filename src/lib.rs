@@ -1,46 +1,50 @@
 //! ecom-stream: an actor-based stream processor that joins e-commerce orders and payments
-//! into one denormalized row per order (see `ARCHITECTURE.md` and the product contract, `docs/design.md`).
+//! into one denormalized row per order (see `ARCHITECTURE.md` and the product contract,
+//! `docs/design.md`).
 //!
 //! # Layout
 //!
-//! One message's path, and the module that owns each step:
+//! Layers from the top down; a module imports only modules on its own layer or below.
 //!
-//! - [`source`]: where messages come from. An [`source::Envelope`] carries the raw bytes and
-//!   the [`ack::AckHandle`] that answers the source once the effect is durable.
-//!   [`source::in_process`] is the built-in source (demo, tests, benches);
-//!   [`pubsub::subscriber`] holds the `OrderSubscriber` / `PaymentSubscriber` actors that
-//!   read Google Cloud Pub/Sub.
-//! - [`join::router`]: the intake. Decodes and validates ([`model`]), sends the invalid to the
-//!   DLQ and routes the rest to `JoinShard[hash(order_id) % N]`.
-//! - [`join::shard`]: the `JoinShard` actor; [`join::state`] its decisions, with
-//!   [`join::pending`] (early payments) and [`join::dedup`] (duplicates).
-//! - [`writer`]: the `FactWriter` actor. Batches rows, bounds writes in flight, retries, and
-//!   acks each message only after its row is durable.
-//! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages) and
-//!   [`dlq::replay`]; [`pubsub::dlq_topic`] publishes dead letters to the DLQ topic.
-//! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
-//!   [`store::cassandra`] for Cassandra/ScyllaDB).
-//! - [`pipeline`]: starts the actors on their threads and drains them in order at shutdown.
-//! - [`run`] (the production pipeline), [`demo`], [`pubsub::admin`] (`setup`),
-//!   [`pubsub::producer`] (`produce`), [`cli`]: the commands. [`config`], [`config_file`]
-//!   (the TOML layer), [`telemetry`], [`shutdown`], [`rng`]: support.
+//! - [`cli`]: parses the command line and prints results; nothing else.
+//! - [`app`]: the wiring. [`app::pipeline`] starts the actors and drains them in order,
+//!   [`app::run`] is the production pipeline, [`app::demo`] the self-contained one.
 //! - [`ops`]: the operations listener (Prometheus `/metrics`, `/healthz`, `/readyz`, the
 //!   status page), reading [`telemetry::Stats`] and [`health::Readiness`].
+//! - [`source`]: where messages come from. [`source::Envelope`] carries raw bytes and the
+//!   [`ack::AckHandle`] that answers the source once the effect is durable;
+//!   [`source::intake`] decodes, rejects the invalid and hands events to their shards;
+//!   [`source::in_process`] is the built-in source (demo, tests, benches);
+//!   [`source::pubsub`] holds the `OrderSubscriber` / `PaymentSubscriber` actors.
+//! - [`join`]: the `JoinShard` actor ([`join::shard`]), its decisions ([`join::state`]),
+//!   early payments ([`join::pending`]), duplicates ([`join::dedup`]) and the shard
+//!   function ([`join::router`]).
+//! - [`writer`]: the `FactWriter` actor. Batches rows, bounds writes in flight, retries, and
+//!   acks each message only after its row is durable.
+//! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages), [`dlq::topic`]
+//!   (the DLQ topic on Pub/Sub) and [`dlq::replay`].
+//! - [`pubsub`]: Pub/Sub client plumbing ([`pubsub::connect`]), `setup`
+//!   ([`pubsub::admin`]) and `produce` ([`pubsub::producer`]).
+//! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
+//!   [`store::cassandra`] for Cassandra/ScyllaDB).
+//! - Ground floor: [`model`] (the wire format), [`generator`] (mock data), [`config`] and
+//!   [`config_file`], [`telemetry`] (counters and gauges), [`health`] (readiness),
+//!   [`ack`], [`shutdown`], [`clock`], [`rng`].
 
 pub mod ack;
+pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod config_file;
-pub mod demo;
 pub mod dlq;
+pub mod generator;
 pub mod health;
 pub mod join;
 pub mod model;
 pub mod ops;
-pub mod pipeline;
 pub mod pubsub;
 pub mod rng;
-pub mod run;
 pub mod shutdown;
 pub mod source;
 pub mod store;

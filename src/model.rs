@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
+/// Payment ids are the order id they pay for plus this, so they never collide with orders.
+pub const PAYMENT_ID_OFFSET: i64 = 1_000_000;
+
 /// The two input topics. Also the `source` column of `invalid_messages`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -18,7 +18,7 @@ impl SplitMix64 {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        SplitMix64(crate::store::now_micros() as u64 ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        SplitMix64(crate::clock::now_micros() as u64 ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
     pub fn next_u64(&mut self) -> u64 {

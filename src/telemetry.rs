@@ -15,7 +15,7 @@ use crate::model::Topic;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -158,8 +158,8 @@ impl Stats {
     /// A store call of kind `op` succeeded (`Ok`) or failed after its retries (`Err`): the
     /// store's health as the pipeline sees it. The store is up while the last read and the
     /// last write both succeeded, so a store that answers reads but refuses writes stays
-    /// down instead of flapping. Drives `ecom_stream_store_up` and, once linked with
-    /// [`link_readiness`](Self::link_readiness), the store check of `/readyz`.
+    /// down instead of flapping. Drives `ecom_stream_store_up`, which `/readyz` reads
+    /// ([`Readiness::check`](crate::health::Readiness::check) decides; this only measures).
     pub fn on_store_result<T, E: std::fmt::Display>(&self, op: StoreOp, result: &Result<T, E>) {
         let bit = op as u8;
         let before = match result {
@@ -176,15 +176,12 @@ impl Stats {
             }
             _ => {}
         }
-        if let Some(readiness) = self.gauges.readiness.get() {
-            readiness.set(crate::health::Component::Store, after == 0);
-        }
     }
 
-    /// Makes every later [`on_store_result`](Self::on_store_result) set the store component
-    /// of `readiness`. The first link wins (one process, one readiness).
-    pub fn link_readiness(&self, readiness: Arc<crate::health::Readiness>) {
-        let _ = self.gauges.readiness.set(readiness);
+    /// Whether the last read and the last write of the store both succeeded (see
+    /// [`on_store_result`](Self::on_store_result)).
+    pub fn store_up(&self) -> bool {
+        self.gauges.store_failing.load(Ordering::Relaxed) == 0
     }
 
     /// Where the join shard `shard` reports its pending buffer.
@@ -389,8 +386,6 @@ struct Gauges {
     /// Bit set of [`StoreOp`]s whose last call failed; the store is up when it is empty.
     store_failing: AtomicU8,
     write_latency: LatencyHistogram,
-    /// Set once by whoever serves `/readyz` (see [`Stats::link_readiness`]).
-    readiness: OnceLock<Arc<crate::health::Readiness>>,
 }
 
 impl Default for Gauges {
@@ -401,7 +396,6 @@ impl Default for Gauges {
             pending: Mutex::default(),
             store_failing: AtomicU8::new(0),
             write_latency: LatencyHistogram::default(),
-            readiness: OnceLock::new(),
         }
     }
 }

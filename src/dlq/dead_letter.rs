@@ -6,10 +6,11 @@
 //! than its in-flight bound (its handler blocks, so senders wait).
 
 use crate::ack::AckHandle;
+use crate::clock::now_micros;
 use crate::config::RetryPolicy;
 use crate::dlq::{DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
 use crate::model::Payment;
-use crate::store::{now_micros, DlqEntry, InvalidMessage, Store, StoreError};
+use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
 use crate::telemetry::{Stats, StoreOp, WriterKind};
 use crate::writer::retry::with_retries;
 use actix::prelude::*;

@@ -1,11 +1,12 @@
 //! The dead-letter queue: unmatched payments and invalid messages (design §2, §3, §4.3, §4.9).
 //!
 //! Owns: the [`DeadLetter`](dead_letter::DeadLetter) actor that records them durably, the
-//! [`DlqPublisher`] seam for the DLQ topic, and [`replay`]. Must never: ack a payment before
+//! [`DlqPublisher`] seam and its Pub/Sub implementation, [`topic`], and [`replay`]. Must never: ack a payment before
 //! both its DLQ table row and (where a topic is configured) its DLQ topic message exist.
 
 pub mod dead_letter;
 pub mod replay;
+pub mod topic;
 
 use crate::store::{DlqEntry, InvalidMessage};
 use async_trait::async_trait;

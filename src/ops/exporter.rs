@@ -156,5 +156,9 @@ fn publish(stats: &Stats, readiness: &Readiness) {
         gauge!(MAILBOX_DEPTH, "actor" => actor).set(n as f64);
     }
     gauge!(STORE_UP).set(if g.store_up { 1.0 } else { 0.0 });
-    gauge!(READY).set(if readiness.check().is_ok() { 1.0 } else { 0.0 });
+    gauge!(READY).set(if readiness.check(stats).is_ok() {
+        1.0
+    } else {
+        0.0
+    });
 }

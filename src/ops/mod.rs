@@ -89,9 +89,7 @@ struct Shared {
 
 /// Binds `addr` and serves the routes above until the returned [`OpsServer`] is dropped.
 ///
-/// Also links `stats` to `readiness` (store outcomes drive the store component, see
-/// [`Stats::on_store_result`]), and when `shutdown` fires marks `readiness` as shutting
-/// down while it keeps serving, so probes see `503` during the drain and the final counters
+/// When `shutdown` fires it marks `readiness` as shutting down while it keeps serving, so probes see `503` during the drain and the final counters
 /// can still be scraped. Must be called inside a tokio runtime (the actix System is one).
 pub async fn serve(
     addr: SocketAddr,
@@ -103,7 +101,6 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     exporter::install();
-    stats.link_readiness(readiness.clone());
     let shared = Arc::new(Shared {
         history: status::History::default(),
         stats,
@@ -183,7 +180,7 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             ),
         },
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => match shared.readiness.check() {
+        "/readyz" => match shared.readiness.check(&shared.stats) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
         },

@@ -128,7 +128,7 @@ pub fn render(stats: &Stats, readiness: &Readiness, history: &History) -> String
         })
         .collect();
     let g = stats.gauges();
-    let ready = readiness.check();
+    let ready = readiness.check(stats);
     json!({
         "ready": ready.is_ok(),
         "not_ready": ready.err().map(|e| e.to_string()),

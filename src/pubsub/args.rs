@@ -6,8 +6,8 @@
 //! [`SubscriptionSettings`]. Must never: connect to anything.
 
 use super::admin::SubscriptionSettings;
-use super::subscriber::SubscriberOptions;
 use super::{Endpoint, PubSubConfig};
+use crate::source::pubsub::SubscriberOptions;
 use clap::Args;
 use std::time::Duration;
 

@@ -2,12 +2,13 @@
 //!
 //! Owns: where the service is and what things are called ([`PubSubConfig`]), and the
 //! clients built from that ([`connect`]). The parts:
-//! - [`subscriber`]: the `OrderSubscriber` / `PaymentSubscriber` actors, streaming pull into
-//!   the pipeline's intake, every message's ack carried through to durability;
-//! - [`dlq_topic`]: the DLQ topic publisher behind the [`DlqPublisher`](crate::dlq::DlqPublisher)
-//!   seam;
 //! - [`admin`]: `setup`'s topics and subscriptions;
-//! - [`producer`]: `produce`'s mock orders and payments.
+//! - [`producer`]: `produce`'s mock orders and payments;
+//! - [`args`]: the Pub/Sub settings of the command line.
+//!
+//! The clients' users live with their roles: the subscribers are a source
+//! ([`crate::source::pubsub`]), the DLQ topic publisher is part of the dead-letter queue
+//! ([`crate::dlq::topic`]).
 //!
 //! Must never: decode payloads or decide what a message means (the intake and the join do),
 //! or ack a message itself.
@@ -15,9 +16,7 @@
 pub mod admin;
 pub mod args;
 pub mod connect;
-pub mod dlq_topic;
 pub mod producer;
-pub mod subscriber;
 
 use crate::model::Topic;
 

@@ -13,10 +13,10 @@
 
 use super::connect::{self, Batching, ConnectError};
 use super::PubSubConfig;
-use crate::demo::PAYMENT_ID_OFFSET;
+use crate::generator::MockData;
+use crate::model::PAYMENT_ID_OFFSET;
 use crate::model::{Order, Payment, Topic};
 use crate::rng::SplitMix64;
-use crate::source::generator::MockData;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use google_cloud_pubsub::model::Message;
 use serde::Serialize;

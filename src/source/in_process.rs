@@ -7,11 +7,11 @@
 //! is acked, or hold more than `max_outstanding` un-acked messages.
 
 use crate::ack::{AckHandle, Acknowledge};
-use crate::join::router::Intake;
+use crate::clock::now_micros;
 use crate::model::Topic;
 use crate::shutdown::Shutdown;
+use crate::source::intake::Intake;
 use crate::source::Envelope;
-use crate::store::now_micros;
 use crate::telemetry::Stats;
 use bytes::Bytes;
 use std::collections::VecDeque;

@@ -1,13 +1,14 @@
 //! Where messages come from: the contract between a source and the pipeline.
 //!
 //! Owns: [`Envelope`], the unit a source hands to the pipeline's
-//! [`Intake`](crate::join::router::Intake): raw bytes plus the [`AckHandle`] that answers the
+//! [`Intake`](crate::source::intake::Intake): raw bytes plus the [`AckHandle`] that answers the
 //! source once the message's effect is durable. Implementations: [`in_process`] (the
 //! built-in generators of `demo`, tests and benches); the Pub/Sub subscribers plug in here.
 //! Must never: decode or judge payloads (the intake does), or ack anything itself.
 
-pub mod generator;
 pub mod in_process;
+pub mod intake;
+pub mod pubsub;
 
 use crate::ack::AckHandle;
 use crate::model::Topic;

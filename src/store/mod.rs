@@ -202,12 +202,3 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<InvalidMessage>, StoreError>;
 }
-
-/// Microseconds since the Unix epoch, now: the write timestamp of in-process messages and
-/// the `first_seen`/`received_at` of DLQ rows.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

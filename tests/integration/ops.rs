@@ -7,10 +7,10 @@
 use crate::cli::{assert_one_error_line, command, data_dir, int, run, Running, HANG_LIMIT};
 use crate::support::{engine, order_msg, payment_msg, start_pipeline, HookedStore, WriteHook};
 use async_trait::async_trait;
+use ecom_stream::generator::MockData;
 use ecom_stream::health::{Component, Readiness};
 use ecom_stream::ops;
 use ecom_stream::shutdown;
-use ecom_stream::source::generator::MockData;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, SourceOptions};
 use ecom_stream::store::StoreError;
 use serde_json::Value;

@@ -2,12 +2,12 @@
 //! dead-letter → store, with acks counted at the source.
 
 use crate::support::*;
+use ecom_stream::app::pipeline::{Drained, Pipeline};
 use ecom_stream::dlq::replay::replay_once;
 use ecom_stream::dlq::{DlqPublisher, TableOnly, REASON_ORDER_NOT_FOUND};
+use ecom_stream::generator::MockData;
 use ecom_stream::model::Topic;
-use ecom_stream::pipeline::{Drained, Pipeline};
 use ecom_stream::shutdown::{self, Shutdown};
-use ecom_stream::source::generator::MockData;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, Message, SourceOptions};
 use ecom_stream::store::memory::MemoryStore;
 use ecom_stream::store::Store;

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ecom_stream::config::{EngineConfig, RetryPolicy};
 use ecom_stream::dlq::{DlqPublisher, PublishError};
+use ecom_stream::generator::MockData;
 use ecom_stream::model::Topic;
-use ecom_stream::source::generator::MockData;
 use ecom_stream::source::in_process::Message;
 use ecom_stream::store::memory::MemoryStore;
 use ecom_stream::store::{
@@ -255,7 +255,7 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 /// Delivers `msgs` through `pipeline` in the background, so a test can watch it run.
 pub fn spawn_delivery(
     source: &ecom_stream::source::in_process::InProcessSource,
-    pipeline: &ecom_stream::pipeline::Pipeline,
+    pipeline: &ecom_stream::app::pipeline::Pipeline,
     msgs: Vec<Message>,
     shutdown: ecom_stream::shutdown::Shutdown,
 ) -> tokio::task::JoinHandle<ecom_stream::source::in_process::Delivery> {
@@ -268,11 +268,11 @@ pub fn start_pipeline(
     cfg: &EngineConfig,
     store: Arc<dyn Store>,
 ) -> (
-    ecom_stream::pipeline::Pipeline,
+    ecom_stream::app::pipeline::Pipeline,
     Arc<ecom_stream::telemetry::Stats>,
 ) {
     let stats = Arc::new(ecom_stream::telemetry::Stats::default());
-    let pipeline = ecom_stream::pipeline::Pipeline::start(
+    let pipeline = ecom_stream::app::pipeline::Pipeline::start(
         cfg,
         store,
         Arc::new(ecom_stream::dlq::TableOnly),

@@ -7,9 +7,9 @@
 //! `message_id`. Must never: report success before the service has confirmed every message
 //! of the call (the `DeadLetter` actor acks the originals on that success).
 
-use super::connect::{self, Batching, ConnectError};
-use super::PubSubConfig;
 use crate::dlq::{DlqPublisher, PublishError, REASON_INVALID_PAYLOAD, REASON_ORDER_NOT_FOUND};
+use crate::pubsub::connect::{self, Batching, ConnectError};
+use crate::pubsub::PubSubConfig;
 use crate::store::{DlqEntry, InvalidMessage};
 use async_trait::async_trait;
 use google_cloud_pubsub::client::Publisher;

@@ -10,9 +10,9 @@
 use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::dead_letter::{self, DeadLetter};
 use crate::dlq::DlqPublisher;
-use crate::join::router::Intake;
 use crate::join::shard::{Drain, JoinShard, PendingCount};
 use crate::join::state::JoinLimits;
+use crate::source::intake::Intake;
 use crate::store::Store;
 use crate::telemetry::Stats;
 use crate::writer::{self, FactWriter, WriterOptions};

@@ -7,18 +7,18 @@
 //! deadline. Must never: exit 0 having acked something that is not durable, or hide a
 //! subscription that cannot be read (that ends the run with an error).
 
+use crate::app::pipeline::{Drained, Pipeline};
 use crate::config::{ConfigError, EngineConfig};
+use crate::dlq::topic::DlqTopic;
 use crate::health::{Component, Readiness};
 use crate::model::Topic;
-use crate::pipeline::{Drained, Pipeline};
 use crate::pubsub::connect::ConnectError;
-use crate::pubsub::dlq_topic::DlqTopic;
-use crate::pubsub::subscriber::{
+use crate::pubsub::PubSubConfig;
+use crate::shutdown::Shutdown;
+use crate::source::pubsub::{
     AckOnly, Close, Counts, Sink, StopPulling, SubscriberActor, SubscriberCounts, SubscriberFailed,
     SubscriberOptions,
 };
-use crate::pubsub::PubSubConfig;
-use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::telemetry::{Stats, StatsSnapshot};
 use actix::prelude::*;

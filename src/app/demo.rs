@@ -17,13 +17,13 @@
 //!
 //! Afterwards `query facts` lists 80 rows, each with its payment, and `dlq list` 420.
 
+use crate::app::pipeline::{Drained, Pipeline};
 use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::replay::{replay_once, ReplayReport};
 use crate::dlq::TableOnly;
-use crate::model::Topic;
-use crate::pipeline::{Drained, Pipeline};
+use crate::generator::MockData;
+use crate::model::{Topic, PAYMENT_ID_OFFSET};
 use crate::shutdown::Shutdown;
-use crate::source::generator::MockData;
 use crate::source::in_process::{Delivery, InProcessSource, Message, SourceCounts, SourceOptions};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Stats, StatsSnapshot};
@@ -32,9 +32,6 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Payment ids are the order id they pay for plus this, so they never collide with orders.
-pub const PAYMENT_ID_OFFSET: i64 = 1_000_000;
 
 /// What the demo generates.
 #[derive(Debug, Clone)]

@@ -14,14 +14,14 @@
 //! cores, while 16 streams on one subscription reach ~20,000/s (see BENCHMARKS.md for the
 //! default's measurement).
 
-use super::connect::{self, describe, ConnectError};
-use super::PubSubConfig;
 use crate::ack::{AckHandle, Acknowledge};
-use crate::join::router::{Intake, PipelineClosed};
+use crate::clock::now_micros;
 use crate::model::Topic;
+use crate::pubsub::connect::{self, describe, ConnectError};
+use crate::pubsub::PubSubConfig;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::source::intake::{Intake, PipelineClosed};
 use crate::source::Envelope;
-use crate::store::now_micros;
 use crate::telemetry::Stats;
 use actix::prelude::*;
 use async_trait::async_trait;
