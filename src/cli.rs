@@ -4,23 +4,22 @@
 //! Owns: parsing, turning flags into configs, and printing results (JSON lines, the demo
 //! summary). Must never: hold pipeline logic. Each command calls into the library.
 
-use crate::app::demo::{self, DemoOptions, DemoReport};
-use crate::app::run::{RunOptions, RunReport};
+use crate::app::{
+    self, Access, DemoConfig, DemoOptions, DemoReport, RunConfig, RunOptions, RunReport,
+    StoreConfig,
+};
 use crate::config::{EngineConfig, RetryPolicy};
 use crate::config_file::{self, ConfigFile};
 use crate::dlq::replay::{replay_every, replay_once};
-use crate::health::{Component, Readiness};
 use crate::model::Topic;
-use crate::ops;
 use crate::pubsub::args::{PubSubArgs, SubscriberArgs, SubscriptionArgs};
 use crate::pubsub::producer::{IdRange, ProduceOptions};
 use crate::pubsub::PubSubConfig;
 use crate::shutdown;
-use crate::store::cassandra::{CassandraArgs, CassandraStore};
-use crate::store::embedded::{EmbeddedOptions, EmbeddedStore, SyncMode};
+use crate::store::cassandra::CassandraArgs;
+use crate::store::embedded::SyncMode;
 use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
 use crate::telemetry::Stats;
-use anyhow::Context as _;
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -535,50 +534,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The Cassandra store of the --cassandra-* settings (reads and writes alike: the cluster
-/// has no read-only mode to ask for, and no database is created by opening one).
-async fn open_cassandra(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let config = args.cassandra.to_config()?;
-    Ok(Arc::new(CassandraStore::open(&config).await?))
+impl StoreArgs {
+    /// The store settings, checked.
+    fn to_config(&self) -> anyhow::Result<StoreConfig> {
+        Ok(match self.store {
+            StoreKind::Cassandra => StoreConfig::Cassandra(Box::new(self.cassandra.to_config()?)),
+            StoreKind::Embedded => StoreConfig::Embedded {
+                data_dir: self.data_dir.clone(),
+                sync: match self.sync {
+                    SyncArg::Full => SyncMode::Full,
+                    SyncArg::Normal => SyncMode::Normal,
+                },
+            },
+        })
+    }
 }
 
-async fn open_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    if args.store == StoreKind::Cassandra {
-        return open_cassandra(args).await;
-    }
-    let sync = match args.sync {
-        SyncArg::Full => SyncMode::Full,
-        SyncArg::Normal => SyncMode::Normal,
-    };
-    let store = EmbeddedStore::open(
-        &args.data_dir,
-        EmbeddedOptions {
-            sync,
-            ..EmbeddedOptions::default()
-        },
-    )
-    .with_context(|| format!("opening the embedded store in {}", args.data_dir.display()))?;
-    Ok(Arc::new(store))
-}
-
-/// For commands that change an existing store (`dlq replay`): opened for writing, but only
-/// if it exists; creating an empty one would make a wrong `--data-dir` look like "nothing to
-/// replay".
-async fn open_existing_writer(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    if args.store == StoreKind::Cassandra {
-        // Opening prepares every statement, which fails when the schema is missing.
-        return open_cassandra(args).await;
-    }
-    // Fails with the reader's clear "no embedded store at …" when there is none.
-    EmbeddedStore::open_reader(&args.data_dir)?;
-    open_writer(args).await
-}
-
-async fn open_reader(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    if args.store == StoreKind::Cassandra {
-        return open_cassandra(args).await;
-    }
-    Ok(Arc::new(EmbeddedStore::open_reader(&args.data_dir)?))
+async fn open_store(args: &StoreArgs, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(app::store::open(&args.to_config()?, access).await?)
 }
 
 async fn run_demo(
@@ -586,64 +559,36 @@ async fn run_demo(
     metrics_addr: std::net::SocketAddr,
     args: DemoArgs,
 ) -> anyhow::Result<ExitCode> {
-    let engine = args.engine.to_config();
-    engine.validate()?;
-    // The scenario is built in memory (it is sorted to interleave), ~350 bytes a message.
-    const MAX_DEMO: u64 = 10_000_000;
-    if args.orders > MAX_DEMO {
-        anyhow::bail!(
-            "invalid setting --orders: {} is more than {MAX_DEMO}",
-            args.orders
-        );
-    }
-    if args.payments > MAX_DEMO {
-        anyhow::bail!(
-            "invalid setting --payments: {} is more than {MAX_DEMO}",
-            args.payments
-        );
-    }
-    if !(0.0..=1.0).contains(&args.duplicates) {
-        anyhow::bail!("invalid setting --duplicates: must be between 0 and 1");
-    }
-    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        anyhow::bail!("invalid setting --rate: must be a positive number of messages per second");
-    }
-    let store = open_writer(store_args).await?;
+    let config = DemoConfig {
+        store: store_args.to_config()?,
+        engine: args.engine.to_config(),
+        options: DemoOptions {
+            orders: args.orders,
+            payments: args.payments,
+            rate: args.rate,
+            seed: args.seed,
+            duplicates: args.duplicates,
+        },
+        serve: args.serve.then_some(metrics_addr),
+    };
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
-    let opts = DemoOptions {
-        orders: args.orders,
-        payments: args.payments,
-        rate: args.rate,
-        seed: args.seed,
-        duplicates: args.duplicates,
-    };
-    let stats = Arc::new(Stats::default());
-    let server = if args.serve {
-        // The demo has no Pub/Sub: the store is the one component /readyz requires, and it
-        // was just opened.
-        let readiness = Arc::new(Readiness::new());
-        readiness.register(Component::Store);
-        readiness.set(Component::Store, true);
-        let server = ops::serve(metrics_addr, stats.clone(), readiness, listener.clone()).await?;
-        // Tests and scripts read the bound address (e.g. with --metrics-addr 127.0.0.1:0)
-        // from this line.
-        eprintln!("serving on http://{}/", server.local_addr());
-        Some(server)
-    } else {
-        None
-    };
-    let report = demo::run(&engine, &opts, store, stats, listener.clone()).await?;
+    // Tests and scripts read the bound address (e.g. with --metrics-addr 127.0.0.1:0) from
+    // this line.
+    let outcome = app::demo(&config, listener.clone(), |addr| {
+        eprintln!("serving on http://{addr}/")
+    })
+    .await?;
     {
         let mut out = std::io::stdout().lock();
         if args.json {
-            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            writeln!(out, "{}", serde_json::to_string(&outcome.report)?)?;
         } else {
-            write_summary(&mut out, &report, &store_label(store_args))?;
+            write_summary(&mut out, &outcome.report, &config.store.label())?;
         }
         out.flush()?;
     }
-    if let Some(server) = server {
+    if let Some(server) = outcome.server {
         let mut listener = listener;
         if !listener.is_triggered() {
             eprintln!(
@@ -654,17 +599,6 @@ async fn run_demo(
         listener.wait().await;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where the demo wrote, for its summary.
-fn store_label(args: &StoreArgs) -> String {
-    match args.store {
-        StoreKind::Embedded => args.data_dir.display().to_string(),
-        StoreKind::Cassandra => format!(
-            "cassandra {} (keyspace {})",
-            args.cassandra.cassandra_nodes, args.cassandra.cassandra_keyspace
-        ),
-    }
 }
 
 fn write_summary(out: &mut impl Write, r: &DemoReport, store: &str) -> std::io::Result<()> {
@@ -734,39 +668,27 @@ async fn run_pipeline(
     metrics_addr: std::net::SocketAddr,
     args: RunArgs,
 ) -> anyhow::Result<ExitCode> {
-    let pubsub = args
-        .pubsub
-        .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
-    let opts = RunOptions {
-        engine: args.engine.to_config(),
-        subscriber: args.subscriber.to_options()?,
-        until_idle: args.until_idle,
-        ack_only: args.ack_only,
+    let config = RunConfig {
+        store: store_args.to_config()?,
+        pubsub: args
+            .pubsub
+            .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?,
+        options: RunOptions {
+            engine: args.engine.to_config(),
+            subscriber: args.subscriber.to_options()?,
+            until_idle: args.until_idle,
+            ack_only: args.ack_only,
+        },
+        metrics_addr,
     };
-    opts.engine.validate()?;
     let (trigger, listener) = shutdown::channel();
     actix_rt::spawn(shutdown::on_signals(trigger));
-    let stats = Arc::new(Stats::default());
-    let readiness = Arc::new(Readiness::new());
-    readiness.register(Component::Store);
-    readiness.register(Component::PubSub);
-    // The listener first: a busy --metrics-addr must fail before the store is opened (and,
-    // for the embedded store, created). Kept alive until the run returns: dropping it
-    // closes the listener. /readyz says unready until the store is open.
-    let server = ops::serve(
-        metrics_addr,
-        stats.clone(),
-        readiness.clone(),
-        listener.clone(),
-    )
-    .await?;
     // The CLI's own line, whatever --log says: with --metrics-addr 127.0.0.1:0 it is the one
     // place that names the port.
-    eprintln!("serving on http://{}/", server.local_addr());
-    let store = open_writer(store_args).await?;
-    readiness.set(Component::Store, true);
-    let report = crate::app::run::run(&pubsub, &opts, store, stats, readiness, listener).await?;
-    drop(server);
+    let report = app::run(&config, listener, |addr| {
+        eprintln!("serving on http://{addr}/")
+    })
+    .await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
@@ -823,32 +745,13 @@ async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<Ex
         .pubsub
         .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
     let settings = args.subscriptions.to_settings()?;
-    let cassandra = match store_args.store {
-        StoreKind::Cassandra => Some(store_args.cassandra.to_config()?),
-        StoreKind::Embedded => None,
-    };
-    let steps = crate::pubsub::admin::setup(&pubsub, settings).await?;
-    let store = match cassandra {
-        Some(config) => {
-            let applied = crate::store::cassandra::apply_schema(&config).await?;
-            format!(
-                "{} ({} statements, schema version {})",
-                store_label(store_args),
-                applied.statements,
-                applied.schema_version
-            )
-        }
-        // Opening the embedded store creates its tables.
-        None => {
-            open_writer(store_args).await?;
-            store_label(store_args)
-        }
-    };
+    let store = store_args.to_config()?;
+    let report = app::setup(&store, &pubsub, settings).await?;
     let mut out = std::io::stdout().lock();
-    for step in &steps {
+    for step in &report.steps {
         writeln!(out, "{:<12} {:<8} {}", step.kind, step.outcome, step.name)?;
     }
-    writeln!(out, "store        ready    {store}")?;
+    writeln!(out, "store        ready    {}", report.store)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -893,7 +796,7 @@ async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
 async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
     match command {
         DlqCommand::Replay { every: None } => {
-            let store = open_existing_writer(store_args).await?;
+            let store = open_store(store_args, Access::WriteExisting).await?;
             let report = replay_once(store.as_ref(), &Stats::default()).await?;
             writeln!(
                 std::io::stdout().lock(),
@@ -905,7 +808,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             if every.is_zero() {
                 anyhow::bail!("invalid setting --every: must be longer than 0s");
             }
-            let store = open_existing_writer(store_args).await?;
+            let store = open_store(store_args, Access::WriteExisting).await?;
             let (trigger, listener) = shutdown::channel();
             actix_rt::spawn(shutdown::on_signals(trigger));
             replay_every(store.as_ref(), &Stats::default(), every, listener, |r| {
@@ -918,7 +821,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             .await;
         }
         DlqCommand::List { invalid: false } => {
-            let store = open_reader(store_args).await?;
+            let store = open_store(store_args, Access::Read).await?;
             print_pages(|after| {
                 let store = store.clone();
                 async move {
@@ -936,7 +839,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
             .await?;
         }
         DlqCommand::List { invalid: true } => {
-            let store = open_reader(store_args).await?;
+            let store = open_store(store_args, Access::Read).await?;
             print_pages(|after| {
                 let store = store.clone();
                 async move {
@@ -958,7 +861,7 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
 }
 
 async fn run_query(store_args: &StoreArgs, command: QueryCommand) -> anyhow::Result<ExitCode> {
-    let store = open_reader(store_args).await?;
+    let store = open_store(store_args, Access::Read).await?;
     match command {
         QueryCommand::Order { order_id } => match store.fact(order_id).await? {
             Some(row) => {

@@ -59,6 +59,38 @@ impl Default for DemoOptions {
     }
 }
 
+/// The scenario is built in memory (it is sorted to interleave), ~350 bytes a message.
+const MAX_DEMO: u64 = 10_000_000;
+
+impl DemoOptions {
+    /// Checks every setting, naming the flag to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting, problem: String| Err(ConfigError { setting, problem });
+        if self.orders > MAX_DEMO {
+            return bad(
+                "--orders",
+                format!("{} is more than {MAX_DEMO}", self.orders),
+            );
+        }
+        if self.payments > MAX_DEMO {
+            return bad(
+                "--payments",
+                format!("{} is more than {MAX_DEMO}", self.payments),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.duplicates) {
+            return bad("--duplicates", "must be between 0 and 1".into());
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return bad(
+                "--rate",
+                "must be a positive number of messages per second".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The messages of a demo run and what they must produce.
 #[derive(Debug, Clone)]
 pub struct Scenario {

@@ -1,10 +1,183 @@
-//! The commands' pipelines, wired: where the parts below are put together.
+//! The wiring: the one place where the parts below are put together into the commands'
+//! pipelines.
 //!
-//! Owns: [`pipeline`] (starting the actors on their threads and draining them in order),
-//! [`run`] (Pub/Sub → join → store until a signal) and [`demo`] (built-in producers →
-//! join → store, then a replay). Must never: be imported by anything below it; the
-//! command line (`cli`) is the only module above.
+//! Owns: [`run`] and [`demo`], which check their settings, create the counters and the
+//! readiness, serve the operations listener, open the store once, and run; [`store`]
+//! (choosing and opening a store); [`pipeline`] (starting the actors on their threads and
+//! draining them in order); the pipelines themselves in [`mod@run`] (Pub/Sub → join →
+//! store until a signal) and [`mod@demo`] (built-in producers → join → store, then a
+//! replay). Tests call [`run`] and [`demo`] in-process. Must never: parse arguments or
+//! print results (the command line does), or be imported by anything below it.
 
 pub mod demo;
 pub mod pipeline;
 pub mod run;
+pub mod store;
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::health::{Component, Readiness};
+use crate::ops::{self, OpsServer, ServeError};
+use crate::pubsub::admin::{SetupError, SetupStep, SubscriptionSettings};
+use crate::pubsub::PubSubConfig;
+use crate::shutdown::Shutdown;
+use crate::telemetry::Stats;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use demo::{DemoError, DemoOptions, DemoReport};
+pub use run::{RunError, RunOptions, RunReport};
+pub use store::{Access, OpenError, StoreConfig};
+
+/// Everything `ecom-stream run` needs, parsed.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub store: StoreConfig,
+    pub pubsub: PubSubConfig,
+    pub options: RunOptions,
+    /// Where /metrics, /healthz, /readyz and the status page are served (port 0: any).
+    pub metrics_addr: SocketAddr,
+}
+
+/// Everything `ecom-stream demo` needs, parsed.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub store: StoreConfig,
+    pub engine: EngineConfig,
+    pub options: DemoOptions,
+    /// Serve the operations listener here during the demo (and, for the caller, after it).
+    pub serve: Option<SocketAddr>,
+}
+
+/// Why a command's pipeline could not start or ended in error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// `ecom-stream run`: checks every setting, serves the operations listener (calling
+/// `on_serving` with its address as soon as it listens), opens the store, and runs until
+/// `shutdown` fires (or, with `until_idle`, until idle).
+///
+/// The listener comes before the store: a busy address must fail before the store is
+/// opened (and, for the embedded store, created). `/readyz` says unready until the store is
+/// open and the subscriptions are read.
+pub async fn run(
+    config: &RunConfig,
+    shutdown: Shutdown,
+    on_serving: impl FnOnce(SocketAddr),
+) -> Result<RunReport, AppError> {
+    run::validate(&config.pubsub, &config.options)?;
+    let stats = Arc::new(Stats::default());
+    let readiness = Arc::new(Readiness::new());
+    readiness.register(Component::Store);
+    readiness.register(Component::PubSub);
+    let server = ops::serve(
+        config.metrics_addr,
+        stats.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    on_serving(server.local_addr());
+    let store = store::open(&config.store, Access::Write).await?;
+    readiness.set(Component::Store, true);
+    let report = run::run(
+        &config.pubsub,
+        &config.options,
+        store,
+        stats,
+        readiness,
+        shutdown,
+    )
+    .await?;
+    // Served until here, so the final counters could be scraped during the drain.
+    drop(server);
+    Ok(report)
+}
+
+/// What a demo left behind: its report, and the operations listener if it served one, still
+/// serving until the caller drops it.
+pub struct DemoOutcome {
+    pub report: DemoReport,
+    pub server: Option<OpsServer>,
+}
+
+/// `ecom-stream demo`: checks every setting, opens the store, serves the operations
+/// listener if asked (calling `on_serving` with its address), and runs the scenario and a
+/// DLQ replay.
+pub async fn demo(
+    config: &DemoConfig,
+    shutdown: Shutdown,
+    on_serving: impl FnOnce(SocketAddr),
+) -> Result<DemoOutcome, AppError> {
+    config.engine.validate()?;
+    config.options.validate()?;
+    let store = store::open(&config.store, Access::Write).await?;
+    let stats = Arc::new(Stats::default());
+    let server = match config.serve {
+        Some(addr) => {
+            // The demo has no Pub/Sub: the store is the one component /readyz requires,
+            // and it was just opened.
+            let readiness = Arc::new(Readiness::new());
+            readiness.register(Component::Store);
+            readiness.set(Component::Store, true);
+            let server = ops::serve(addr, stats.clone(), readiness, shutdown.clone()).await?;
+            on_serving(server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let report = demo::run(&config.engine, &config.options, store, stats, shutdown).await?;
+    Ok(DemoOutcome { report, server })
+}
+
+/// What `setup` did: one step per topic and subscription, then the store.
+#[derive(Debug)]
+pub struct SetupReport {
+    pub steps: Vec<SetupStep>,
+    /// The store made ready, with its schema version where it has one.
+    pub store: String,
+}
+
+/// `ecom-stream setup`: creates the topics and subscriptions, then the store's tables
+/// (idempotent). Every setting was checked by the caller building the configs, so a bad
+/// store setting leaves no topics behind.
+pub async fn setup(
+    store: &StoreConfig,
+    pubsub: &PubSubConfig,
+    settings: SubscriptionSettings,
+) -> Result<SetupReport, AppError> {
+    pubsub.validate()?;
+    settings.validate()?;
+    let steps = crate::pubsub::admin::setup(pubsub, settings).await?;
+    let store = match store {
+        StoreConfig::Cassandra(c) => {
+            let applied = crate::store::cassandra::apply_schema(c).await?;
+            format!(
+                "{} ({} statements, schema version {})",
+                store.label(),
+                applied.statements,
+                applied.schema_version
+            )
+        }
+        // Opening the embedded store creates its tables.
+        StoreConfig::Embedded { .. } => {
+            store::open(store, Access::Write).await?;
+            store.label()
+        }
+    };
+    Ok(SetupReport { steps, store })
+}

@@ -70,6 +70,21 @@ pub enum RunError {
 /// How often the run looks at its counters (idle detection, the busy interval).
 const TICK: Duration = Duration::from_millis(100);
 
+/// Checks every setting of a run, before anything is connected or opened.
+pub fn validate(pubsub: &PubSubConfig, opts: &RunOptions) -> Result<(), ConfigError> {
+    pubsub.validate()?;
+    opts.subscriber.validate()?;
+    opts.engine.validate()?;
+    if opts.subscriber.max_lease <= opts.engine.hold {
+        return Err(ConfigError {
+            setting: "--pubsub-max-lease",
+            problem: "must be longer than --hold, or held payments would be redelivered while held"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Runs until `shutdown` fires (or, with `until_idle`, until idle). See the module doc.
 pub async fn run(
     pubsub: &PubSubConfig,
@@ -79,17 +94,7 @@ pub async fn run(
     readiness: Arc<Readiness>,
     mut shutdown: Shutdown,
 ) -> Result<RunReport, RunError> {
-    pubsub.validate()?;
-    opts.subscriber.validate()?;
-    opts.engine.validate()?;
-    if opts.subscriber.max_lease <= opts.engine.hold {
-        return Err(ConfigError {
-            setting: "--pubsub-max-lease",
-            problem: "must be longer than --hold, or held payments would be redelivered while held"
-                .into(),
-        }
-        .into());
-    }
+    validate(pubsub, opts)?;
     let dlq = DlqTopic::connect(pubsub).await?;
     let pipeline = Pipeline::start(&opts.engine, store, Arc::new(dlq), stats.clone())?;
     let sink: Arc<dyn Sink> = if opts.ack_only {
