@@ -1,27 +1,29 @@
-//! The command line (design §5): flags over `ECOM_*` environment variables over defaults,
-//! and the commands' own output.
+//! The command line (design §5): the commands, their own flags, and their output.
 //!
-//! Owns: parsing, turning flags into configs, and printing results (JSON lines, the demo
-//! summary). Must never: hold pipeline logic. Each command calls into the library.
+//! Owns: parsing (the settings' flags come from `config_file::SETTINGS`, layered over the
+//! config file and the `ECOM_*` variables there), turning settings into configs, and printing
+//! results (JSON lines, the demo summary, `config`'s effective settings) and errors (one
+//! line). Must never: hold pipeline logic (each command calls into the library), or read a
+//! setting from anywhere but the resolved [`Settings`].
 
 use crate::app::{
     self, Access, DemoConfig, DemoOptions, DemoReport, RunConfig, RunOptions, RunReport,
     StoreConfig,
 };
-use crate::config::{EngineConfig, RetryPolicy};
-use crate::config_file::{self, ConfigFile};
+use crate::config::{ConfigError, EngineConfig};
+use crate::config_file::{self, Resolved, Scope, Settings};
+pub use crate::config_file::{LogFormat, StoreKind, SyncArg};
 use crate::dlq::replay::{replay_every, replay_once};
 use crate::model::Topic;
-use crate::pubsub::args::{PubSubArgs, SubscriberArgs, SubscriptionArgs};
+use crate::pubsub::args::PubSubSettings;
 use crate::pubsub::producer::{IdRange, ProduceOptions};
 use crate::pubsub::PubSubConfig;
 use crate::shutdown;
 use crate::store::cassandra::CassandraArgs;
-use crate::store::embedded::SyncMode;
 use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
 use crate::telemetry::Stats;
 use base64::Engine as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,24 +42,6 @@ pub struct Cli {
     /// present). Its keys are the ECOM_* variables without the prefix, in lower case.
     #[arg(long, env = "ECOM_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`) [default: RUST_LOG if
-    /// set, else info].
-    #[arg(long, env = "ECOM_LOG", global = true)]
-    pub log: Option<String>,
-    /// Log lines as human-readable text or as JSON objects (one per line).
-    #[arg(
-        long,
-        env = "ECOM_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    /// Where `run` and `demo --serve` serve /metrics, /healthz, /readyz and the status page.
-    #[arg(long, env = "ECOM_METRICS_ADDR", default_value = crate::ops::DEFAULT_ADDR, global = true)]
-    pub metrics_addr: std::net::SocketAddr,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +67,10 @@ pub enum Command {
         #[command(subcommand)]
         command: QueryCommand,
     },
+    /// Print every setting's effective value and where it came from (default, the config
+    /// file, its ECOM_* variable, its flag) as JSON lines; the password redacted. Takes every
+    /// setting's flag.
+    Config,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,7 +78,7 @@ pub enum DlqCommand {
     /// Join dead-lettered payments whose order now exists; the others get `attempts + 1`.
     Replay {
         /// Repeat every DURATION (e.g. `60s`) until Ctrl-C.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::config::parse_duration)]
         every: Option<Duration>,
     },
     /// Print DLQ entries as JSON lines.
@@ -109,55 +97,24 @@ pub enum QueryCommand {
     Facts,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per event (for log collectors).
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StoreKind {
-    /// SQLite under the data dir: no server.
-    Embedded,
-    /// Apache Cassandra 4/5 or ScyllaDB (the --cassandra-* settings).
-    Cassandra,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SyncArg {
-    /// fsync every commit: acked rows survive power loss.
-    Full,
-    /// fsync at checkpoints: acked rows survive a process crash, not power loss.
-    Normal,
-}
-
-#[derive(Debug, Args)]
+/// Where rows go: the store settings, from the resolved [`Settings`].
+#[derive(Debug, Clone)]
 pub struct StoreArgs {
-    /// Where rows go.
-    #[arg(
-        long,
-        env = "ECOM_STORE",
-        value_enum,
-        default_value = "embedded",
-        global = true
-    )]
     pub store: StoreKind,
-    /// The embedded store's directory.
-    #[arg(long, env = "ECOM_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
-    /// The embedded store's commit durability.
-    #[arg(
-        long,
-        env = "ECOM_SYNC",
-        value_enum,
-        default_value = "full",
-        global = true
-    )]
     pub sync: SyncArg,
-    #[command(flatten)]
     pub cassandra: CassandraArgs,
+}
+
+impl StoreArgs {
+    fn of(settings: &Settings) -> StoreArgs {
+        StoreArgs {
+            store: settings.store,
+            data_dir: settings.data_dir.clone(),
+            sync: settings.sync,
+            cassandra: settings.cassandra.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -184,21 +141,19 @@ pub struct DemoArgs {
     /// keep serving after the summary until Ctrl-C / SIGTERM.
     #[arg(long)]
     pub serve: bool,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    /// From the resolved settings (not a flag of its own: see `config_file::SETTINGS`).
+    #[arg(skip)]
+    pub engine: EngineConfig,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    pub pubsub: PubSubArgs,
-    #[command(flatten)]
-    pub subscriber: SubscriberArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
-    /// Exit by itself once nothing arrived for DURATION and nothing is held (backfills,
-    /// load runs). Default: run until SIGINT/SIGTERM.
-    #[arg(long, env = "ECOM_UNTIL_IDLE", value_parser = parse_duration)]
+    /// From the resolved settings, as the two below.
+    #[arg(skip)]
+    pub pubsub: PubSubSettings,
+    #[arg(skip)]
+    pub engine: EngineConfig,
+    #[arg(skip)]
     pub until_idle: Option<Duration>,
     /// Benchmarks only: ack every message unprocessed (the bare-subscriber ceiling).
     #[arg(long)]
@@ -210,10 +165,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    #[command(flatten)]
-    pub pubsub: PubSubArgs,
-    #[command(flatten)]
-    pub subscriptions: SubscriptionArgs,
+    /// From the resolved settings.
+    #[arg(skip)]
+    pub pubsub: PubSubSettings,
 }
 
 #[derive(Debug, Args)]
@@ -221,8 +175,9 @@ pub struct ProduceArgs {
     /// What to publish.
     #[arg(value_parser = parse_topic)]
     pub kind: Topic,
-    #[command(flatten)]
-    pub pubsub: PubSubArgs,
+    /// From the resolved settings.
+    #[arg(skip)]
+    pub pubsub: PubSubSettings,
     /// Ids to publish for (default: 1..=80 for orders, 1..=500 for payments, as the
     /// original producers).
     #[arg(long)]
@@ -247,190 +202,83 @@ fn parse_topic(s: &str) -> Result<Topic, String> {
         .map_err(|_| format!("{s:?} is neither `orders` nor `payments`"))
 }
 
-/// The engine's knobs; each has a flag and an `ECOM_*` variable.
-#[derive(Debug, Args)]
-pub struct EngineArgs {
-    /// Join shards (default: the number of cores).
-    #[arg(long, env = "ECOM_SHARDS")]
-    pub shards: Option<usize>,
-    /// How long a payment waits for its order before the DLQ.
-    #[arg(long, env = "ECOM_HOLD", value_parser = parse_duration, default_value = "5s")]
-    pub hold: Duration,
-    /// Held payments per shard before the oldest spill to the DLQ early.
-    #[arg(long, env = "ECOM_PENDING_CAPACITY", default_value_t = 100_000)]
-    pub pending_capacity: usize,
-    /// Known order ids cached per shard.
-    #[arg(long, env = "ECOM_ORDER_CACHE_CAPACITY", default_value_t = 1_000_000)]
-    pub order_cache_capacity: u64,
-    /// Written ids remembered per shard for duplicate detection.
-    #[arg(long, env = "ECOM_DEDUP_CAPACITY", default_value_t = 1_000_000)]
-    pub dedup_capacity: u64,
-    /// Batches an actor mailbox holds before senders wait.
-    #[arg(long, env = "ECOM_MAILBOX_CAPACITY", default_value_t = 16)]
-    pub mailbox_capacity: usize,
-    /// Rows per store write.
-    #[arg(long, env = "ECOM_BATCH_SIZE", default_value_t = 1000)]
-    pub batch_size: usize,
-    /// Longest wait for a batch to fill.
-    #[arg(long, env = "ECOM_LINGER", value_parser = parse_duration, default_value = "5ms")]
-    pub linger: Duration,
-    /// Store writes in flight at once.
-    #[arg(long, env = "ECOM_MAX_IN_FLIGHT", default_value_t = 4)]
-    pub max_in_flight: usize,
-    /// Tries of a store call that fails with a retriable error.
-    #[arg(long, env = "ECOM_RETRY_ATTEMPTS", default_value_t = 6)]
-    pub retry_attempts: u32,
-    /// Longest time shutdown may take to flush.
-    #[arg(long, env = "ECOM_SHUTDOWN_DEADLINE", value_parser = parse_duration, default_value = "30s")]
-    pub shutdown_deadline: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5s, 250ms, 2m)"))
-}
-
-impl EngineArgs {
-    pub fn to_config(&self) -> EngineConfig {
-        let defaults = EngineConfig::default();
-        EngineConfig {
-            shards: self.shards.unwrap_or(defaults.shards),
-            hold: self.hold,
-            pending_capacity: self.pending_capacity,
-            order_cache_capacity: self.order_cache_capacity,
-            dedup_capacity: self.dedup_capacity,
-            mailbox_capacity: self.mailbox_capacity,
-            batch_size: self.batch_size,
-            linger: self.linger,
-            max_in_flight: self.max_in_flight,
-            retry: RetryPolicy {
-                max_attempts: self.retry_attempts,
-                ..RetryPolicy::default()
-            },
-            shutdown_deadline: self.shutdown_deadline,
-            ..defaults
+/// The whole command line: the derived commands, plus each setting's flag on the commands
+/// of its scope (`config` takes them all).
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command().args(config_file::flag_args(Scope::Global));
+    for scope in [
+        Scope::Engine,
+        Scope::Run,
+        Scope::PubSub,
+        Scope::Subscriber,
+        Scope::Subscription,
+    ] {
+        for name in scope.commands() {
+            cmd = cmd.mut_subcommand(name, |sub| sub.args(config_file::flag_args(scope)));
         }
     }
+    cmd
 }
 
-/// Parses the command line (over the config file), runs the command, and turns any error
-/// into one line on stderr.
+/// Parses the command line, resolves the settings (file, variables, flags), runs the
+/// command, and turns any error into one line on stderr.
 pub fn main() -> ExitCode {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let file = match load_config_file(&args) {
-        Ok(file) => file,
-        Err(line) => {
-            eprintln!("error: {line}");
+    let matches = match command().try_get_matches_from(std::env::args_os()) {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let file = config_file::locate(cli.config.clone());
+    let resolved = match config_file::resolve(
+        file.as_deref(),
+        |var: &str| std::env::var_os(var),
+        config_file::given_flags(&matches),
+    ) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e, file.as_ref()),
-    };
-    if let Err(line) = init_logging(cli.log.as_deref(), cli.log_format) {
-        eprintln!("error: {line}");
+    if let Err(e) = init_logging(&resolved) {
+        eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    if let Some(file) = &file {
-        tracing::debug!(path = %file.path.display(), settings = file.settings.len(), "config file read");
+    if let Some(path) = &resolved.file {
+        tracing::debug!(path = %path.display(), "config file read");
     }
     let system = actix_rt::System::new();
-    match system.block_on(run(cli)) {
+    match system.block_on(run(cli, &resolved)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", name_variable(&format!("{e:#}")));
+            match config_error(&e).and_then(|c| resolved.explain(c)) {
+                Some(line) => eprintln!("error: {line}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-/// Adds the `ECOM_*` variable to an "invalid setting --flag: …" line, since the value may
-/// have come from there (or from the config file, through it).
-fn name_variable(line: &str) -> String {
-    use clap::CommandFactory;
-    let Some(rest) = line.find("invalid setting --").map(|i| &line[i + 18..]) else {
-        return line.to_string();
-    };
-    let long: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
-        cmd.get_arguments()
-            .find(|a| a.get_long() == Some(long))
-            .and_then(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned())
-            .or_else(|| cmd.get_subcommands().find_map(|s| env_of(s, long)))
-    }
-    match env_of(&Cli::command(), &long) {
-        // The line names the variable already (the Cassandra settings' errors do): once is
-        // enough. `long` is ASCII taken from the start of `rest`, so the slice is at a char
-        // boundary.
-        Some(env) if rest[long.len()..].starts_with(&format!(" ({env})")) => line.to_string(),
-        Some(env) => line.replacen(&format!("--{long}"), &format!("--{long} (or {env})"), 1),
-        None => line.to_string(),
-    }
-}
-
-/// Reads the config file, if there is one, and puts each of its settings into the
-/// environment where the variable is not set already: flags override variables, which
-/// override the file. Returns the settings it applied.
-fn load_config_file(args: &[std::ffi::OsString]) -> Result<Option<ConfigFile>, String> {
-    let Some((path, explicit)) = config_file::locate(args, std::env::var_os("ECOM_CONFIG")) else {
-        return Ok(None);
-    };
-    if !explicit && !path.is_file() {
-        return Ok(None);
-    }
-    let mut known = config_file::Known::new();
-    collect_env(&<Cli as clap::CommandFactory>::command(), &mut known);
-    known.remove("ECOM_CONFIG");
-    let file = config_file::load(&path, &known)?;
-    let applied: Vec<_> = file
-        .unset_in(|env| std::env::var_os(env).is_some())
-        .into_iter()
-        .cloned()
-        .collect();
-    for s in &applied {
-        // Still single-threaded: nothing else reads the environment yet.
-        std::env::set_var(&s.env, &s.value);
-    }
-    Ok(Some(ConfigFile {
-        path: file.path,
-        settings: applied,
-    }))
-}
-
-fn collect_env(cmd: &clap::Command, out: &mut config_file::Known) {
-    use clap::builder::ValueParser;
-    use config_file::ValueKind;
-    // Settings whose value is free text: a TOML number or boolean there is a mistake.
-    let text = [
-        ValueParser::string().type_id(),
-        ValueParser::os_string().type_id(),
-        ValueParser::path_buf().type_id(),
-        ValueParser::from(clap::value_parser!(crate::store::cassandra::config::Secret)).type_id(),
-    ];
-    for arg in cmd.get_arguments() {
-        if let Some(env) = arg.get_env() {
-            let kind = if text.contains(&arg.get_value_parser().type_id()) {
-                ValueKind::Text
-            } else {
-                ValueKind::Scalar
-            };
-            out.insert(env.to_string_lossy().into_owned(), kind);
+/// The setting a command refused, wherever in the error it sits (the run and the demo wrap
+/// theirs).
+fn config_error(e: &anyhow::Error) -> Option<&ConfigError> {
+    e.chain().find_map(|c| {
+        if let Some(c) = c.downcast_ref::<ConfigError>() {
+            return Some(c);
         }
-    }
-    for sub in cmd.get_subcommands() {
-        collect_env(sub, out);
-    }
+        c.downcast_ref::<app::AppError>()
+            .and_then(app::AppError::config)
+    })
 }
 
-/// Help and version print as clap made them; a bad flag or variable prints one line that
-/// names the setting (and its `ECOM_*` variable, since the value may have come from there,
-/// or its config-file key when it came from the file).
-fn usage_error(e: clap::Error, file: Option<&ConfigFile>) -> ExitCode {
-    use clap::error::ErrorKind;
+/// Help and version print as clap made them; a bad flag prints one line, naming the
+/// setting's variable and file key too when the flag is a setting's.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     if matches!(
         e.kind(),
         ErrorKind::DisplayHelp
@@ -448,57 +296,46 @@ fn usage_error(e: clap::Error, file: Option<&ConfigFile>) -> ExitCode {
         .map(str::trim)
         .collect();
     let first = first.join(" ");
-    let env = setting_env(&first)
-        .map(
-            |v| match file.and_then(|f| f.setting_for(&v).map(|s| (f, s))) {
-                Some((f, s)) => format!(
-                    " (flag or {v}; this value came from `{}` in {})",
-                    s.key,
-                    f.path.display()
-                ),
-                None => format!(" (flag or {v})"),
-            },
-        )
-        .unwrap_or_default();
-    eprintln!("{first}{env}");
+    // The argument clap names, as `--flag <VALUE>`: its first word is the flag.
+    let setting = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => {
+            arg.split_whitespace().next().and_then(config_file::by_flag)
+        }
+        _ => None,
+    };
+    match setting {
+        Some(s) => eprintln!("{first} ({}, file key `{}`; set by the flag)", s.env, s.key),
+        None => eprintln!("{first}"),
+    }
     ExitCode::from(2)
 }
 
-/// The `ECOM_*` variable of the flag a clap error line names, if it has one.
-fn setting_env(line: &str) -> Option<String> {
-    use clap::CommandFactory;
-    fn walk(cmd: &clap::Command, line: &str) -> Option<String> {
-        for arg in cmd.get_arguments() {
-            if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
-                if line.contains(&format!("'--{long} ")) || line.contains(&format!("'--{long}'")) {
-                    return Some(env.to_string_lossy().into_owned());
-                }
-            }
-        }
-        cmd.get_subcommands().find_map(|sub| walk(sub, line))
-    }
-    walk(&Cli::command(), line)
-}
-
-/// Logs go to stderr (stdout is the commands' output). The filter is `--log` / `ECOM_LOG`,
+/// Logs go to stderr (stdout is the commands' output). The filter is the `log` setting,
 /// else `RUST_LOG`, else `info`.
 /// A filter that does not parse is refused, naming where it came from: falling back to
 /// `info` silently would hide the very logs the user asked for.
-fn init_logging(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
+fn init_logging(resolved: &Resolved) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let (filter, source) = match filter {
-        Some(f) => (f.to_string(), "--log (ECOM_LOG)"),
-        None => match std::env::var("RUST_LOG") {
-            Ok(f) => (f, "RUST_LOG"),
-            Err(_) => ("info".to_string(), "the default"),
-        },
+    let settings = &resolved.settings;
+    let filter_text = match &settings.log {
+        Some(f) => f.clone(),
+        None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
     };
     let filter = tracing_subscriber::EnvFilter::builder()
-        .parse(&filter)
+        .parse(&filter_text)
         .map_err(|e| {
-            format!(
-                "invalid setting {source}: {filter:?} is not a log filter ({e}; examples: info, ecom_stream=debug,scylla=warn)"
-            )
+            let problem = format!(
+                "{filter_text:?} is not a log filter ({e}; examples: info, ecom_stream=debug,scylla=warn)"
+            );
+            match (&settings.log, config_file::by_key("log")) {
+                (Some(_), Some(setting)) => anyhow::Error::new(config_file::SettingError {
+                    setting,
+                    origin: resolved.origin(setting),
+                    problem,
+                    source: Some(Box::new(e)),
+                }),
+                _ => anyhow::anyhow!("invalid setting RUST_LOG: {problem}"),
+            }
         })?;
     use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -509,7 +346,7 @@ fn init_logging(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
     let filter = filter.and(crate::store::cassandra::session::quiet_driver_while_connecting(debug));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry();
-    match format {
+    match settings.log_format {
         LogFormat::Text => registry
             .with(
                 logs.with_ansi(std::io::stderr().is_terminal())
@@ -523,15 +360,46 @@ fn init_logging(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, resolved: &Resolved) -> anyhow::Result<ExitCode> {
+    let settings = &resolved.settings;
+    let store = StoreArgs::of(settings);
+    let metrics_addr = settings.metrics_addr;
     match cli.command {
-        Command::Demo(args) => run_demo(&cli.store, cli.metrics_addr, args).await,
-        Command::Run(args) => run_pipeline(&cli.store, cli.metrics_addr, args).await,
-        Command::Setup(args) => run_setup(&cli.store, args).await,
-        Command::Produce(args) => run_produce(args).await,
-        Command::Dlq { command } => run_dlq(&cli.store, command).await,
-        Command::Query { command } => run_query(&cli.store, command).await,
+        Command::Demo(mut args) => {
+            args.engine = settings.engine();
+            run_demo(&store, metrics_addr, args).await
+        }
+        Command::Run(mut args) => {
+            args.pubsub = settings.pubsub();
+            args.engine = settings.engine();
+            args.until_idle = settings.until_idle;
+            run_pipeline(&store, metrics_addr, args).await
+        }
+        Command::Setup(mut args) => {
+            args.pubsub = settings.pubsub();
+            run_setup(&store, args).await
+        }
+        Command::Produce(mut args) => {
+            args.pubsub = settings.pubsub();
+            run_produce(args).await
+        }
+        Command::Dlq { command } => run_dlq(&store, command).await,
+        Command::Query { command } => run_query(&store, command).await,
+        Command::Config => print_config(resolved),
     }
+}
+
+/// `config`: one JSON line per setting, in the table's order.
+fn print_config(resolved: &Resolved) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    for row in resolved.rows() {
+        match writeln!(out, "{}", serde_json::to_string(&row)?) {
+            // A closed stdout (`| head`) ends the listing quietly, as `query facts` does.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            r => r?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl StoreArgs {
@@ -541,10 +409,7 @@ impl StoreArgs {
             StoreKind::Cassandra => StoreConfig::Cassandra(Box::new(self.cassandra.to_config()?)),
             StoreKind::Embedded => StoreConfig::Embedded {
                 data_dir: self.data_dir.clone(),
-                sync: match self.sync {
-                    SyncArg::Full => SyncMode::Full,
-                    SyncArg::Normal => SyncMode::Normal,
-                },
+                sync: self.sync.into(),
             },
         })
     }
@@ -561,7 +426,7 @@ async fn run_demo(
 ) -> anyhow::Result<ExitCode> {
     let config = DemoConfig {
         store: store_args.to_config()?,
-        engine: args.engine.to_config(),
+        engine: args.engine.clone(),
         options: DemoOptions {
             orders: args.orders,
             payments: args.payments,
@@ -670,12 +535,10 @@ async fn run_pipeline(
 ) -> anyhow::Result<ExitCode> {
     let config = RunConfig {
         store: store_args.to_config()?,
-        pubsub: args
-            .pubsub
-            .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?,
+        pubsub: args.pubsub.to_config()?,
         options: RunOptions {
-            engine: args.engine.to_config(),
-            subscriber: args.subscriber.to_options()?,
+            engine: args.engine.clone(),
+            subscriber: args.pubsub.to_options()?,
             until_idle: args.until_idle,
             ack_only: args.ack_only,
         },
@@ -741,10 +604,8 @@ fn write_run_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()>
 async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {
     // Every setting is checked before anything is created: a bad store setting must not
     // leave topics and subscriptions behind.
-    let pubsub = args
-        .pubsub
-        .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
-    let settings = args.subscriptions.to_settings()?;
+    let pubsub = args.pubsub.to_config()?;
+    let settings = args.pubsub.to_settings()?;
     let store = store_args.to_config()?;
     let report = app::setup(&store, &pubsub, settings).await?;
     let mut out = std::io::stdout().lock();
@@ -756,9 +617,7 @@ async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<Ex
 }
 
 async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    let pubsub: PubSubConfig = args
-        .pubsub
-        .to_config(std::env::var("PUBSUB_EMULATOR_HOST").ok())?;
+    let pubsub: PubSubConfig = args.pubsub.to_config()?;
 
     let ids = args.ids.unwrap_or(match args.kind {
         Topic::Orders => IdRange { first: 1, last: 80 },
@@ -976,16 +835,41 @@ fn rfc3339(micros: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::name_variable;
+    use super::*;
 
     #[test]
-    fn a_setting_error_names_its_variable_once() {
-        assert_eq!(
-            name_variable("invalid setting --batch-size: must be at least 1"),
-            "invalid setting --batch-size (or ECOM_BATCH_SIZE): must be at least 1"
-        );
-        let named = "invalid setting --cassandra-password (ECOM_CASSANDRA_PASSWORD): is \
-                     required with --cassandra-username";
-        assert_eq!(name_variable(named), named);
+    fn the_command_line_is_well_formed_and_every_setting_has_its_flag() {
+        let cmd = command();
+        cmd.clone().debug_assert();
+        let config = cmd.find_subcommand("config").expect("config");
+        for s in config_file::SETTINGS {
+            let arg = config
+                .get_arguments()
+                .chain(cmd.get_arguments())
+                .find(|a| a.get_long() == Some(s.flag))
+                .unwrap_or_else(|| panic!("no --{} on `config`", s.flag));
+            assert_eq!(
+                arg.get_default_values().len(),
+                0,
+                "--{} has a clap default",
+                s.flag
+            );
+            assert!(
+                arg.get_env().is_none(),
+                "--{} reads a variable through clap",
+                s.flag
+            );
+        }
+    }
+
+    #[test]
+    fn help_shows_the_one_default() {
+        let help = command()
+            .find_subcommand_mut("run")
+            .expect("run")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("[default: 5s]"), "{help}");
+        assert!(help.contains("[env: ECOM_RETRY_MAX_BACKOFF]"), "{help}");
     }
 }

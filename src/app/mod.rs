@@ -67,6 +67,18 @@ pub enum AppError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl AppError {
+    /// The setting at fault, when a setting was refused.
+    pub fn config(&self) -> Option<&ConfigError> {
+        match self {
+            AppError::Config(c)
+            | AppError::Run(RunError::Config(c))
+            | AppError::Demo(DemoError::Config(c)) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// `ecom-stream run`: checks every setting, serves the operations listener (calling
 /// `on_serving` with its address as soon as it listens), opens the store, and runs until
 /// `shutdown` fires (or, with `until_idle`, until idle).

@@ -1,72 +1,99 @@
-//! The Pub/Sub settings as flags, each with its `ECOM_*` variable (and so its config-file
-//! key): where the service is, what things are called, how subscriptions are read and how
-//! `setup` creates them.
+//! The Pub/Sub settings as the layered configuration reads them (file keys `project` and
+//! `[pubsub] …`, `ECOM_PROJECT` and `ECOM_PUBSUB_*`, the flags of `config_file::SETTINGS`):
+//! where the service is, what things are called, how subscriptions are read and how `setup`
+//! creates them.
 //!
-//! Owns: parsing those settings into [`PubSubConfig`], [`SubscriberOptions`] and
-//! [`SubscriptionSettings`]. Must never: connect to anything.
+//! Owns: their defaults (each written once, here or in the config struct it feeds) and turning
+//! them into [`PubSubConfig`], [`SubscriberOptions`] and [`SubscriptionSettings`]. Must never:
+//! connect to anything, or read the environment (`PUBSUB_EMULATOR_HOST` is one more layer of
+//! the configuration, below the file).
 
 use super::admin::SubscriptionSettings;
 use super::{Endpoint, PubSubConfig};
+use crate::config::de;
 use crate::source::pubsub::SubscriberOptions;
-use clap::Args;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5s, 250ms, 2m)"))
-}
+/// The project of the topics and subscriptions when none is set.
+pub const DEFAULT_PROJECT: &str = "ecom-local";
 
-/// Where Pub/Sub is and what the topics and subscriptions are called.
-#[derive(Debug, Clone, Args)]
-pub struct PubSubArgs {
-    /// Google Cloud project of the topics and subscriptions.
-    #[arg(long, env = "ECOM_PROJECT", default_value = "ecom-local")]
+/// The project (a top-level key) and the `[pubsub]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubSubSettings {
+    /// Google Cloud project of the topics and subscriptions (the file's top-level
+    /// `project`, hence skipped here: [`crate::config_file::Settings`] holds it).
+    #[serde(skip)]
     pub project: String,
-    /// The Pub/Sub emulator's host:port (plaintext, anonymous credentials). Default:
-    /// PUBSUB_EMULATOR_HOST, as Google's clients read it; unset means the real service
-    /// with Application Default Credentials.
-    #[arg(long, env = "ECOM_PUBSUB_EMULATOR_HOST")]
-    pub pubsub_emulator_host: Option<String>,
-    /// A Pub/Sub endpoint other than the global one (regional, private).
-    #[arg(long, env = "ECOM_PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
-    #[arg(long, env = "ECOM_PUBSUB_ORDERS_TOPIC", default_value = "orders_data")]
+    /// The emulator's host:port; `PUBSUB_EMULATOR_HOST` is the layer below the file.
+    #[serde(with = "de::opt_text")]
+    pub emulator_host: Option<String>,
+    #[serde(with = "de::opt_text")]
+    pub endpoint: Option<String>,
+    #[serde(with = "de::text")]
     pub orders_topic: String,
-    #[arg(
-        long,
-        env = "ECOM_PUBSUB_PAYMENTS_TOPIC",
-        default_value = "payments_data"
-    )]
+    #[serde(with = "de::text")]
     pub payments_topic: String,
-    #[arg(
-        long,
-        env = "ECOM_PUBSUB_DLQ_TOPIC",
-        default_value = "dlq_payments_data"
-    )]
+    #[serde(with = "de::text")]
     pub dlq_topic: String,
-    /// Default: the orders topic's name + `-sub`.
-    #[arg(long, env = "ECOM_PUBSUB_ORDERS_SUBSCRIPTION")]
+    /// Default: the topic's name + `-sub`.
+    #[serde(with = "de::opt_text")]
     pub orders_subscription: Option<String>,
-    /// Default: the payments topic's name + `-sub`.
-    #[arg(long, env = "ECOM_PUBSUB_PAYMENTS_SUBSCRIPTION")]
+    #[serde(with = "de::opt_text")]
     pub payments_subscription: Option<String>,
-    /// Default: the DLQ topic's name + `-sub` (created by `setup`, so that dead letters
-    /// are kept for whoever reads them).
-    #[arg(long, env = "ECOM_PUBSUB_DLQ_SUBSCRIPTION")]
+    #[serde(with = "de::opt_text")]
     pub dlq_subscription: Option<String>,
+    #[serde(with = "de::parsed")]
+    pub streams: usize,
+    #[serde(with = "de::parsed")]
+    pub max_outstanding_messages: usize,
+    #[serde(with = "de::parsed")]
+    pub max_outstanding_bytes: usize,
+    #[serde(with = "de::parsed")]
+    pub batch_size: usize,
+    #[serde(with = "de::duration")]
+    pub max_lease: Duration,
+    #[serde(with = "de::duration")]
+    pub lease_extension: Duration,
+    #[serde(with = "de::duration")]
+    pub ack_deadline: Duration,
+    #[serde(with = "de::duration")]
+    pub retention: Duration,
 }
 
-impl PubSubArgs {
-    /// The validated config; `emulator_env` is `PUBSUB_EMULATOR_HOST`.
-    pub fn to_config(
-        &self,
-        emulator_env: Option<String>,
-    ) -> Result<PubSubConfig, crate::config::ConfigError> {
-        let emulator = self
-            .pubsub_emulator_host
-            .clone()
-            .or(emulator_env)
-            .filter(|h| !h.is_empty());
-        let endpoint = match (emulator, &self.pubsub_endpoint) {
+impl Default for PubSubSettings {
+    fn default() -> Self {
+        let names = PubSubConfig::with_defaults(DEFAULT_PROJECT, Endpoint::Google(None));
+        let subscriber = SubscriberOptions::default();
+        let subscriptions = SubscriptionSettings::default();
+        PubSubSettings {
+            project: names.project,
+            emulator_host: None,
+            endpoint: None,
+            orders_topic: names.orders_topic,
+            payments_topic: names.payments_topic,
+            dlq_topic: names.dlq_topic,
+            orders_subscription: None,
+            payments_subscription: None,
+            dlq_subscription: None,
+            streams: subscriber.streams,
+            max_outstanding_messages: subscriber.max_outstanding_messages,
+            max_outstanding_bytes: subscriber.max_outstanding_bytes,
+            batch_size: subscriber.batch_size,
+            max_lease: subscriber.max_lease,
+            lease_extension: subscriber.lease_extension,
+            ack_deadline: subscriptions.ack_deadline,
+            retention: subscriptions.retention,
+        }
+    }
+}
+
+impl PubSubSettings {
+    /// The validated names and endpoint. An empty emulator host means the real service.
+    pub fn to_config(&self) -> Result<PubSubConfig, crate::config::ConfigError> {
+        let emulator = self.emulator_host.clone().filter(|h| !h.is_empty());
+        let endpoint = match (emulator, &self.endpoint) {
             (Some(host), _) => Endpoint::Emulator(host),
             (None, endpoint) => Endpoint::Google(endpoint.clone()),
         };
@@ -86,61 +113,23 @@ impl PubSubArgs {
         config.validate()?;
         Ok(config)
     }
-}
 
-/// How `run` reads each subscription.
-#[derive(Debug, Clone, Args)]
-pub struct SubscriberArgs {
-    /// Concurrent streaming pulls per subscription.
-    #[arg(long, env = "ECOM_PUBSUB_STREAMS", default_value_t = SubscriberOptions::default().streams)]
-    pub pubsub_streams: usize,
-    /// Unanswered messages held at most, per subscription.
-    #[arg(long, env = "ECOM_PUBSUB_MAX_OUTSTANDING_MESSAGES", default_value_t = SubscriberOptions::default().max_outstanding_messages)]
-    pub pubsub_max_outstanding_messages: usize,
-    /// Unanswered payload bytes held at most, per subscription.
-    #[arg(long, env = "ECOM_PUBSUB_MAX_OUTSTANDING_BYTES", default_value_t = SubscriberOptions::default().max_outstanding_bytes)]
-    pub pubsub_max_outstanding_bytes: usize,
-    /// Messages per hand-over to the join.
-    #[arg(long, env = "ECOM_PUBSUB_BATCH_SIZE", default_value_t = SubscriberOptions::default().batch_size)]
-    pub pubsub_batch_size: usize,
-    /// How long the client keeps extending an unanswered message's lease (longer than
-    /// --hold).
-    #[arg(long, env = "ECOM_PUBSUB_MAX_LEASE", value_parser = parse_duration, default_value = "1h")]
-    pub pubsub_max_lease: Duration,
-    /// How far each lease extension reaches (10s to 600s): after a crash, un-acked
-    /// messages come back after at most this long.
-    #[arg(long, env = "ECOM_PUBSUB_LEASE_EXTENSION", value_parser = parse_duration, default_value = "60s")]
-    pub pubsub_lease_extension: Duration,
-}
-
-impl SubscriberArgs {
+    /// How `run` reads each subscription, validated.
     pub fn to_options(&self) -> Result<SubscriberOptions, crate::config::ConfigError> {
         let options = SubscriberOptions {
-            streams: self.pubsub_streams,
-            max_outstanding_messages: self.pubsub_max_outstanding_messages,
-            max_outstanding_bytes: self.pubsub_max_outstanding_bytes,
-            batch_size: self.pubsub_batch_size,
-            max_lease: self.pubsub_max_lease,
-            lease_extension: self.pubsub_lease_extension,
+            streams: self.streams,
+            max_outstanding_messages: self.max_outstanding_messages,
+            max_outstanding_bytes: self.max_outstanding_bytes,
+            batch_size: self.batch_size,
+            max_lease: self.max_lease,
+            lease_extension: self.lease_extension,
             ..SubscriberOptions::default()
         };
         options.validate()?;
         Ok(options)
     }
-}
 
-/// How `setup` creates subscriptions.
-#[derive(Debug, Clone, Args)]
-pub struct SubscriptionArgs {
-    /// Ack deadline of created subscriptions (10s to 600s).
-    #[arg(long, env = "ECOM_PUBSUB_ACK_DEADLINE", value_parser = parse_duration, default_value = "60s")]
-    pub ack_deadline: Duration,
-    /// How long created subscriptions keep unacked messages (10m to 7days).
-    #[arg(long, env = "ECOM_PUBSUB_RETENTION", value_parser = parse_duration, default_value = "7days")]
-    pub retention: Duration,
-}
-
-impl SubscriptionArgs {
+    /// How `setup` creates subscriptions, validated.
     pub fn to_settings(&self) -> Result<SubscriptionSettings, crate::config::ConfigError> {
         let settings = SubscriptionSettings {
             ack_deadline: self.ack_deadline,
@@ -148,5 +137,49 @@ impl SubscriptionArgs {
         };
         settings.validate()?;
         Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_config_structs_defaults_and_valid() {
+        let s = PubSubSettings::default();
+        let config = s.to_config().expect("default names");
+        assert_eq!(
+            config,
+            PubSubConfig::with_defaults(DEFAULT_PROJECT, Endpoint::Google(None))
+        );
+        assert_eq!(
+            s.to_options().expect("default options"),
+            SubscriberOptions::default()
+        );
+        assert_eq!(
+            s.to_settings().expect("default subscriptions"),
+            SubscriptionSettings::default()
+        );
+    }
+
+    #[test]
+    fn an_empty_emulator_host_means_the_real_service() {
+        let s = PubSubSettings {
+            emulator_host: Some(String::new()),
+            endpoint: Some("https://europe-west1-pubsub.googleapis.com".into()),
+            ..PubSubSettings::default()
+        };
+        assert!(matches!(
+            s.to_config().expect("valid").endpoint,
+            Endpoint::Google(Some(_))
+        ));
+        let s = PubSubSettings {
+            emulator_host: Some("127.0.0.1:8085".into()),
+            ..PubSubSettings::default()
+        };
+        assert_eq!(
+            s.to_config().expect("valid").endpoint,
+            Endpoint::Emulator("127.0.0.1:8085".into())
+        );
     }
 }

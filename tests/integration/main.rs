@@ -6,6 +6,7 @@ mod cassandra_pubsub;
 mod cli;
 mod compose;
 mod config;
+mod config_table;
 mod crash;
 mod emulator;
 mod ops;

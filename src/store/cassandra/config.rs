@@ -1,13 +1,17 @@
-//! The Cassandra store's settings: the clap flags ([`CassandraArgs`], each with an
-//! `ECOM_CASSANDRA_*` variable) and the typed, validated [`CassandraConfig`] they become.
+//! The Cassandra store's settings: [`CassandraArgs`] (the `[cassandra]` table of the layered
+//! configuration, and clap flags with `ECOM_CASSANDRA_*` variables for tools and tests that
+//! embed them) and the typed, validated [`CassandraConfig`] they become.
 //!
-//! Owns: parsing and checking every Cassandra setting once, at start, with an error that
-//! names the flag and its variable. Must never: open a connection (that is `session.rs`),
-//! or print, log or `Debug`-format the password ([`Secret`] redacts it).
+//! Owns: their defaults (written once, in the `#[arg]` attributes: [`CassandraArgs::default`]
+//! reads them back), and parsing and checking every Cassandra setting once, at start, with an
+//! error that names the flag and its variable. Must never: open a connection (that is
+//! `session.rs`), or print, log, serialize or `Debug`-format the password ([`Secret`]
+//! redacts it).
 
-use crate::config::ConfigError;
+use crate::config::{de, parse_duration, ConfigError};
 use clap::{ArgAction, Args};
 use scylla::statement::Consistency;
+use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,9 +38,27 @@ impl From<String> for Secret {
     }
 }
 
-/// The Cassandra/ScyllaDB flags (design §5). Every one has an `ECOM_CASSANDRA_*` variable;
-/// the lead's config-file layer maps `[cassandra] key = …` to the same variables.
-#[derive(Debug, Clone, Args)]
+/// What `ecom-stream config` shows for a password that is set.
+pub const REDACTED: &str = "<redacted>";
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(de::Text).map(Secret)
+    }
+}
+
+/// The Cassandra/ScyllaDB settings (design §5): the `[cassandra]` table of the config file,
+/// whose keys are the flags without `--cassandra-`. As clap flags (for the tools and tests
+/// that flatten them), each reads its `ECOM_CASSANDRA_*` variable; `ecom-stream` itself
+/// layers the file, the variables and the flags through `config_file.rs` instead.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CassandraArgs {
     /// Contact points, comma-separated `host[:port]` (port 9042 if omitted).
     #[arg(
@@ -45,13 +67,16 @@ pub struct CassandraArgs {
         default_value = "127.0.0.1:9042",
         global = true
     )]
+    #[serde(rename = "nodes", with = "de::text")]
     pub cassandra_nodes: String,
     /// The local datacenter: requests go to its nodes first (DC-aware routing). Unset: all
     /// nodes are treated alike, which suits a single-DC cluster only.
     #[arg(long, env = "ECOM_CASSANDRA_LOCAL_DC", global = true)]
+    #[serde(rename = "local_dc", with = "de::opt_text")]
     pub cassandra_local_dc: Option<String>,
     /// User for password authentication (needs --cassandra-password).
     #[arg(long, env = "ECOM_CASSANDRA_USERNAME", global = true)]
+    #[serde(rename = "username", with = "de::opt_text")]
     pub cassandra_username: Option<String>,
     /// Password for --cassandra-username. Never printed or logged.
     #[arg(
@@ -60,20 +85,25 @@ pub struct CassandraArgs {
         hide_env_values = true,
         global = true
     )]
+    #[serde(rename = "password")]
     pub cassandra_password: Option<Secret>,
     /// PEM file of the CA that signed the nodes' certificates: turns TLS on.
     #[arg(long, env = "ECOM_CASSANDRA_TLS_CA", global = true)]
+    #[serde(rename = "tls_ca")]
     pub cassandra_tls_ca: Option<PathBuf>,
     /// PEM client certificate (chain) for mutual TLS (needs --cassandra-tls-key).
     #[arg(long, env = "ECOM_CASSANDRA_TLS_CERT", global = true)]
+    #[serde(rename = "tls_cert")]
     pub cassandra_tls_cert: Option<PathBuf>,
     /// PEM private key of --cassandra-tls-cert.
     #[arg(long, env = "ECOM_CASSANDRA_TLS_KEY", global = true)]
+    #[serde(rename = "tls_key")]
     pub cassandra_tls_key: Option<PathBuf>,
     /// Check that a node's certificate names its IP address. Node certificates often carry
     /// no IP SAN; `false` still checks the chain against --cassandra-tls-ca.
     #[arg(long, env = "ECOM_CASSANDRA_TLS_VERIFY_HOSTNAME", action = ArgAction::Set,
           default_value_t = true, global = true)]
+    #[serde(rename = "tls_verify_hostname", with = "de::parsed")]
     pub cassandra_tls_verify_hostname: bool,
     /// Consistency level of writes (e.g. local_quorum, quorum, each_quorum, one).
     #[arg(
@@ -82,6 +112,7 @@ pub struct CassandraArgs {
         default_value = "local_quorum",
         global = true
     )]
+    #[serde(rename = "write_consistency", with = "de::text")]
     pub cassandra_write_consistency: String,
     /// Consistency level of reads (e.g. local_quorum, quorum, one).
     #[arg(
@@ -90,11 +121,13 @@ pub struct CassandraArgs {
         default_value = "local_quorum",
         global = true
     )]
+    #[serde(rename = "read_consistency", with = "de::text")]
     pub cassandra_read_consistency: String,
     /// Client-side timeout of one request (e.g. 10s). Keep it above the server's
     /// write/read timeouts (2 s/5 s by default) so the server's answer arrives first.
     #[arg(long, env = "ECOM_CASSANDRA_REQUEST_TIMEOUT", default_value = "10s",
           value_parser = parse_duration, global = true)]
+    #[serde(rename = "request_timeout", with = "de::duration")]
     pub cassandra_request_timeout: Duration,
     /// Connections per node (per shard on ScyllaDB).
     #[arg(
@@ -103,6 +136,7 @@ pub struct CassandraArgs {
         default_value_t = 1,
         global = true
     )]
+    #[serde(rename = "pool_size", with = "de::parsed")]
     pub cassandra_pool_size: usize,
     /// The keyspace of the three tables.
     #[arg(
@@ -111,6 +145,7 @@ pub struct CassandraArgs {
         default_value = "ecom_store",
         global = true
     )]
+    #[serde(rename = "keyspace", with = "de::text")]
     pub cassandra_keyspace: String,
     /// Keyspace replication for `setup`: `SimpleStrategy:RF` (one DC, local use) or
     /// `DC:RF[,DC:RF…]` (NetworkTopologyStrategy, production).
@@ -120,6 +155,7 @@ pub struct CassandraArgs {
         default_value = "SimpleStrategy:1",
         global = true
     )]
+    #[serde(rename = "replication", with = "de::text")]
     pub cassandra_replication: String,
     /// Requests this process has in flight at once against the cluster (all writers and
     /// readers together); each row is its own single-partition request.
@@ -129,15 +165,13 @@ pub struct CassandraArgs {
         default_value_t = 256,
         global = true
     )]
+    #[serde(rename = "max_in_flight", with = "de::parsed")]
     pub cassandra_max_in_flight: usize,
     /// How long start-up keeps retrying nodes that do not answer (e.g. still booting).
     #[arg(long, env = "ECOM_CASSANDRA_CONNECT_WAIT", default_value = "60s",
           value_parser = parse_duration, global = true)]
+    #[serde(rename = "connect_wait", with = "de::duration")]
     pub cassandra_connect_wait: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5s, 250ms, 2m)"))
 }
 
 /// Username and password for the driver's plain-text authenticator.
@@ -211,25 +245,18 @@ impl CassandraConfig {
 }
 
 impl Default for CassandraArgs {
+    /// The defaults of the `#[arg]` attributes above, read back by parsing no flags with no
+    /// variable: the one place each default is written.
     fn default() -> Self {
-        CassandraArgs {
-            cassandra_nodes: "127.0.0.1:9042".into(),
-            cassandra_local_dc: None,
-            cassandra_username: None,
-            cassandra_password: None,
-            cassandra_tls_ca: None,
-            cassandra_tls_cert: None,
-            cassandra_tls_key: None,
-            cassandra_tls_verify_hostname: true,
-            cassandra_write_consistency: "local_quorum".into(),
-            cassandra_read_consistency: "local_quorum".into(),
-            cassandra_request_timeout: Duration::from_secs(10),
-            cassandra_pool_size: 1,
-            cassandra_keyspace: "ecom_store".into(),
-            cassandra_replication: "SimpleStrategy:1".into(),
-            cassandra_max_in_flight: 256,
-            cassandra_connect_wait: Duration::from_secs(60),
-        }
+        use clap::FromArgMatches;
+        let cmd = CassandraArgs::augment_args(clap::Command::new("defaults"))
+            .mut_args(|a| a.env(None::<&str>));
+        let parsed = cmd
+            .try_get_matches_from(["defaults"])
+            .and_then(|m| CassandraArgs::from_arg_matches(&m));
+        // Only a default that does not parse could fail here: no input reaches it, and the
+        // unit test `defaults_are_valid_and_local` would.
+        parsed.expect("the #[arg] defaults of CassandraArgs parse")
     }
 }
 
