@@ -1,4 +1,5 @@
 //! All integration tests compile as one binary (one link, shared helpers).
+mod app;
 mod cassandra_cli;
 mod cassandra_dlq;
 mod cassandra_node;

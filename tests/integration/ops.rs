@@ -45,7 +45,7 @@ pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// The same request from async code (in-process servers run on the test's runtime, so a
 /// blocking client there would deadlock).
-async fn get_async(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get_async(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await

@@ -120,6 +120,16 @@ impl World {
         self.run(&["dlq", "list", "--invalid"]).ok().json_lines()
     }
 
+    /// The embedded store's directory of this world.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Where this world's project is, as `run` and `setup` take it.
+    pub(crate) fn pubsub_config(&self) -> PubSubConfig {
+        self.config()
+    }
+
     fn config(&self) -> PubSubConfig {
         PubSubConfig::with_defaults(
             self.project.clone(),
