@@ -1,7 +1,8 @@
 //! Wires the actors together and takes them down in order (design §1, §4.8).
 //!
 //! Owns: starting the join shards (one arbiter thread each), the fact writer and the
-//! dead-letter actor (one arbiter thread), handing out the [`Intake`], and the drain order
+//! dead-letter actor (one arbiter thread), or all of them on the caller's thread for tests
+//! that pause the clock ([`Placement`]), handing out the [`Intake`], and the drain order
 //! at shutdown. Must never: make decisions about events (that is the join's), or stop an
 //! actor before everything upstream of it has drained into it.
 //!
@@ -47,15 +48,51 @@ pub enum Drained {
     DeadlineExceeded,
 }
 
+/// Where the actors run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Each shard on a thread of its own, the writer and the dead-letter actor on one more:
+    /// N shards use N cores. What the commands use.
+    Threads,
+    /// Every actor on the caller's thread and runtime. For tests that pause tokio's clock
+    /// (`tokio::time::pause`): hold timers then follow the paused clock, so a hold of 30 s
+    /// ends only when the test lets time advance, never because the machine was slow.
+    CurrentThread,
+}
+
+/// Starts `f`'s actor on `on`'s thread, or on the current one.
+fn place<A, F>(on: Option<&ArbiterHandle>, f: F) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+    F: FnOnce(&mut Context<A>) -> A + Send + 'static,
+{
+    match on {
+        Some(arbiter) => A::start_in_arbiter(arbiter, f),
+        None => A::create(f),
+    }
+}
+
 impl Pipeline {
+    /// Starts the actors on threads of their own ([`Placement::Threads`]).
     pub fn start(
         config: &EngineConfig,
         store: Arc<dyn Store>,
         publisher: Arc<dyn DlqPublisher>,
         stats: Arc<Stats>,
     ) -> Result<Pipeline, ConfigError> {
+        Self::start_placed(config, store, publisher, stats, Placement::Threads)
+    }
+
+    pub fn start_placed(
+        config: &EngineConfig,
+        store: Arc<dyn Store>,
+        publisher: Arc<dyn DlqPublisher>,
+        stats: Arc<Stats>,
+        placement: Placement,
+    ) -> Result<Pipeline, ConfigError> {
         config.validate()?;
-        let io = Arbiter::new();
+        let new_arbiter = || (placement == Placement::Threads).then(Arbiter::new);
+        let io = new_arbiter();
         let writer_options = WriterOptions {
             batch_size: config.batch_size,
             linger: config.linger,
@@ -65,14 +102,14 @@ impl Pipeline {
         };
         let writer = {
             let (store, stats) = (store.clone(), stats.clone());
-            FactWriter::start_in_arbiter(&io.handle(), move |_| {
+            place(io.as_ref().map(Arbiter::handle).as_ref(), move |_| {
                 FactWriter::new(store, stats, writer_options)
             })
         };
         let dead_letter = {
             let (store, stats, retry) = (store.clone(), stats.clone(), config.retry.clone());
             let (in_flight, mailbox) = (config.max_in_flight, config.mailbox_capacity);
-            DeadLetter::start_in_arbiter(&io.handle(), move |_| {
+            place(io.as_ref().map(Arbiter::handle).as_ref(), move |_| {
                 DeadLetter::new(store, publisher, stats, retry, in_flight, mailbox)
             })
         };
@@ -83,17 +120,18 @@ impl Pipeline {
             order_cache_ttl: config.order_cache_ttl,
             dedup_capacity: config.dedup_capacity,
         };
-        let mut arbiters = vec![io];
+        let mut arbiters: Vec<Arbiter> = io.into_iter().collect();
         let mut shards = Vec::with_capacity(config.shards);
         for id in 0..config.shards {
-            let arbiter = Arbiter::new();
+            let arbiter = new_arbiter();
             let (limits, store, stats) = (limits.clone(), store.clone(), stats.clone());
             let (writer, dead_letter) = (writer.clone(), dead_letter.clone());
             let mailbox = config.mailbox_capacity;
-            shards.push(JoinShard::start_in_arbiter(&arbiter.handle(), move |_| {
-                JoinShard::new(id, &limits, store, writer, dead_letter, stats, mailbox)
-            }));
-            arbiters.push(arbiter);
+            shards.push(place(
+                arbiter.as_ref().map(Arbiter::handle).as_ref(),
+                move |_| JoinShard::new(id, &limits, store, writer, dead_letter, stats, mailbox),
+            ));
+            arbiters.extend(arbiter);
         }
         let shards: Arc<[Addr<JoinShard>]> = shards.into();
         Ok(Pipeline {
