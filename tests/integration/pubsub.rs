@@ -31,17 +31,34 @@ const LEASE_EXTENSION: &str = "10s";
 const LONGEST_LEASE: Duration = Duration::from_secs(10);
 
 /// How long a subscription must stay silent, after every run that pulled it has exited,
-/// before "nothing came" means "nothing is left". A pull only sees messages nobody holds: a
-/// message leased by a run stays invisible until that lease runs out, at most
-/// [`LONGEST_LEASE`] after the run stopped extending it (a run that exits cleanly nacks what
-/// it did not ack, which comes back at once; a killed run's leases simply run out). Twice
-/// that, because the emulator may hand part of what comes back to a dead run's stream again
-/// for one more lease (see [`sigkill_then_restart`]), plus 5 s for a busy machine. A pull of
-/// a few seconds, as before, saw nothing of what was still leased and proved nothing.
-const LEFTOVER_QUIET: Duration = Duration::from_secs(2 * LONGEST_LEASE.as_secs() + 5);
+/// before "nothing came" is taken to mean "nothing is left". A pull only sees messages
+/// nobody holds, and on the emulator that is far from "at once":
+///
+/// - Everything a run's streams were sent but had not taken in (the emulator pushes what is
+///   available into every open stream) stays leased to that stream until the lease runs
+///   out, [`LONGEST_LEASE`] later, even after the run exited cleanly.
+/// - The emulator never forgets a stream that went away: whatever comes back is handed
+///   out again across all streams it ever had on the subscription, the dead ones included,
+///   in waves one lease apart, so what lands on a dead stream again waits another lease.
+///   Measured after the SIGTERM test (8 dead streams, 1 pulling): the first message only
+///   after 8 s, then a trickle every ~10 s, with gaps up to 60 s, for over 3 minutes.
+///
+/// So a pull of a few seconds, as before, saw none of it and proved nothing (it would have
+/// passed with thousands of messages left). [`World::leftovers`] therefore pulls on
+/// [`DRAIN_STREAMS`] streams, so that most of each wave comes to a live one, until three
+/// whole waves plus 5 s passed without a message. That is sound against a server that
+/// honours leases; against the emulator's dead streams it leaves a small chance (a message
+/// landing on a dead stream three waves running: about (8/40)^3 < 1% for the last one with
+/// 8 dead streams) that a leftover is missed.
+const LEFTOVER_QUIET: Duration = Duration::from_secs(3 * LONGEST_LEASE.as_secs() + 5);
+
+/// Streams a leftovers drain pulls on: many, so that of what the emulator hands out across
+/// every stream it ever had on the subscription (see [`LEFTOVER_QUIET`]), most comes to
+/// one that is alive.
+const DRAIN_STREAMS: usize = 32;
 
 /// How long a drain may run while messages keep coming, before the test calls it endless.
-const DRAIN_LIMIT: Duration = Duration::from_secs(180);
+const DRAIN_LIMIT: Duration = Duration::from_secs(240);
 
 /// How long a command on Cassandra may live before it counts as hung: `setup` waits for
 /// schema agreement after each table it creates, and the single test node is a JVM sharing
@@ -49,8 +66,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(180);
 pub(crate) const CASSANDRA_COMMAND_LIMIT: Duration = Duration::from_secs(180);
 
 /// How long the run restarted after a SIGKILL may live before it counts as hung: what the
-/// killed run held comes back in waves one lease apart (see [`sigkill_then_restart`]), and
-/// the run then stays up until it has been idle for [`LEFTOVER_QUIET`].
+/// killed run held comes back in waves one lease apart (see [`LEFTOVER_QUIET`]), and the
+/// run then stays up until it has been idle for [`LEFTOVER_QUIET`].
 const REDELIVERY_LIMIT: Duration = Duration::from_secs(300);
 
 /// One test's world: a project on the shared emulator and a data dir, and with
@@ -174,30 +191,28 @@ impl World {
         )
     }
 
-    /// Every message left on `subscription`, acked: pulls until nothing came for `quiet`.
-    /// That is all of them only if nobody else holds a lease on one: see [`LEFTOVER_QUIET`].
+    /// Every message on `subscription`, acked: pulls on one stream until nothing came for
+    /// `quiet`. For a subscription only the test pulls (nothing on it is leased); what runs
+    /// pulled needs [`World::leftovers`].
     pub(crate) fn drain(&self, subscription: &str, quiet: Duration) -> Vec<Message> {
-        block_on(drain(self.config(), subscription.to_string(), quiet))
-    }
-
-    /// Every message left on each of `subscriptions`, drained side by side (each pull waits
-    /// for its own quiet), so that long quiet windows are not paid one after the other.
-    fn drain_all(&self, subscriptions: &[&str], quiet: Duration) -> Vec<Vec<Message>> {
-        let config = self.config();
-        block_on(futures_util::future::join_all(
-            subscriptions
-                .iter()
-                .map(|sub| drain(config.clone(), sub.to_string(), quiet)),
-        ))
+        block_on(drain(self.config(), subscription.to_string(), 1, quiet))
     }
 
     /// What is left on the source subscriptions, once every run of this world has exited:
-    /// the order ids of the orders, and of the payments, that no run acked. Pulls until
-    /// [`LEFTOVER_QUIET`] passed without a message, so that whatever an exited run still had
-    /// leased is back and counted.
+    /// the order ids of the orders, and of the payments, that no run acked. Both drained side
+    /// by side on [`DRAIN_STREAMS`] streams each, until [`LEFTOVER_QUIET`] passed without a
+    /// message, so that what the exited runs' streams still held is back and counted.
     fn leftovers(&self) -> (BTreeSet<i64>, BTreeSet<i64>) {
-        let mut left = self
-            .drain_all(&["orders_data-sub", "payments_data-sub"], LEFTOVER_QUIET)
+        let config = self.config();
+        let drains = ["orders_data-sub", "payments_data-sub"].map(|sub| {
+            drain(
+                config.clone(),
+                sub.to_string(),
+                DRAIN_STREAMS,
+                LEFTOVER_QUIET,
+            )
+        });
+        let mut left = block_on(futures_util::future::join_all(drains))
             .into_iter()
             .map(|messages| {
                 messages
@@ -234,39 +249,45 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// A streaming pull that acks everything, read through a channel. `MessageStream::next`
+/// Streaming pulls that ack everything, read through one channel. `MessageStream::next`
 /// must not be cancelled (a cancelled first read loses the messages of a response that
-/// was on its way until their lease expires), so a task owns the stream and the test waits
-/// on the channel instead.
+/// was on its way until their lease expires), so a task owns each stream and the test
+/// waits on the channel instead.
 struct Puller {
     rx: tokio::sync::mpsc::UnboundedReceiver<Message>,
-    token: google_cloud_pubsub::subscriber::ShutdownToken,
-    task: tokio::task::JoinHandle<()>,
+    tokens: Vec<google_cloud_pubsub::subscriber::ShutdownToken>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     subscription: String,
 }
 
 impl Puller {
-    async fn start(config: &PubSubConfig, subscription: &str) -> Puller {
+    /// `streams` streaming pulls on `subscription`.
+    async fn start(config: &PubSubConfig, subscription: &str, streams: usize) -> Puller {
         let client = connect::subscriber(config, 1).await.expect("subscriber");
-        let mut stream = client
-            .subscribe(config.subscription_path(subscription))
-            .build();
-        let token = stream.shutdown_token();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let name = subscription.to_string();
-        let task = tokio::spawn(async move {
-            while let Some(next) = stream.next().await {
-                let (m, h) = next.unwrap_or_else(|e| panic!("pulling {name}: {e}"));
-                h.ack();
-                if tx.send(m).is_err() {
-                    break;
+        let (mut tokens, mut tasks) = (Vec::new(), Vec::new());
+        for _ in 0..streams {
+            let mut stream = client
+                .subscribe(config.subscription_path(subscription))
+                // What it received but had not handed over when stopped comes back soon.
+                .set_max_lease_extension(LONGEST_LEASE)
+                .build();
+            tokens.push(stream.shutdown_token());
+            let (tx, name) = (tx.clone(), subscription.to_string());
+            tasks.push(tokio::spawn(async move {
+                while let Some(next) = stream.next().await {
+                    let (m, h) = next.unwrap_or_else(|e| panic!("pulling {name}: {e}"));
+                    h.ack();
+                    if tx.send(m).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            }));
+        }
         Puller {
             rx,
-            token,
-            task,
+            tokens,
+            tasks,
             subscription: subscription.to_string(),
         }
     }
@@ -279,23 +300,34 @@ impl Puller {
             .flatten()
     }
 
-    /// Stops pulling, then lets the client flush the acks. The task is waiting in
-    /// `next()` for a response that may never come, so it is aborted: dropping the stream is
-    /// what starts the client's shutdown.
+    /// Stops pulling, then lets the client flush the acks. The tasks are waiting in
+    /// `next()` for a response that may never come, so they are aborted: dropping a stream
+    /// is what starts the client's shutdown.
     async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-        if tokio::time::timeout(Duration::from_secs(30), self.token.shutdown())
-            .await
-            .is_err()
-        {
-            eprintln!("{}: acks not flushed within 30 s", self.subscription);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        for token in self.tokens {
+            if tokio::time::timeout(Duration::from_secs(30), token.shutdown())
+                .await
+                .is_err()
+            {
+                eprintln!("{}: acks not flushed within 30 s", self.subscription);
+            }
         }
     }
 }
 
-async fn drain(config: PubSubConfig, subscription: String, quiet: Duration) -> Vec<Message> {
-    let mut puller = Puller::start(&config, &subscription).await;
+/// Every message that comes on `subscription` until none came for `quiet`, acked; pulled on
+/// `streams` streams.
+async fn drain(
+    config: PubSubConfig,
+    subscription: String,
+    streams: usize,
+    quiet: Duration,
+) -> Vec<Message> {
+    let mut puller = Puller::start(&config, &subscription, streams).await;
     let mut out = Vec::new();
     let started = Instant::now();
     while let Some(m) = puller.next(quiet).await {
