@@ -695,9 +695,10 @@ pub(crate) fn sigkill_then_restart(w: &World, n: i64) {
     );
 
     // The restarted run stays up until nothing has come for LEFTOVER_QUIET: only then has
-    // everything the killed run held come back to it (one lease after the kill, one more
-    // if the emulator first handed it to the dead stream again) and been answered, so that
-    // "nothing left un-acked" below is a claim about the run and not about when it stopped.
+    // everything the killed run held come back to it (one lease after the kill, more for
+    // what the emulator hands to the dead stream again: see LEFTOVER_QUIET) and been
+    // answered, so that "nothing left un-acked" below is a claim about the run and not about
+    // when the test stopped it.
     let idle = format!("{}s", LEFTOVER_QUIET.as_secs());
     let mut again = w
         .start(&["--hold", "30s", "--until-idle", &idle])
