@@ -343,7 +343,9 @@ fn run(mut cmd: Command, args: &[&str]) -> Run {
         if started.elapsed() > HANG {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`{desc}` still ran after {HANG:?}");
+            // Killed, so its pipes are closed and the readers end.
+            let stderr = stderr.join().unwrap_or_default();
+            panic!("`{desc}` hung: still running after {HANG:?}; killed it\n--- stderr so far ---\n{stderr}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };

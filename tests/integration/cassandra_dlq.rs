@@ -9,6 +9,7 @@
 
 use crate::cassandra_cli::cassandra_command;
 use crate::cli::{dlq_by_id_any_order, facts_by_id_any_order, int, Running};
+use crate::pubsub::CASSANDRA_COMMAND_LIMIT;
 use crate::store_contract::{cassandra_test_config, KeyspaceGuard};
 use ecom_stream::model::{Order, Payment};
 use ecom_stream::store::cassandra::{self as cql_store, CassandraStore};
@@ -106,7 +107,11 @@ fn replay_and_list_reach_the_real_end_past_short_pages() {
     });
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = |args: &[&str]| Running::spawn(cassandra_command(dir.path(), &config, args)).wait();
+    let run = |args: &[&str]| {
+        Running::spawn(cassandra_command(dir.path(), &config, args))
+            .with_limit(CASSANDRA_COMMAND_LIMIT)
+            .wait()
+    };
 
     // Before: `dlq list` lists every whole entry once, past the pages the partial rows
     // shortened, and nothing of the partial rows.

@@ -281,3 +281,55 @@ pub fn start_pipeline(
     .expect("valid test config");
     (pipeline, stats)
 }
+
+/// How a source stand-in's messages were answered, by message id.
+#[derive(Default)]
+pub struct Answers {
+    acked: std::sync::Mutex<Vec<String>>,
+    nacked: std::sync::Mutex<Vec<String>>,
+}
+
+impl Answers {
+    /// The ids acked so far, one entry per ack.
+    pub fn acked(&self) -> Vec<String> {
+        self.acked.lock().unwrap().clone()
+    }
+    /// The ids nacked so far, one entry per nack.
+    pub fn nacked(&self) -> Vec<String> {
+        self.nacked.lock().unwrap().clone()
+    }
+}
+
+/// One message's answer path into [`Answers`].
+struct Recorded {
+    id: String,
+    answers: Arc<Answers>,
+}
+
+impl ecom_stream::ack::Acknowledge for Recorded {
+    fn ack(self: Box<Self>) {
+        self.answers.acked.lock().unwrap().push(self.id);
+    }
+    fn nack(self: Box<Self>) {
+        self.answers.nacked.lock().unwrap().push(self.id);
+    }
+}
+
+/// `msg` as a delivery with write timestamp `ts`, whose answer is recorded in `answers`
+/// under its message id.
+pub fn recorded_envelope(
+    msg: Message,
+    ts: i64,
+    answers: &Arc<Answers>,
+) -> ecom_stream::source::Envelope {
+    ecom_stream::source::Envelope {
+        topic: msg.topic,
+        ack: ecom_stream::ack::AckHandle::new(Recorded {
+            id: msg.message_id.clone(),
+            answers: answers.clone(),
+        }),
+        message_id: msg.message_id,
+        data: msg.data,
+        publish_time: ts,
+    }
+}
