@@ -427,7 +427,7 @@ pub(crate) fn assert_fully_joined(row: &Value) {
     }
 }
 
-/// Demo payment ids are the order id plus this (src/demo.rs).
+/// Demo payment ids are the order id plus this (`PAYMENT_ID_OFFSET`, src/model.rs).
 pub(crate) const PAYMENT_ID_OFFSET: i64 = 1_000_000;
 
 pub(crate) fn data_dir() -> TempDir {
@@ -539,7 +539,7 @@ fn default_demo_then_query_and_dlq_list() {
         assert_eq!(e["reason"], "order_not_found", "{e}");
         assert_eq!(*payment_id, PAYMENT_ID_OFFSET + int(e, "order_id"), "{e}");
         // Dead-lettered with 0 attempts while the demo ran; then the demo's one closing
-        // replay pass (src/demo.rs) found no order for it and added one (src/dlq/replay.rs).
+        // replay pass (src/app/demo.rs) found no order for it and added one (src/dlq/replay.rs).
         assert_eq!(int(e, "attempts"), 1, "{e}");
         assert!(
             e["first_seen"].as_str().is_some_and(|s| !s.is_empty()),

@@ -2,7 +2,7 @@
 //! dead-letter → store, with acks counted at the source.
 
 use crate::support::*;
-use ecom_stream::app::pipeline::{Drained, Pipeline};
+use ecom_stream::app::pipeline::{Drained, Pipeline, Placement};
 use ecom_stream::dlq::replay::replay_once;
 use ecom_stream::dlq::{DlqPublisher, TableOnly, REASON_ORDER_NOT_FOUND};
 use ecom_stream::generator::MockData;
@@ -19,9 +19,13 @@ use std::time::Duration;
 
 const LONG_HOLD: Duration = Duration::from_secs(30);
 const SHORT_HOLD: Duration = Duration::from_millis(50);
+/// A hold no test could wait out on real time: with the clock paused, it ends as soon as
+/// the pipeline has nothing else to do, which is what a hold that ended looks like.
+const PAUSED_HOUR: Duration = Duration::from_secs(3600);
 
 /// Runs `waves` of messages one after the other (each fully acked before the next) through
-/// a fresh pipeline on `store`, then shuts it down cleanly.
+/// a fresh pipeline on `store`, then shuts it down cleanly. Every actor runs on the test's
+/// thread, so a test that paused the clock (`tokio::time::pause`) decides when holds end.
 async fn run_waves(
     store: Arc<dyn Store>,
     publisher: Arc<dyn DlqPublisher>,
@@ -29,7 +33,14 @@ async fn run_waves(
     waves: Vec<Vec<Message>>,
 ) -> (Arc<Stats>, InProcessSource) {
     let stats = Arc::new(Stats::default());
-    let pipeline = Pipeline::start(&engine(hold), store, publisher, stats.clone()).unwrap();
+    let pipeline = Pipeline::start_placed(
+        &engine(hold),
+        store,
+        publisher,
+        stats.clone(),
+        Placement::CurrentThread,
+    )
+    .unwrap();
     let source = InProcessSource::new(SourceOptions::default());
     for wave in waves {
         let outcome = source
@@ -43,13 +54,23 @@ async fn run_waves(
 
 #[actix_rt::test]
 async fn early_payments_within_the_hold_are_joined_not_dead_lettered() {
+    // The hold follows the test's clock, not the machine's speed.
+    tokio::time::pause();
     let mut mock = MockData::new(1);
     let mut msgs: Vec<Message> = (1..=50)
         .map(|i| payment_msg(&mut mock, 1000 + i, i, ""))
         .collect();
     msgs.extend((1..=50).map(|i| order_msg(&mut mock, i, "")));
     let store = Arc::new(MemoryStore::new());
-    let (pipeline, stats) = start_pipeline(&engine(LONG_HOLD), store.clone());
+    let stats = Arc::new(Stats::default());
+    let pipeline = Pipeline::start_placed(
+        &engine(LONG_HOLD),
+        store.clone(),
+        Arc::new(TableOnly),
+        stats.clone(),
+        Placement::CurrentThread,
+    )
+    .unwrap();
     // Small deliveries, one at a time: every payment reaches its shard in an earlier
     // delivery than its order, so it must be held to be joined.
     let source = InProcessSource::new(SourceOptions {
@@ -83,6 +104,8 @@ async fn early_payments_within_the_hold_are_joined_not_dead_lettered() {
 
 #[actix_rt::test]
 async fn payments_past_the_hold_are_dead_lettered_then_replayed_once_their_order_exists() {
+    // The hold follows the test's clock, not the machine's speed.
+    tokio::time::pause();
     let mut mock = MockData::new(2);
     let payments: Vec<Message> = (1..=20)
         .map(|i| payment_msg(&mut mock, 500 + i, i, ""))
@@ -91,7 +114,7 @@ async fn payments_past_the_hold_are_dead_lettered_then_replayed_once_their_order
     let (stats, _) = run_waves(
         store.clone(),
         Arc::new(TableOnly),
-        SHORT_HOLD,
+        PAUSED_HOUR,
         vec![payments],
     )
     .await;
@@ -105,7 +128,13 @@ async fn payments_past_the_hold_are_dead_lettered_then_replayed_once_their_order
 
     // The orders arrive late: rows get their order half only...
     let orders: Vec<Message> = (1..=20).map(|i| order_msg(&mut mock, i, "")).collect();
-    run_waves(store.clone(), Arc::new(TableOnly), SHORT_HOLD, vec![orders]).await;
+    run_waves(
+        store.clone(),
+        Arc::new(TableOnly),
+        PAUSED_HOUR,
+        vec![orders],
+    )
+    .await;
     let rows = all_facts(store.as_ref()).await;
     assert!(rows.values().all(|r| r.has_order() && !r.has_payment()));
 
@@ -129,6 +158,8 @@ async fn payments_past_the_hold_are_dead_lettered_then_replayed_once_their_order
 
 #[actix_rt::test]
 async fn replay_leaves_unmatched_entries_with_one_more_attempt() {
+    // The hold follows the test's clock, not the machine's speed.
+    tokio::time::pause();
     let mut mock = MockData::new(3);
     let payments: Vec<Message> = (1..=5)
         .map(|i| payment_msg(&mut mock, 700 + i, i, ""))
@@ -174,6 +205,8 @@ fn scenario_messages(seed: u64, copies: usize) -> Vec<Message> {
 
 #[actix_rt::test]
 async fn duplicates_change_nothing() {
+    // The hold follows the test's clock, not the machine's speed.
+    tokio::time::pause();
     let once = Arc::new(MemoryStore::new());
     run_waves(
         once.clone(),
@@ -227,6 +260,8 @@ async fn duplicates_change_nothing() {
 
 #[actix_rt::test]
 async fn invalid_payloads_are_recorded_with_a_reason_and_the_rest_completes() {
+    // The hold follows the test's clock, not the machine's speed.
+    tokio::time::pause();
     let mut mock = MockData::new(5);
     let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut msgs = vec![
@@ -268,6 +303,8 @@ async fn invalid_payloads_are_recorded_with_a_reason_and_the_rest_completes() {
 
 #[actix_rt::test]
 async fn a_store_that_fails_transiently_loses_nothing() {
+    // The hold follows the test's clock, not the machine's speed.
+    tokio::time::pause();
     let mut mock = MockData::new(6);
     let mut msgs = Vec::new();
     for i in 1..=300 {
