@@ -4,7 +4,7 @@
 //! never: delete or change an existing topic or subscription (an operator may have tuned it);
 //! it reports what it found instead.
 
-use super::connect::{self, describe};
+use super::connect::{self, ClientError};
 use super::PubSubConfig;
 use google_cloud_gax::error::rpc::Code;
 use std::time::Duration;
@@ -63,12 +63,24 @@ pub struct SetupStep {
 pub enum SetupError {
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
-    #[error("creating {kind} {name}: {message}")]
+    #[error("creating {kind} {name}")]
     Create {
         kind: &'static str,
         name: String,
-        message: String,
+        #[source]
+        source: ClientError,
     },
+}
+
+impl SetupError {
+    /// Whether running `setup` again may succeed (the service was unavailable, overloaded,
+    /// …), as opposed to a misconfiguration (permission denied, bad project).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            SetupError::Connect(_) => false,
+            SetupError::Create { source, .. } => source.is_retriable(),
+        }
+    }
 }
 
 /// Creates the orders, payments and DLQ topics and a subscription for each; what exists is
@@ -133,7 +145,7 @@ fn step<T>(
         Err(e) => Err(SetupError::Create {
             kind,
             name,
-            message: describe(&e),
+            source: ClientError::rpc(e),
         }),
     }
 }
