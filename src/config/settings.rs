@@ -67,7 +67,7 @@ pub enum LogFormat {
 }
 
 /// Every setting, as the file, the variables and the flags give it. Field names are the
-/// file's keys (checked against [`SETTINGS`] by a unit test).
+/// file's keys (checked against [`SETTINGS`](super::SETTINGS) by a unit test).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {

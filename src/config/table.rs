@@ -4,14 +4,18 @@
 //! Owns: [`SETTINGS`] and the look-ups by key and by flag. Must never: hold a value or a
 //! default (those live in [`Settings`](super::Settings) and the config structs), or read a
 //! layer.
+//!
+//! Keys are the variables' names without `ECOM_`, in lower case; the Pub/Sub and Cassandra
+//! settings sit in the tables `[pubsub]` and `[cassandra]`, so `[cassandra] nodes = "…"` is
+//! `ECOM_CASSANDRA_NODES` and top-level `hold = "5s"` is `ECOM_HOLD`. A list of strings is
+//! joined with commas. `PUBSUB_EMULATOR_HOST` is a layer of its own, below the file, as
+//! Google's clients read it.
 
 use clap::builder::PossibleValue;
 use clap::ValueEnum;
 use serde::Serialize;
 
 use super::{LogFormat, StoreKind, SyncArg};
-#[cfg(doc)]
-use crate::store::cassandra::CassandraArgs;
 
 /// What a setting's value is: how `config` prints it and what its flag takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,7 +77,8 @@ pub struct Setting {
     pub env: &'static str,
     pub kind: Kind,
     pub scope: Scope,
-    /// The flag's help; `None`: as [`CassandraArgs`] documents it.
+    /// The flag's help; `None`: as
+    /// [`CassandraArgs`](crate::store::cassandra::CassandraArgs) documents it.
     pub help: Option<&'static str>,
     /// The possible values of an [`Kind::Enum`].
     pub choices: Option<fn() -> Vec<PossibleValue>>,

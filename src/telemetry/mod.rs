@@ -10,8 +10,8 @@
 //! and the status page need exact values from one run's `Stats`, independent of the
 //! process-wide recorder; the exporter publishes these same atomics on every scrape, so each
 //! event is still counted in exactly one place.//!
-//! Here: [`Stats`] and its event counters. Below: [`sources`] (per-source counters),
-//! [`gauges`] (live gauges and the kinds they are labelled by) and [`latency`] (the one
+//! Here: [`Stats`] and its event counters. Below: `sources` (per-source counters),
+//! `gauges` (live gauges and the kinds they are labelled by) and `latency` (the one
 //! write-latency histogram, also rendered for Prometheus).
 
 mod gauges;

@@ -1,11 +1,11 @@
 //! The `OrderSubscriber` and `PaymentSubscriber` of design §1: one [`SubscriberActor`] per
 //! subscription, reading it with several streaming pulls and handing batches of
-//! [`Envelope`]s to the pipeline.
+//! [`Envelope`](crate::source::Envelope)s to the pipeline.
 //!
 //! Owns: the streams, client-side flow control, and each message's Pub/Sub handler, which
-//! travels inside the envelope's [`AckHandle`] and is answered only by the pipeline (ack
-//! when the effect is durable, nack on failure; an envelope dropped unanswered nacks). Lease
-//! extension of held messages is left to the client library. Must never: ack a message
+//! travels inside the envelope's [`AckHandle`](crate::ack::AckHandle) and is answered only by
+//! the pipeline (ack when the effect is durable, nack on failure; an envelope dropped
+//! unanswered nacks). Lease extension of held messages is left to the client library. Must never: ack a message
 //! itself, or hold more than `max_outstanding_messages` / `max_outstanding_bytes` of
 //! unanswered messages: a permit is taken before each pull and returned only by the answer,
 //! so a slow store stops the pulling instead of growing memory (design §4.7).
@@ -14,9 +14,9 @@
 //! cores, while 16 streams on one subscription reach ~20,000/s (see BENCHMARKS.md for the
 //! default's measurement).
 //!
-//! Here: [`SubscriberOptions`]. One job per module below: [`actor`] (the actor and its
-//! messages), [`reader`] (one streaming pull), [`batcher`] (batches and hand-overs),
-//! [`answer`] (a message's answer path and its permits), [`counters`], [`sink`].
+//! Here: [`SubscriberOptions`]. One job per module below: `actor` (the actor and its
+//! messages), `reader` (one streaming pull), `batcher` (batches and hand-overs),
+//! `answer` (a message's answer path and its permits), `counters`, `sink`.
 
 mod actor;
 mod answer;

@@ -8,9 +8,9 @@
 //! `session.rs`), or print, log, serialize or `Debug`-format the password ([`Secret`]
 //! redacts it).
 //!
-//! Here: the parsed, typed settings ([`CassandraConfig`] and its parts). Below: [`args`] (the
-//! flags, the file's table and the checks that turn them into a config), [`parse`] (the
-//! value syntaxes: nodes, consistency levels, identifiers, replication) and [`secret`].
+//! Here: the parsed, typed settings ([`CassandraConfig`] and its parts). Below: `args` (the
+//! flags, the file's table and the checks that turn them into a config), `parse` (the
+//! value syntaxes: nodes, consistency levels, identifiers, replication) and `secret`.
 
 mod args;
 mod parse;
