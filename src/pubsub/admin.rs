@@ -154,6 +154,46 @@ fn step<T>(
 mod tests {
     use super::*;
 
+    fn rpc_error(code: Code, message: &str) -> ClientError {
+        use google_cloud_gax::error::rpc::Status;
+        ClientError::rpc(google_cloud_pubsub::Error::service(
+            Status::default().set_code(code).set_message(message),
+        ))
+    }
+
+    #[test]
+    fn a_failed_create_keeps_its_line_and_the_library_error() {
+        let e = SetupError::Create {
+            kind: "topic",
+            name: "projects/p/topics/orders".into(),
+            source: rpc_error(Code::PermissionDenied, "no"),
+        };
+        assert_eq!(e.to_string(), "creating topic projects/p/topics/orders");
+        let source = std::error::Error::source(&e).expect("the client error");
+        assert_eq!(source.to_string(), "PERMISSION_DENIED: no");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "creating topic projects/p/topics/orders: PERMISSION_DENIED: no"
+        );
+        let client = rpc_error(Code::PermissionDenied, "no");
+        assert!(client
+            .library_error()
+            .downcast_ref::<google_cloud_pubsub::Error>()
+            .is_some_and(|e| e.status().is_some()));
+    }
+
+    #[test]
+    fn only_transient_failures_are_retriable() {
+        let create = |source| SetupError::Create {
+            kind: "subscription",
+            name: "s".into(),
+            source,
+        };
+        assert!(create(rpc_error(Code::Unavailable, "later")).is_retriable());
+        assert!(!create(rpc_error(Code::PermissionDenied, "no")).is_retriable());
+        assert!(!create(rpc_error(Code::NotFound, "no project")).is_retriable());
+    }
+
     #[test]
     fn settings_outside_pubsubs_ranges_fail() {
         assert_eq!(SubscriptionSettings::default().validate(), Ok(()));

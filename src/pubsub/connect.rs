@@ -9,7 +9,6 @@ use super::{Endpoint, PubSubConfig};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Failing to build a client (bad endpoint, no credentials): not retriable.
@@ -26,30 +25,45 @@ pub struct ConnectError {
 /// What went wrong in the client library, as one line (the status code and message when the
 /// service answered), keeping the library's error itself ([`ClientError::library_error`]).
 ///
-/// Deliberately no `source()`: the library's errors write their causes into their own
-/// `Display` and return them as `source()` too, so following them would print every cause
-/// twice in `{:#}`; the line here is the whole story.
-#[derive(Debug, thiserror::Error)]
-#[error("{line}")]
+/// Its `source()` is the library error's cause only where the line does not already say it:
+/// the RPC and publish errors of the library write their causes into their own `Display`
+/// and return them as `source()` too, so following them would print every cause twice in
+/// `{:#}`; a client builder's error does not, so its cause follows.
+#[derive(Debug)]
 pub struct ClientError {
     line: String,
     code: Option<Code>,
     retriable: bool,
+    /// Whether `source()` is the library error's cause (see the type's doc).
+    cause_not_in_line: bool,
     library: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        if self.cause_not_in_line {
+            self.library.source()
+        } else {
+            None
+        }
+    }
 }
 
 impl ClientError {
     /// A failed RPC.
     pub fn rpc(e: google_cloud_pubsub::Error) -> Self {
-        Self::shared_rpc(Arc::new(e))
-    }
-
-    fn shared_rpc(e: Arc<google_cloud_pubsub::Error>) -> Self {
         ClientError {
             line: describe(&e),
             code: e.status().map(|s| s.code),
             retriable: is_retriable(&e),
-            library: Box::new(SharedError(e)),
+            cause_not_in_line: false,
+            library: Box::new(e),
         }
     }
 
@@ -64,6 +78,7 @@ impl ClientError {
             line: e.to_string(),
             code,
             retriable,
+            cause_not_in_line: false,
             library: Box::new(e),
         }
     }
@@ -74,6 +89,7 @@ impl ClientError {
             line: e.to_string(),
             code: None,
             retriable: false,
+            cause_not_in_line: true,
             library: Box::new(e),
         }
     }
@@ -88,26 +104,10 @@ impl ClientError {
         self.retriable
     }
 
-    /// The client library's error, with its own chain of causes.
+    /// The client library's error, with its own chain of causes: a
+    /// `google_cloud_pubsub::Error`, a `PublishError` or a client builder's error.
     pub fn library_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         self.library.as_ref()
-    }
-}
-
-/// A library error shared between several failed calls (the publisher hands one error to
-/// every publish it interrupted).
-#[derive(Debug)]
-struct SharedError(Arc<google_cloud_pubsub::Error>);
-
-impl std::fmt::Display for SharedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SharedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
     }
 }
 
@@ -246,5 +246,40 @@ pub fn is_retriable(e: &google_cloud_pubsub::Error) -> bool {
         Some(_) => false,
         // No status: the request never got an answer (connect, I/O, timeout).
         None => e.is_timeout() || e.is_io() || e.is_connect() || e.is_transport(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_credentials() -> google_cloud_gax::client_builder::Error {
+        google_cloud_gax::client_builder::Error::cred("no credentials found")
+    }
+
+    #[test]
+    fn a_connect_error_keeps_its_cause_and_hints_only_for_the_real_service() {
+        let emulator = PubSubConfig::with_defaults("p", Endpoint::Emulator("h:1".into()));
+        let e = emulator.connect_error(no_credentials());
+        assert_eq!(e.to_string(), "cannot connect to Pub/Sub (emulator at h:1)");
+        assert!(!e.source.is_retriable());
+        let line = format!("{:#}", anyhow::Error::new(e));
+        assert!(
+            line.starts_with("cannot connect to Pub/Sub (emulator at h:1): "),
+            "{line}"
+        );
+        assert!(line.contains("no credentials found"), "{line}");
+        let google = PubSubConfig::with_defaults("p", Endpoint::Google(None));
+        let e = google.connect_error(no_credentials());
+        assert!(
+            e.to_string()
+                .contains("set up Application Default Credentials"),
+            "{e}"
+        );
+        assert!(e
+            .source
+            .library_error()
+            .downcast_ref::<google_cloud_gax::client_builder::Error>()
+            .is_some());
     }
 }
