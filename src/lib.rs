@@ -27,16 +27,15 @@
 //!   ([`pubsub::admin`]) and `produce` ([`pubsub::producer`]).
 //! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
 //!   [`store::cassandra`] for Cassandra/ScyllaDB).
-//! - Ground floor: [`model`] (the wire format), [`generator`] (mock data), [`config`] and
-//!   [`config_file`], [`telemetry`] (counters and gauges), [`health`] (readiness),
-//!   [`ack`], [`shutdown`], [`clock`], [`rng`].
+//! - Ground floor: [`model`] (the wire format), [`generator`] (mock data), [`config`] (the
+//!   engine's config and the layered settings), [`telemetry`] (counters and gauges),
+//!   [`health`] (readiness), [`ack`], [`shutdown`], [`clock`], [`rng`].
 
 pub mod ack;
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod config_file;
 pub mod dlq;
 pub mod generator;
 pub mod health;

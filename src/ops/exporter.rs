@@ -3,17 +3,18 @@
 //! Owns: the process-wide Prometheus recorder and the mapping of [`Stats`] onto metric names.
 //! Must never: count anything itself. Counters and gauges are the atomics of [`Stats`],
 //! published onto the facade at each scrape (`absolute` for counters, `set` for gauges), so
-//! every event is counted once, where it happens. The one live facade call is the
-//! write-latency histogram, recorded by [`Stats`] as each write ends (a histogram cannot be
-//! republished from totals).
+//! every event is counted once, where it happens. The write-latency histogram is not on the
+//! facade at all (a histogram cannot be republished from totals): [`Stats`] records each
+//! sample once, and its snapshot is rendered after the recorder's output, under the same
+//! name ([`WRITE_LATENCY_METRIC`]) the dashboard queries.
 //!
 //! The recorder is global (the facade has one per process), installed by the first
 //! [`install`]. One process runs one pipeline, so one `Stats` is published.
 
 use crate::health::Readiness;
-use crate::telemetry::{Stats, WRITE_LATENCY_BUCKETS, WRITE_LATENCY_METRIC};
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use crate::telemetry::{Stats, WRITE_LATENCY_HELP, WRITE_LATENCY_METRIC};
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 /// The content type of the Prometheus text exposition format.
@@ -41,15 +42,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// do nothing) and describes every metric.
 pub fn install() {
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full(WRITE_LATENCY_METRIC.to_string()),
-                &WRITE_LATENCY_BUCKETS,
-            )
-            // The buckets are a non-empty constant, so this cannot fail; if it ever did,
-            // latency would render as a summary, which is still valid output.
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        let recorder = builder.build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         if let Err(e) = metrics::set_global_recorder(recorder) {
             tracing::error!(error = %e, "a metrics recorder is already installed; /metrics is disabled");
@@ -115,11 +108,6 @@ fn describe() {
         "1 while the last store read and the last store write both succeeded"
     );
     describe_gauge!(READY, Unit::Count, "1 when /readyz answers 200");
-    describe_histogram!(
-        WRITE_LATENCY_METRIC,
-        Unit::Seconds,
-        "Latency of one fact write (a batch, retries included)"
-    );
 }
 
 /// Publishes `stats` and `readiness` onto the recorder and renders the text format.
@@ -129,7 +117,17 @@ pub fn render(stats: &Stats, readiness: &Readiness) -> Option<String> {
     let handle = HANDLE.get()?.as_ref()?;
     publish(stats, readiness);
     handle.run_upkeep();
-    Some(handle.render())
+    let mut text = handle.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(
+        &stats
+            .gauges()
+            .write_latency
+            .prometheus(WRITE_LATENCY_METRIC, WRITE_LATENCY_HELP),
+    );
+    Some(text)
 }
 
 fn publish(stats: &Stats, readiness: &Readiness) {

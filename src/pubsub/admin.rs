@@ -4,7 +4,7 @@
 //! never: delete or change an existing topic or subscription (an operator may have tuned it);
 //! it reports what it found instead.
 
-use super::connect::{self, describe};
+use super::connect::{self, ClientError};
 use super::PubSubConfig;
 use google_cloud_gax::error::rpc::Code;
 use std::time::Duration;
@@ -63,12 +63,24 @@ pub struct SetupStep {
 pub enum SetupError {
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
-    #[error("creating {kind} {name}: {message}")]
+    #[error("creating {kind} {name}")]
     Create {
         kind: &'static str,
         name: String,
-        message: String,
+        #[source]
+        source: ClientError,
     },
+}
+
+impl SetupError {
+    /// Whether running `setup` again may succeed (the service was unavailable, overloaded,
+    /// …), as opposed to a misconfiguration (permission denied, bad project).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            SetupError::Connect(_) => false,
+            SetupError::Create { source, .. } => source.is_retriable(),
+        }
+    }
 }
 
 /// Creates the orders, payments and DLQ topics and a subscription for each; what exists is
@@ -133,7 +145,7 @@ fn step<T>(
         Err(e) => Err(SetupError::Create {
             kind,
             name,
-            message: describe(&e),
+            source: ClientError::rpc(e),
         }),
     }
 }
@@ -141,6 +153,46 @@ fn step<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rpc_error(code: Code, message: &str) -> ClientError {
+        use google_cloud_gax::error::rpc::Status;
+        ClientError::rpc(google_cloud_pubsub::Error::service(
+            Status::default().set_code(code).set_message(message),
+        ))
+    }
+
+    #[test]
+    fn a_failed_create_keeps_its_line_and_the_library_error() {
+        let e = SetupError::Create {
+            kind: "topic",
+            name: "projects/p/topics/orders".into(),
+            source: rpc_error(Code::PermissionDenied, "no"),
+        };
+        assert_eq!(e.to_string(), "creating topic projects/p/topics/orders");
+        let source = std::error::Error::source(&e).expect("the client error");
+        assert_eq!(source.to_string(), "PERMISSION_DENIED: no");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "creating topic projects/p/topics/orders: PERMISSION_DENIED: no"
+        );
+        let client = rpc_error(Code::PermissionDenied, "no");
+        assert!(client
+            .library_error()
+            .downcast_ref::<google_cloud_pubsub::Error>()
+            .is_some_and(|e| e.status().is_some()));
+    }
+
+    #[test]
+    fn only_transient_failures_are_retriable() {
+        let create = |source| SetupError::Create {
+            kind: "subscription",
+            name: "s".into(),
+            source,
+        };
+        assert!(create(rpc_error(Code::Unavailable, "later")).is_retriable());
+        assert!(!create(rpc_error(Code::PermissionDenied, "no")).is_retriable());
+        assert!(!create(rpc_error(Code::NotFound, "no project")).is_retriable());
+    }
 
     #[test]
     fn settings_outside_pubsubs_ranges_fail() {

@@ -1,5 +1,5 @@
 //! The Pub/Sub settings as the layered configuration reads them (file keys `project` and
-//! `[pubsub] …`, `ECOM_PROJECT` and `ECOM_PUBSUB_*`, the flags of `config_file::SETTINGS`):
+//! `[pubsub] …`, `ECOM_PROJECT` and `ECOM_PUBSUB_*`, the flags of `config::SETTINGS`):
 //! where the service is, what things are called, how subscriptions are read and how `setup`
 //! creates them.
 //!
@@ -23,7 +23,7 @@ pub const DEFAULT_PROJECT: &str = "ecom-local";
 #[serde(default, deny_unknown_fields)]
 pub struct PubSubSettings {
     /// Google Cloud project of the topics and subscriptions (the file's top-level
-    /// `project`, hence skipped here: [`crate::config_file::Settings`] holds it).
+    /// `project`, hence skipped here: [`crate::config::Settings`] holds it).
     #[serde(skip)]
     pub project: String,
     /// The emulator's host:port; `PUBSUB_EMULATOR_HOST` is the layer below the file.

@@ -1,20 +1,114 @@
 //! Builds the official clients for a [`PubSubConfig`]: the emulator with anonymous
 //! credentials, or the real service with Application Default Credentials.
 //!
-//! Owns: endpoint and credential choice, and turning client errors into one line that names
-//! what to fix. Must never: log credentials.
+//! Owns: endpoint and credential choice, the typed errors of a failed client or call
+//! ([`ConnectError`], [`ClientError`]) and whether a failure may succeed when tried again.
+//! Must never: log credentials, or lose the library's error (it travels as the `source`).
 
 use super::{Endpoint, PubSubConfig};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
 use std::time::Duration;
 
 /// Failing to build a client (bad endpoint, no credentials): not retriable.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to Pub/Sub ({endpoint}): {message}")]
+#[error("cannot connect to Pub/Sub ({endpoint}){hint}")]
 pub struct ConnectError {
     pub endpoint: String,
-    pub message: String,
+    /// What to do about it, for the real service (empty for the emulator).
+    pub hint: &'static str,
+    #[source]
+    pub source: ClientError,
+}
+
+/// What went wrong in the client library, as one line (the status code and message when the
+/// service answered), keeping the library's error itself ([`ClientError::library_error`]).
+///
+/// Its `source()` is the library error's cause only where the line does not already say it:
+/// the RPC and publish errors of the library write their causes into their own `Display`
+/// and return them as `source()` too, so following them would print every cause twice in
+/// `{:#}`; a client builder's error does not, so its cause follows.
+#[derive(Debug)]
+pub struct ClientError {
+    line: String,
+    code: Option<Code>,
+    retriable: bool,
+    /// Whether `source()` is the library error's cause (see the type's doc).
+    cause_not_in_line: bool,
+    library: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        if self.cause_not_in_line {
+            self.library.source()
+        } else {
+            None
+        }
+    }
+}
+
+impl ClientError {
+    /// A failed RPC.
+    pub fn rpc(e: google_cloud_pubsub::Error) -> Self {
+        ClientError {
+            line: describe(&e),
+            code: e.status().map(|s| s.code),
+            retriable: is_retriable(&e),
+            cause_not_in_line: false,
+            library: Box::new(e),
+        }
+    }
+
+    /// A failed publish: the line is the library's (it names the RPC's failure).
+    pub fn publish(e: google_cloud_pubsub::error::PublishError) -> Self {
+        use google_cloud_pubsub::error::PublishError as E;
+        let (code, retriable) = match &e {
+            E::Rpc(inner) => (inner.status().map(|s| s.code), is_retriable(inner)),
+            _ => (None, false),
+        };
+        ClientError {
+            line: e.to_string(),
+            code,
+            retriable,
+            cause_not_in_line: false,
+            library: Box::new(e),
+        }
+    }
+
+    /// A client that could not be built: a misconfiguration, never retriable.
+    pub fn build(e: google_cloud_gax::client_builder::Error) -> Self {
+        ClientError {
+            line: e.to_string(),
+            code: None,
+            retriable: false,
+            cause_not_in_line: true,
+            library: Box::new(e),
+        }
+    }
+
+    /// The status code, when the service answered.
+    pub fn code(&self) -> Option<Code> {
+        self.code
+    }
+
+    /// Whether the call may succeed when tried again (see [`is_retriable`]).
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+
+    /// The client library's error, with its own chain of causes: a
+    /// `google_cloud_pubsub::Error`, a `PublishError` or a client builder's error.
+    pub fn library_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.library.as_ref()
+    }
 }
 
 impl PubSubConfig {
@@ -27,16 +121,15 @@ impl PubSubConfig {
         }
     }
 
-    fn connect_error(&self, e: impl std::fmt::Display) -> ConnectError {
-        let mut message = e.to_string();
-        if matches!(self.endpoint, Endpoint::Google(_)) {
-            message.push_str(
-                " (outside Google Cloud, set up Application Default Credentials, or set PUBSUB_EMULATOR_HOST for the emulator)",
-            );
-        }
+    fn connect_error(&self, e: google_cloud_gax::client_builder::Error) -> ConnectError {
+        let hint = match self.endpoint {
+            Endpoint::Google(_) => " (outside Google Cloud, set up Application Default Credentials, or set PUBSUB_EMULATOR_HOST for the emulator)",
+            Endpoint::Emulator(_) => "",
+        };
         ConnectError {
             endpoint: self.describe_endpoint(),
-            message,
+            hint,
+            source: ClientError::build(e),
         }
     }
 }
@@ -140,7 +233,6 @@ pub fn describe(e: &google_cloud_pubsub::Error) -> String {
 /// Whether an RPC failure may succeed when tried again (unavailable, deadline, overload),
 /// as opposed to a misconfiguration (not found, permission denied, invalid argument).
 pub fn is_retriable(e: &google_cloud_pubsub::Error) -> bool {
-    use google_cloud_gax::error::rpc::Code;
     match e.status().map(|s| s.code) {
         Some(
             Code::Unavailable
@@ -154,5 +246,40 @@ pub fn is_retriable(e: &google_cloud_pubsub::Error) -> bool {
         Some(_) => false,
         // No status: the request never got an answer (connect, I/O, timeout).
         None => e.is_timeout() || e.is_io() || e.is_connect() || e.is_transport(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_credentials() -> google_cloud_gax::client_builder::Error {
+        google_cloud_gax::client_builder::Error::cred("no credentials found")
+    }
+
+    #[test]
+    fn a_connect_error_keeps_its_cause_and_hints_only_for_the_real_service() {
+        let emulator = PubSubConfig::with_defaults("p", Endpoint::Emulator("h:1".into()));
+        let e = emulator.connect_error(no_credentials());
+        assert_eq!(e.to_string(), "cannot connect to Pub/Sub (emulator at h:1)");
+        assert!(!e.source.is_retriable());
+        let line = format!("{:#}", anyhow::Error::new(e));
+        assert!(
+            line.starts_with("cannot connect to Pub/Sub (emulator at h:1): "),
+            "{line}"
+        );
+        assert!(line.contains("no credentials found"), "{line}");
+        let google = PubSubConfig::with_defaults("p", Endpoint::Google(None));
+        let e = google.connect_error(no_credentials());
+        assert!(
+            e.to_string()
+                .contains("set up Application Default Credentials"),
+            "{e}"
+        );
+        assert!(e
+            .source
+            .library_error()
+            .downcast_ref::<google_cloud_gax::client_builder::Error>()
+            .is_some());
     }
 }

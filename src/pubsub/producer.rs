@@ -11,7 +11,7 @@
 //! `1,000,000 + order_id` in the first pass (as in `demo`), plus `PASS_STRIDE` per further
 //! pass, so republishing with the same seed repeats the same payments.
 
-use super::connect::{self, Batching, ConnectError};
+use super::connect::{self, Batching, ClientError, ConnectError};
 use super::PubSubConfig;
 use crate::generator::MockData;
 use crate::model::PAYMENT_ID_OFFSET;
@@ -207,12 +207,25 @@ pub struct ProduceReport {
 pub enum ProduceError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("publishing to {topic} failed after {published} confirmed messages: {message}")]
+    #[error("publishing to {topic} failed after {published} confirmed messages{hint}")]
     Publish {
         topic: String,
         published: u64,
-        message: String,
+        /// What to do about it, when known (a missing topic: run `setup`).
+        hint: &'static str,
+        #[source]
+        source: ClientError,
     },
+}
+
+impl ProduceError {
+    /// Whether producing again may succeed; the confirmed messages are published either way.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ProduceError::Connect(_) => false,
+            ProduceError::Publish { source, .. } => source.is_retriable(),
+        }
+    }
 }
 
 /// Publishes the run's records and waits for every confirmation. `progress` draws a bar
@@ -240,15 +253,20 @@ pub async fn produce(
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut published = 0u64;
-    let fail = |published: u64, e: &dyn std::fmt::Display| {
-        let mut message = e.to_string();
-        if message.contains("NOT_FOUND") {
-            message.push_str(" (has `ecom-stream setup` been run for this project?)");
-        }
+    let fail = |published: u64, e: google_cloud_pubsub::error::PublishError| {
+        let source = ClientError::publish(e);
+        let not_found = source.code() == Some(google_cloud_gax::error::rpc::Code::NotFound)
+            || source.to_string().contains("NOT_FOUND");
+        let hint = if not_found {
+            " (has `ecom-stream setup` been run for this project?)"
+        } else {
+            ""
+        };
         ProduceError::Publish {
             topic: topic.clone(),
             published,
-            message,
+            hint,
+            source,
         }
     };
     for (i, record) in records(opts).enumerate() {
@@ -265,7 +283,7 @@ pub async fn produce(
                     published += 1;
                     bar.inc(1);
                 }
-                Some(Err(e)) => return Err(fail(published, &e)),
+                Some(Err(e)) => return Err(fail(published, e)),
                 None => break,
             }
         }
@@ -276,7 +294,7 @@ pub async fn produce(
                     published += 1;
                     bar.inc(1);
                 }
-                Err(e) => return Err(fail(published, &e)),
+                Err(e) => return Err(fail(published, e)),
             }
         }
     }
@@ -286,7 +304,7 @@ pub async fn produce(
                 published += 1;
                 bar.inc(1);
             }
-            Err(e) => return Err(fail(published, &e)),
+            Err(e) => return Err(fail(published, e)),
         }
     }
     bar.finish_and_clear();

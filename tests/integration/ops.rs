@@ -13,6 +13,7 @@ use ecom_stream::ops;
 use ecom_stream::shutdown;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, SourceOptions};
 use ecom_stream::store::StoreError;
+use ecom_stream::telemetry::WRITE_LATENCY_BUCKETS;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -237,6 +238,38 @@ fn metrics_scraped_during_and_after_a_demo_agree_with_its_summary() {
         int(stats, "writer_batches") as u64
     );
     assert!(end.contains_key("ecom_stream_write_duration_seconds_bucket{le=\"+Inf\"}"));
+    // The histogram is rendered once, from the one set of samples the status page reads too:
+    // typed as a histogram, buckets cumulative, `+Inf` equal to `_count`.
+    let (_, text) = get(addr, "/metrics");
+    assert_eq!(
+        text.matches("# TYPE ecom_stream_write_duration_seconds histogram")
+            .count(),
+        1,
+        "{text}"
+    );
+    let buckets: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("ecom_stream_write_duration_seconds_bucket{le=\""))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or_else(|| panic!("bad bucket line {l:?}"))
+        })
+        .collect();
+    assert_eq!(buckets.len(), WRITE_LATENCY_BUCKETS.len() + 1, "{text}");
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "buckets are not cumulative: {buckets:?}"
+    );
+    assert_eq!(
+        buckets.last().copied(),
+        Some(int(stats, "writer_batches") as u64),
+        "+Inf"
+    );
+    assert!(
+        text.contains("ecom_stream_write_duration_seconds_sum "),
+        "{text}"
+    );
     // Every series the Grafana dashboard queries is exported.
     let dashboard = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/ecom-stream.json"),

@@ -9,14 +9,27 @@
 //! Why counters live here and not only in the `metrics` facade: the demo summary, the tests
 //! and the status page need exact values from one run's `Stats`, independent of the
 //! process-wide recorder; the exporter publishes these same atomics on every scrape, so each
-//! event is still counted in exactly one place.
+//! event is still counted in exactly one place.//!
+//! Here: [`Stats`] and its event counters. Below: `sources` (per-source counters),
+//! `gauges` (live gauges and the kinds they are labelled by) and `latency` (the one
+//! write-latency histogram, also rendered for Prometheus).
+
+mod gauges;
+mod latency;
+mod sources;
+
+pub use gauges::{ActorKind, GaugeSnapshot, PendingGauge, StoreOp, WriteInFlight, WriterKind};
+pub use latency::{
+    LatencySnapshot, WRITE_LATENCY_BUCKETS, WRITE_LATENCY_HELP, WRITE_LATENCY_METRIC,
+};
+pub use sources::{SourceSnapshot, SourceStats};
 
 use crate::model::Topic;
+use gauges::Gauges;
 use serde::Serialize;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// The Prometheus name and help of one counter of [`Stats`].
@@ -223,241 +236,6 @@ impl Stats {
     pub fn sources(&self) -> [(Topic, SourceSnapshot); 2] {
         [Topic::Orders, Topic::Payments].map(|t| (t, self.source(t).snapshot()))
     }
-}
-
-/// What a subscription (or the in-process source) reports, for one topic. The Pub/Sub
-/// subscriber and the in-process source call these; nobody else does.
-#[derive(Debug, Default)]
-pub struct SourceStats {
-    received: AtomicU64,
-    acked: AtomicU64,
-    nacked: AtomicU64,
-}
-
-impl SourceStats {
-    /// `n` messages were delivered by the source (redeliveries included).
-    pub fn on_received(&self, n: u64) {
-        self.received.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// `n` messages were acked.
-    pub fn on_acked(&self, n: u64) {
-        self.acked.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// `n` messages were nacked (they will be redelivered).
-    pub fn on_nacked(&self, n: u64) {
-        self.nacked.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Delivered and not answered yet: received − acked − nacked, never below zero (the
-    /// three are read one after the other, so a moment's skew must not wrap around).
-    pub fn outstanding(&self) -> u64 {
-        let s = self.snapshot();
-        s.received.saturating_sub(s.acked).saturating_sub(s.nacked)
-    }
-
-    pub fn snapshot(&self) -> SourceSnapshot {
-        SourceSnapshot {
-            received: self.received.load(Ordering::Relaxed),
-            acked: self.acked.load(Ordering::Relaxed),
-            nacked: self.nacked.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// One source's counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct SourceSnapshot {
-    pub received: u64,
-    pub acked: u64,
-    pub nacked: u64,
-}
-
-/// What kind of store call an outcome is about (see [`Stats::on_store_result`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOp {
-    Read = 1,
-    Write = 2,
-}
-
-/// The kinds of actor whose mailboxes are measured (by their senders: messages sent and not
-/// yet answered, so queued plus the one being handled).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActorKind {
-    JoinShard = 0,
-    FactWriter = 1,
-    DeadLetter = 2,
-}
-
-impl ActorKind {
-    pub const ALL: [ActorKind; 3] = [
-        ActorKind::JoinShard,
-        ActorKind::FactWriter,
-        ActorKind::DeadLetter,
-    ];
-
-    /// The `actor` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ActorKind::JoinShard => "join_shard",
-            ActorKind::FactWriter => "fact_writer",
-            ActorKind::DeadLetter => "dead_letter",
-        }
-    }
-}
-
-/// Which component a store write belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriterKind {
-    /// Fact rows (`FactWriter`).
-    Facts = 0,
-    /// DLQ and invalid-message records (`DeadLetter`).
-    DeadLetter = 1,
-}
-
-impl WriterKind {
-    pub const ALL: [WriterKind; 2] = [WriterKind::Facts, WriterKind::DeadLetter];
-
-    /// The `writer` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            WriterKind::Facts => "facts",
-            WriterKind::DeadLetter => "dead_letter",
-        }
-    }
-}
-
-/// A store write in flight; dropping it ends it and records its latency.
-#[must_use = "the write counts as in flight until this guard is dropped"]
-pub struct WriteInFlight {
-    stats: Arc<Stats>,
-    writer: WriterKind,
-    started: Instant,
-}
-
-impl Drop for WriteInFlight {
-    fn drop(&mut self) {
-        let g = &self.stats.gauges;
-        g.in_flight[self.writer as usize].fetch_sub(1, Ordering::Relaxed);
-        if self.writer == WriterKind::Facts {
-            let secs = self.started.elapsed().as_secs_f64();
-            g.write_latency.record(secs);
-            metrics::histogram!(WRITE_LATENCY_METRIC).record(secs);
-        }
-    }
-}
-
-/// The Prometheus histogram of fact-write latency (a batch, retries included).
-pub const WRITE_LATENCY_METRIC: &str = "ecom_stream_write_duration_seconds";
-
-/// Upper bounds (seconds) of the write-latency buckets: from a fast local commit (~1 ms) to
-/// a write that exhausted its retries (the default retry policy waits up to ~10 s).
-pub const WRITE_LATENCY_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A join shard's pending buffer, as the shard last reported it.
-#[derive(Debug, Default)]
-pub struct PendingGauge {
-    held: AtomicU64,
-    /// When the oldest held payment started its hold; a `std` mutex because it is only
-    /// swapped, never held across an await.
-    oldest_since: Mutex<Option<Instant>>,
-}
-
-impl PendingGauge {
-    /// The shard holds `held` payments, the oldest since `oldest_since`.
-    pub fn set(&self, held: usize, oldest_since: Option<Instant>) {
-        self.held.store(held as u64, Ordering::Relaxed);
-        *lock(&self.oldest_since) = oldest_since;
-    }
-}
-
-/// The live values only their owners can measure.
-#[derive(Debug)]
-struct Gauges {
-    /// Per [`ActorKind`]: messages sent and not yet answered.
-    mailbox: [AtomicI64; 3],
-    /// Per [`WriterKind`]: store writes in flight.
-    in_flight: [AtomicI64; 2],
-    /// Per shard id, registered by the shards when they start.
-    pending: Mutex<Vec<(usize, Arc<PendingGauge>)>>,
-    /// Bit set of [`StoreOp`]s whose last call failed; the store is up when it is empty.
-    store_failing: AtomicU8,
-    write_latency: LatencyHistogram,
-}
-
-impl Default for Gauges {
-    fn default() -> Self {
-        Gauges {
-            mailbox: Default::default(),
-            in_flight: Default::default(),
-            pending: Mutex::default(),
-            store_failing: AtomicU8::new(0),
-            write_latency: LatencyHistogram::default(),
-        }
-    }
-}
-
-/// Fixed-bucket latency histogram in atomics, for the status page (Prometheus gets the same
-/// samples through the `metrics` facade).
-#[derive(Debug, Default)]
-struct LatencyHistogram {
-    /// Per bound of [`WRITE_LATENCY_BUCKETS`], plus one for +Inf; not cumulative.
-    buckets: [AtomicU64; WRITE_LATENCY_BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl LatencyHistogram {
-    fn record(&self, secs: f64) {
-        let i = WRITE_LATENCY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(WRITE_LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        let micros = Duration::from_secs_f64(secs.max(0.0)).as_micros() as u64;
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> LatencySnapshot {
-        LatencySnapshot {
-            count: self.count.load(Ordering::Relaxed),
-            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            bounds: WRITE_LATENCY_BUCKETS.to_vec(),
-            buckets: self
-                .buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-        }
-    }
-}
-
-/// The latency histogram at one moment: `buckets[i]` counts samples `<= bounds[i]` and above
-/// the previous bound; the last bucket is everything above the last bound.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LatencySnapshot {
-    pub count: u64,
-    pub sum_seconds: f64,
-    pub bounds: Vec<f64>,
-    pub buckets: Vec<u64>,
-}
-
-/// The gauges at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct GaugeSnapshot {
-    pub pending_payments: u64,
-    /// How long the oldest held payment has waited; 0 when none is held.
-    pub pending_oldest_age_seconds: f64,
-    /// Messages sent to each kind of actor and not yet answered.
-    pub mailbox: [(&'static str, u64); 3],
-    /// Store writes in flight per writer.
-    pub in_flight: [(&'static str, u64); 2],
-    pub store_up: bool,
-    pub write_latency: LatencySnapshot,
 }
 
 /// Runs a closure when dropped: the end of a count even when its future is cancelled.

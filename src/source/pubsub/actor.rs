@@ -1,0 +1,193 @@
+//! The [`SubscriberActor`]: one per subscription, starting its readers and its batcher and
+//! stopping them in order.
+//!
+//! Owns: the client, the streams' shutdown tokens, the messages `run` sends it
+//! ([`StopPulling`], [`Close`], [`Counts`]) and [`SubscriberFailed`]. Must never: answer a
+//! message itself, or close the streams before the pipeline has answered what it holds.
+
+use super::batcher::Batcher;
+use super::counters::{Counters, SubscriberCounts};
+use super::reader::Reader;
+use super::{Sink, SubscriberOptions};
+use crate::model::Topic;
+use crate::pubsub::connect::{self, ConnectError};
+use crate::pubsub::PubSubConfig;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::telemetry::Stats;
+use actix::prelude::*;
+use google_cloud_pubsub::subscriber::{ShutdownBehavior, ShutdownToken};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Semaphore};
+
+/// A subscription that cannot be read (it does not exist, permission denied, …): `run`
+/// stops with this line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("reading subscription {subscription}: {message}")]
+pub struct SubscriberFailed {
+    pub subscription: String,
+    pub message: String,
+}
+/// Reads one subscription; see the module doc.
+pub struct SubscriberActor {
+    topic: Topic,
+    subscription: String,
+    options: SubscriberOptions,
+    client: google_cloud_pubsub::client::Subscriber,
+    sink: Arc<dyn Sink>,
+    counters: Arc<Counters>,
+    stop: ShutdownTrigger,
+    stopped: Shutdown,
+    tokens: Vec<ShutdownToken>,
+    failures: mpsc::UnboundedSender<SubscriberFailed>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    batcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SubscriberActor {
+    /// Connects a client for `topic`'s subscription. The streams open when the actor
+    /// starts; a failure to read them arrives on `failures`.
+    pub async fn connect(
+        config: &PubSubConfig,
+        topic: Topic,
+        options: SubscriberOptions,
+        sink: Arc<dyn Sink>,
+        stats: Arc<Stats>,
+        failures: mpsc::UnboundedSender<SubscriberFailed>,
+    ) -> Result<Self, ConnectError> {
+        let client = connect::subscriber(config, options.streams).await?;
+        let (stop, stopped) = shutdown::channel();
+        Ok(SubscriberActor {
+            topic,
+            subscription: config.subscription_path(config.subscription_of(topic)),
+            options,
+            client,
+            sink,
+            counters: Arc::new(Counters::new(topic, stats)),
+            stop,
+            stopped,
+            tokens: Vec::new(),
+            failures,
+            readers: Vec::new(),
+            batcher: None,
+        })
+    }
+}
+
+impl Actor for SubscriberActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        let o = &self.options;
+        let messages = Arc::new(Semaphore::new(o.max_outstanding_messages));
+        let bytes = Arc::new(Semaphore::new(o.max_outstanding_bytes));
+        // The server's flow control is per stream; splitting the budget keeps what the
+        // library buffers near what we may take. Ours (the semaphores) is the hard bound.
+        let per_stream = o.max_outstanding_messages.div_ceil(o.streams) as i64;
+        let per_stream_bytes = o.max_outstanding_bytes.div_ceil(o.streams) as i64;
+        // A small queue between the pulls and the batcher: enough to fill a batch while a
+        // hand-over is in flight, not a second buffer.
+        let (tx, rx) = mpsc::channel(o.batch_size.max(16));
+        for stream_no in 0..o.streams {
+            let stream = self
+                .client
+                .subscribe(&self.subscription)
+                .set_max_outstanding_messages(per_stream)
+                .set_max_outstanding_bytes(per_stream_bytes)
+                .set_max_lease(o.max_lease)
+                .set_max_lease_extension(o.lease_extension)
+                // The library default, stated because shutdown relies on it: after the
+                // stream is dropped the client still takes the acks of messages the
+                // pipeline holds, and nacks the rest only once every handler is answered.
+                .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
+                .build();
+            self.tokens.push(stream.shutdown_token());
+            let reader = Reader {
+                stream,
+                stream_no,
+                subscription: self.subscription.clone(),
+                tx: tx.clone(),
+                messages: messages.clone(),
+                bytes: bytes.clone(),
+                max_bytes: o.max_outstanding_bytes as u64,
+                counters: self.counters.clone(),
+                stop: self.stopped.clone(),
+                failures: self.failures.clone(),
+            };
+            self.readers.push(tokio::task::spawn_local(reader.run()));
+        }
+        let batcher = Batcher {
+            rx,
+            topic: self.topic,
+            sink: self.sink.clone(),
+            batch_size: o.batch_size,
+            concurrency: o.submit_concurrency.max(1),
+            in_flight: Arc::new(Semaphore::new(o.submit_concurrency.max(1))),
+            stop: self.stopped.clone(),
+        };
+        self.batcher = Some(tokio::task::spawn_local(batcher.run()));
+        tracing::info!(
+            subscription = %self.subscription,
+            streams = o.streams,
+            max_outstanding_messages = o.max_outstanding_messages,
+            "subscriber started"
+        );
+    }
+}
+
+/// Stop pulling. Resolves once nothing more will be handed to the pipeline: the readers
+/// have ended, the batcher has dropped (nacked) what it had queued and its hand-overs in
+/// flight have returned. Messages already handed over are answered by the pipeline as usual.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPulling;
+
+impl Handler<StopPulling> for SubscriberActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopPulling, _: &mut Self::Context) -> Self::Result {
+        self.stop.trigger();
+        let readers = std::mem::take(&mut self.readers);
+        let batcher = self.batcher.take();
+        Box::pin(async move {
+            for r in readers {
+                let _ = r.await;
+            }
+            if let Some(b) = batcher {
+                let _ = b.await;
+            }
+        })
+    }
+}
+
+/// Close the streams once every handed-over message has been answered: the library sends
+/// the remaining acks and nacks, then stops. Send after the pipeline has drained.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+impl Handler<Close> for SubscriberActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
+        self.stop.trigger();
+        let tokens = std::mem::take(&mut self.tokens);
+        Box::pin(async move {
+            for t in tokens {
+                t.shutdown().await;
+            }
+        })
+    }
+}
+
+/// The subscriber's counters now.
+#[derive(Message)]
+#[rtype(result = "SubscriberCounts")]
+pub struct Counts;
+
+impl Handler<Counts> for SubscriberActor {
+    type Result = SubscriberCounts;
+
+    fn handle(&mut self, _: Counts, _: &mut Self::Context) -> SubscriberCounts {
+        self.counters.snapshot()
+    }
+}

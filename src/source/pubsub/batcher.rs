@@ -1,0 +1,87 @@
+//! Gathers pulled messages into batches of envelopes and hands them to the [`Sink`].
+//!
+//! Owns: batching and the bound on hand-overs in flight. Must never: hand anything over once
+//! it has stopped: what is queued then is dropped (nacked), and its end waits for the
+//! hand-overs in flight.
+
+use super::answer::Pulled;
+use super::Sink;
+use crate::clock::now_micros;
+use crate::model::Topic;
+use crate::shutdown::Shutdown;
+use crate::source::Envelope;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Gathers pulled messages into batches and hands them over, a bounded number at once.
+pub(super) struct Batcher {
+    pub(super) rx: mpsc::Receiver<Pulled>,
+    pub(super) topic: Topic,
+    pub(super) sink: Arc<dyn Sink>,
+    pub(super) batch_size: usize,
+    pub(super) concurrency: usize,
+    pub(super) in_flight: Arc<Semaphore>,
+    pub(super) stop: Shutdown,
+}
+
+impl Batcher {
+    pub(super) async fn run(mut self) {
+        let mut stop = self.stop.clone();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                first = self.rx.recv() => match first {
+                    Some(first) => first,
+                    None => break,
+                },
+            };
+            let mut batch = Vec::with_capacity(self.batch_size.min(1024));
+            batch.push(envelope(self.topic, first));
+            while batch.len() < self.batch_size {
+                match self.rx.try_recv() {
+                    Ok(p) => batch.push(envelope(self.topic, p)),
+                    Err(_) => break,
+                }
+            }
+            // Dropping `batch` on a stop nacks it.
+            let permit = tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                p = self.in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let sink = self.sink.clone();
+            tokio::task::spawn_local(async move {
+                let _permit = permit;
+                // A closed pipeline drops the batch: every envelope nacks.
+                if sink.submit(batch).await.is_err() {
+                    tracing::debug!("pipeline closed; batch nacked");
+                }
+            });
+        }
+        // What is still queued goes back to Pub/Sub (each dropped message nacks); then wait
+        // for the hand-overs in flight, so that nothing reaches the pipeline after this.
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        let _ = self.in_flight.acquire_many(self.concurrency as u32).await;
+    }
+}
+
+fn envelope(topic: Topic, p: Pulled) -> Envelope {
+    let Pulled { message, ack } = p;
+    let publish_time = message
+        .publish_time
+        .as_ref()
+        .map(|t| t.seconds() * 1_000_000 + i64::from(t.nanos()) / 1000)
+        .unwrap_or_else(now_micros);
+    Envelope {
+        topic,
+        message_id: message.message_id,
+        data: message.data,
+        publish_time,
+        ack,
+    }
+}

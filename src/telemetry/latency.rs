@@ -1,0 +1,137 @@
+//! The write-latency histogram: one source for the status page and for Prometheus.
+//!
+//! Owns: the buckets, recording a sample, the snapshot and its Prometheus text form (a
+//! `histogram` with cumulative `_bucket{le=…}` lines, `_sum` and `_count`). Must never:
+//! record through the `metrics` facade as well: every sample is counted once, here.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The Prometheus histogram of fact-write latency (a batch, retries included).
+pub const WRITE_LATENCY_METRIC: &str = "ecom_stream_write_duration_seconds";
+
+/// Upper bounds (seconds) of the write-latency buckets: from a fast local commit (~1 ms) to
+/// a write that exhausted its retries (the default retry policy waits up to ~10 s).
+pub const WRITE_LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Fixed-bucket latency histogram in atomics: the status page reads its snapshot and
+/// `/metrics` renders the same snapshot ([`LatencySnapshot::prometheus`]).
+#[derive(Debug, Default)]
+pub(super) struct LatencyHistogram {
+    /// Per bound of [`WRITE_LATENCY_BUCKETS`], plus one for +Inf; not cumulative.
+    buckets: [AtomicU64; WRITE_LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub(super) fn record(&self, secs: f64) {
+        let i = WRITE_LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(WRITE_LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let micros = Duration::from_secs_f64(secs.max(0.0)).as_micros() as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            count: self.count.load(Ordering::Relaxed),
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            bounds: WRITE_LATENCY_BUCKETS.to_vec(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
+/// The latency histogram at one moment: `buckets[i]` counts samples `<= bounds[i]` and above
+/// the previous bound; the last bucket is everything above the last bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LatencySnapshot {
+    pub count: u64,
+    pub sum_seconds: f64,
+    pub bounds: Vec<f64>,
+    pub buckets: Vec<u64>,
+}
+
+/// The help line of [`WRITE_LATENCY_METRIC`].
+pub const WRITE_LATENCY_HELP: &str = "Latency of one fact write (a batch, retries included)";
+
+impl LatencySnapshot {
+    /// The histogram in the Prometheus text format, as metric `name`: `# HELP`, `# TYPE …
+    /// histogram`, one cumulative `_bucket{le="…"}` line per bound and `+Inf` (equal to
+    /// `_count`), then `_sum` and `_count`.
+    pub fn prometheus(&self, name: &str, help: &str) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0u64;
+        for (i, n) in self.buckets.iter().enumerate() {
+            cumulative += n;
+            match self.bounds.get(i) {
+                Some(bound) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {}", self.sum_seconds);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_buckets_are_cumulative_and_end_at_the_count() {
+        let h = LatencyHistogram::default();
+        for secs in [0.0001, 0.003, 0.003, 0.7, 42.0] {
+            h.record(secs);
+        }
+        let text = h.snapshot().prometheus("x_seconds", "help");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# HELP x_seconds help");
+        assert_eq!(lines[1], "# TYPE x_seconds histogram");
+        assert!(
+            lines.contains(&"x_seconds_bucket{le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"x_seconds_bucket{le=\"0.0025\"} 1"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"x_seconds_bucket{le=\"0.005\"} 3"),
+            "{text}"
+        );
+        assert!(lines.contains(&"x_seconds_bucket{le=\"1\"} 4"), "{text}");
+        assert!(lines.contains(&"x_seconds_bucket{le=\"10\"} 4"), "{text}");
+        assert!(lines.contains(&"x_seconds_bucket{le=\"+Inf\"} 5"), "{text}");
+        assert!(lines.contains(&"x_seconds_count 5"), "{text}");
+        let sum: f64 = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("x_seconds_sum "))
+            .and_then(|v| v.parse().ok())
+            .expect("a _sum line");
+        assert!((sum - 42.7061).abs() < 1e-3, "{sum}");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("_bucket{")).count(),
+            WRITE_LATENCY_BUCKETS.len() + 1
+        );
+    }
+}

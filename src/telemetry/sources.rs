@@ -1,0 +1,56 @@
+//! What each source reports for its topic: messages received, acked and nacked.
+//!
+//! Owns: [`SourceStats`] and its snapshot. Must never: be written by anyone but the sources
+//! (the Pub/Sub subscriber and the in-process source), which are the ones that answer.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a subscription (or the in-process source) reports, for one topic. The Pub/Sub
+/// subscriber and the in-process source call these; nobody else does.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    received: AtomicU64,
+    acked: AtomicU64,
+    nacked: AtomicU64,
+}
+
+impl SourceStats {
+    /// `n` messages were delivered by the source (redeliveries included).
+    pub fn on_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` messages were acked.
+    pub fn on_acked(&self, n: u64) {
+        self.acked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` messages were nacked (they will be redelivered).
+    pub fn on_nacked(&self, n: u64) {
+        self.nacked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Delivered and not answered yet: received − acked − nacked, never below zero (the
+    /// three are read one after the other, so a moment's skew must not wrap around).
+    pub fn outstanding(&self) -> u64 {
+        let s = self.snapshot();
+        s.received.saturating_sub(s.acked).saturating_sub(s.nacked)
+    }
+
+    pub fn snapshot(&self) -> SourceSnapshot {
+        SourceSnapshot {
+            received: self.received.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
+            nacked: self.nacked.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One source's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SourceSnapshot {
+    pub received: u64,
+    pub acked: u64,
+    pub nacked: u64,
+}
