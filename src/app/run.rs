@@ -19,7 +19,7 @@ use crate::source::pubsub::{
     AckOnly, Close, Counts, Sink, StopPulling, SubscriberActor, SubscriberCounts, SubscriberFailed,
     SubscriberOptions,
 };
-use crate::store::Store;
+use crate::store::PipelineStore;
 use crate::telemetry::{Stats, StatsSnapshot};
 use actix::prelude::*;
 use serde::Serialize;
@@ -74,7 +74,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub async fn run(
     pubsub: &PubSubConfig,
     opts: &RunOptions,
-    store: Arc<dyn Store>,
+    store: Arc<dyn PipelineStore>,
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
     mut shutdown: Shutdown,

@@ -20,7 +20,10 @@
 //! a long C++ build on 2 cores.
 
 use crate::model::{Order, Payment, Topic};
-use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
+use crate::store::{
+    DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
+    OrderLookup, Page, Resolved, StoreError,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 use rusqlite::{Transaction, TransactionBehavior};
@@ -457,7 +460,7 @@ fn upsert_payment(tx: &Transaction<'_>, p: &Payment, ts: i64) -> rusqlite::Resul
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl FactSink for EmbeddedStore {
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
@@ -474,7 +477,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl OrderLookup for EmbeddedStore {
     async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
         if order_ids.is_empty() {
             return Ok(HashSet::new());
@@ -496,7 +502,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl FactReader for EmbeddedStore {
     async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
         self.read("fact (orders_payments_facts)", move |tx| {
             tx.prepare_cached(&format!(
@@ -512,9 +521,9 @@ impl Store for EmbeddedStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<FactRow>, StoreError> {
+    ) -> Result<Page<FactRow, i64>, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
         self.read("scan_facts (orders_payments_facts)", move |tx| {
             let limit = sql_limit(limit);
@@ -536,8 +545,12 @@ impl Store for EmbeddedStore {
             }
         })
         .await
+        .map(|rows| Page::of_rows(rows, limit, |r: &FactRow| r.order_id))
     }
+}
 
+#[async_trait]
+impl DeadLetterStore for EmbeddedStore {
     async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -569,9 +582,9 @@ impl Store for EmbeddedStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<DlqEntry>, StoreError> {
+    ) -> Result<Page<DlqEntry, i64>, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
         self.read("scan_dead_letters (dlq_payments)", move |tx| {
             let limit = sql_limit(limit);
@@ -593,6 +606,7 @@ impl Store for EmbeddedStore {
             }
         })
         .await
+        .map(|rows| Page::of_rows(rows, limit, |e: &DlqEntry| e.payment.payment_id))
     }
 
     async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
@@ -660,9 +674,9 @@ impl Store for EmbeddedStore {
         &self,
         after: Option<(Topic, String)>,
         limit: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
         self.read("scan_invalid (invalid_messages)", move |tx| {
             let limit = sql_limit(limit);
@@ -685,6 +699,11 @@ impl Store for EmbeddedStore {
             }
         })
         .await
+        .map(|rows| {
+            Page::of_rows(rows, limit, |m: &InvalidMessage| {
+                (m.source, m.message_id.clone())
+            })
+        })
     }
 }
 

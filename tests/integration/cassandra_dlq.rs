@@ -12,7 +12,7 @@ use crate::cli::{dlq_by_id_any_order, facts_by_id_any_order, int, Running};
 use crate::store_contract::{cassandra_test_config, KeyspaceGuard};
 use ecom_stream::model::{Order, Payment};
 use ecom_stream::store::cassandra::{self as cql_store, CassandraStore};
-use ecom_stream::store::{DlqEntry, FactWrite, Store};
+use ecom_stream::store::{DeadLetterStore, DlqEntry, FactSink, FactWrite};
 use std::collections::BTreeSet;
 
 /// Entries in the DLQ table: several of `dlq replay`'s 1,000-entry pages.

@@ -1,9 +1,10 @@
 //! The Cassandra / ScyllaDB store (design §3, §6) on the `scylla` driver: the production
 //! store, for data that outgrows one machine.
 //!
-//! Owns: [`CassandraStore`], the [`Store`] implementation: prepared statements (prepared
-//! once, at open), concurrency bounded by one semaphore, per-row retries of fact writes.
-//! Must never: send an unprepared statement on the data path, batch across partitions,
+//! Owns: [`CassandraStore`], the [`Store`](crate::store::Store) implementation: prepared
+//! statements (prepared once, at open), concurrency bounded by one semaphore, per-row fact
+//! writes. Must never: retry a fact write (the fact writer does, with its policy), send an
+//! unprepared statement on the data path, batch across partitions,
 //! answer `Ok` for a write the cluster did not acknowledge at the configured consistency,
 //! or hold pipeline logic. It stays thin on purpose: nothing here can be tested without a
 //! server except through the contract suite, so every decision that can be is made in a
@@ -59,11 +60,11 @@ pub mod statements;
 pub use config::{CassandraArgs, CassandraConfig};
 pub use schema::{apply_schema, SchemaApplied};
 
-use crate::config::RetryPolicy;
 use crate::model::Topic;
-use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
-use crate::telemetry::Stats;
-use crate::writer::retry::with_retries;
+use crate::store::{
+    DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
+    OrderLookup, Page, Resolved, StoreError,
+};
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;
@@ -254,19 +255,6 @@ impl CassandraStore {
         decisions::first_error(results)
     }
 
-    /// One fact write with its own retries (backoff with full jitter).
-    async fn write_one_with_retries(
-        &self,
-        write: &FactWrite,
-        retry: &RetryPolicy,
-        stats: &Stats,
-    ) -> Result<(), StoreError> {
-        with_retries(retry, stats, "write fact (cassandra)", || {
-            self.write_one(write)
-        })
-        .await
-    }
-
     /// `Some(id)` if the row of `id` has its order columns.
     async fn order_known(&self, id: i64) -> Result<Option<i64>, StoreError> {
         let rows: Vec<OrderKnownCql> = self
@@ -409,7 +397,7 @@ async fn prepare(
 }
 
 #[async_trait]
-impl Store for CassandraStore {
+impl FactSink for CassandraStore {
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
         self.all_ok(writes.iter().map(|w| self.write_one(w)).collect())
             .await
@@ -418,23 +406,20 @@ impl Store for CassandraStore {
     async fn write_facts_per_row(
         &self,
         writes: &[FactWrite],
-        retry: &RetryPolicy,
-        stats: &Stats,
     ) -> Option<Vec<Result<(), StoreError>>> {
-        // Each row retries on its own with backoff and jitter; the permit is taken per try,
-        // so a row waiting out its backoff leaves room for the others. `buffered` keeps the
+        // One try per row (the fact writer retries the failed ones); `buffered` keeps the
         // outcomes in row order.
-        let calls: Vec<_> = writes
-            .iter()
-            .map(|w| self.write_one_with_retries(w, retry, stats))
-            .collect();
+        let calls: Vec<_> = writes.iter().map(|w| self.write_one(w)).collect();
         let outcomes = stream::iter(calls)
             .buffered(self.max_in_flight)
             .collect()
             .await;
         Some(outcomes)
     }
+}
 
+#[async_trait]
+impl OrderLookup for CassandraStore {
     async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
         let ids: Vec<i64> = order_ids
             .iter()
@@ -451,7 +436,10 @@ impl Store for CassandraStore {
             .try_collect()
             .await
     }
+}
 
+#[async_trait]
+impl FactReader for CassandraStore {
     async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
         let rows: Vec<FactCql> = self
             .rows(
@@ -467,9 +455,9 @@ impl Store for CassandraStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<FactRow>, StoreError> {
+    ) -> Result<Page<FactRow, i64>, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
         let what = "scan orders_payments_facts";
         let n = statements::cql_limit(limit);
@@ -483,9 +471,14 @@ impl Store for CassandraStore {
                     .await?
             }
         };
-        Ok(rows.into_iter().map(FactRow::from).collect())
+        // Partial rows (one column group only) are rows too: every row read is an item.
+        let rows: Vec<FactRow> = rows.into_iter().map(FactRow::from).collect();
+        Ok(Page::of_rows(rows, limit, |r| r.order_id))
     }
+}
 
+#[async_trait]
+impl DeadLetterStore for CassandraStore {
     async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
         // Read-before-write: entries for the same payment go one after the other, as in
         // the local stores; different payments go concurrently.
@@ -508,42 +501,36 @@ impl Store for CassandraStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<DlqEntry>, StoreError> {
+    ) -> Result<Page<DlqEntry, i64>, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
         let what = "scan dlq_payments";
         let n = statements::cql_limit(limit);
-        let mut after = after;
-        loop {
-            let rows: Vec<DeadLetterCql> = match after {
-                None => {
-                    self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
-                        .await?
-                }
-                Some(a) => {
-                    self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
-                        .await?
-                }
-            };
-            let Some(last) = rows.last().map(|r| r.payment_id) else {
-                return Ok(Vec::new());
-            };
-            // A partial row (see `DeadLetterCql::into_entry`) is skipped. A page of nothing
-            // but partial rows must not read as the end of the table, so it moves on.
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id = row.payment_id;
-                match row.into_entry() {
-                    Some(e) => out.push(e),
-                    None => tracing::warn!(payment_id = id, "skipping a partial dlq_payments row"),
-                }
+        let rows: Vec<DeadLetterCql> = match after {
+            None => {
+                self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
+                    .await?
             }
-            if !out.is_empty() {
-                return Ok(out);
+            Some(a) => {
+                self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
+                    .await?
             }
-            after = Some(last);
+        };
+        // A partial row (see `DeadLetterCql::into_entry`) is skipped, so a page may come
+        // back short, or empty, before the end: `next` follows the rows read, not the
+        // entries kept.
+        let read = rows.len();
+        let last = rows.last().map(|r| r.payment_id);
+        let mut out = Vec::with_capacity(read);
+        for row in rows {
+            let id = row.payment_id;
+            match row.into_entry() {
+                Some(e) => out.push(e),
+                None => tracing::warn!(payment_id = id, "skipping a partial dlq_payments row"),
+            }
         }
+        Ok(Page::after_read(out, read, limit, last))
     }
 
     async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
@@ -589,7 +576,9 @@ impl Store for CassandraStore {
         &self,
         after: Option<(Topic, String)>,
         limit: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+        // Partition by partition: a source that runs out before `limit` hands on to the
+        // next; the page is complete only once the last source ran out.
         let mut out = Vec::new();
         for (source, from) in decisions::invalid_scan(after.as_ref()) {
             if out.len() >= limit {
@@ -600,6 +589,8 @@ impl Store for CassandraStore {
                 .await?;
             out.extend(page);
         }
-        Ok(out)
+        Ok(Page::of_rows(out, limit, |m| {
+            (m.source, m.message_id.clone())
+        }))
     }
 }
