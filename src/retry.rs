@@ -12,8 +12,20 @@ use std::future::Future;
 use std::time::Duration;
 
 /// An error that knows whether the same call may succeed later.
-pub trait Retriable: std::fmt::Display {
+pub trait Retriable: std::error::Error {
     fn is_retriable(&self) -> bool;
+}
+
+/// `e` and its sources on one line, `: `-separated (as anyhow's `{:#}`), for logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// The wait before try number `attempt + 1` (after `attempt` failures): uniform in
@@ -48,7 +60,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_retriable() && attempt < policy.max_attempts => {
                 let wait = backoff(policy, attempt, &mut rng);
-                tracing::warn!(what, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying");
+                tracing::warn!(what, attempt, error = %chain(&e), wait_ms = wait.as_millis() as u64, "retrying");
                 on_retry();
                 tokio::time::sleep(wait).await;
                 attempt += 1;
@@ -74,6 +86,8 @@ mod tests {
             write!(f, "{self:?}")
         }
     }
+
+    impl std::error::Error for TestError {}
 
     impl Retriable for TestError {
         fn is_retriable(&self) -> bool {

@@ -170,8 +170,8 @@ impl DeadLetter {
                     R::publish(publisher.as_ref(), &records)
                 })
                 .await
-                .map_err(|e| format!("DLQ topic publish failed: {e}")),
-                Err(e) => Err(format!("{} write failed: {e}", R::TABLE)),
+                .map_err(|e| format!("DLQ topic publish failed: {}", crate::retry::chain(&e))),
+                Err(e) => Err(format!("{} write failed: {}", R::TABLE, e.chain())),
             };
             match done {
                 Ok(()) => {

@@ -109,7 +109,7 @@ pub async fn replay_every(
             _ = shutdown.wait() => return,
         };
         if let Err(e) = &result {
-            tracing::error!(error = %e, "dlq replay pass failed; next try at the next tick");
+            tracing::error!(error = %e.chain(), "dlq replay pass failed; next try at the next tick");
         }
         on_pass(&result);
     }

@@ -122,7 +122,7 @@ impl JoinShard {
                 Err(e) => {
                     // Neither joined nor provably unmatched: nacking lets the source
                     // redeliver them later, when the store may answer.
-                    tracing::warn!(shard = act.id, payments = held.len(), error = %e, "store recheck failed; nacking held payments for redelivery");
+                    tracing::warn!(shard = act.id, payments = held.len(), error = %e.chain(), "store recheck failed; nacking held payments for redelivery");
                     drop(held);
                     (Vec::new(), Vec::new())
                 }
@@ -202,7 +202,7 @@ impl Handler<Events> for JoinShard {
             move |found, act, _| {
                 let in_store = found.unwrap_or_else(|e| {
                     // Unknown is safe here: such payments are held and rechecked at expiry.
-                    tracing::warn!(shard = act.id, error = %e, "order read-through failed; holding the payments");
+                    tracing::warn!(shard = act.id, error = %e.chain(), "order read-through failed; holding the payments");
                     HashSet::new()
                 });
                 let fx = act.state.apply(msg.0, &in_store, Instant::now());

@@ -202,10 +202,7 @@ impl EmbeddedStore {
     /// Blocks briefly (file creation, schema check): call it at start-up, not on a hot path.
     pub fn open(data_dir: &Path, opts: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Failed(format!(
-                "cannot create data dir {}: {e}",
-                data_dir.display()
-            ))
+            StoreError::failed_from(format!("cannot create data dir {}", data_dir.display()), e)
         })?;
         let path = data_dir.join(DB_FILE);
         let ctx = |what: &str| format!("opening {} ({what})", path.display());
@@ -223,7 +220,7 @@ impl EmbeddedStore {
             .map_err(|e| classify(&ctx("journal_mode"), e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             // Without WAL, readers in other processes would block the writer and vice versa.
-            return Err(StoreError::Failed(format!(
+            return Err(StoreError::failed(format!(
                 "{}: SQLite refused WAL mode (got {mode}); is the data dir on a network or \
                  read-only file system?",
                 ctx("journal_mode")
@@ -252,7 +249,7 @@ impl EmbeddedStore {
     pub fn open_reader(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
         if !path.is_file() {
-            return Err(StoreError::Failed(format!(
+            return Err(StoreError::failed(format!(
                 "no embedded store at {}: nothing has written to this data dir yet \
                  (try `ecom-stream demo`, or set --data-dir / ECOM_DATA_DIR)",
                 path.display()
@@ -270,7 +267,7 @@ impl EmbeddedStore {
                 .optional()
                 .map_err(|e| classify(&ctx, e))?;
             if found.is_none() {
-                return Err(StoreError::Failed(format!(
+                return Err(StoreError::failed(format!(
                     "{} is not an ecom-stream store: table {table} is missing",
                     path.display()
                 )));
@@ -314,7 +311,7 @@ impl EmbeddedStore {
         let inner = Arc::clone(&self.inner);
         run_blocking(op, move || {
             let Some(writer) = inner.writer.as_ref() else {
-                return Err(StoreError::Failed(format!(
+                return Err(StoreError::failed(format!(
                     "{op}: {} was opened read-only",
                     inner.path.display()
                 )));
@@ -352,7 +349,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Failed(format!("{op}: blocking task failed: {e}")))?
+        .map_err(|e| StoreError::failed_from(format!("{op}: blocking task failed"), e))?
 }
 
 fn lock<'a>(
@@ -360,7 +357,7 @@ fn lock<'a>(
     op: &str,
 ) -> Result<MutexGuard<'a, Connection>, StoreError> {
     conn.lock().map_err(|_| {
-        StoreError::Failed(format!(
+        StoreError::failed(format!(
             "{op}: connection unusable (an earlier call panicked while holding it)"
         ))
     })
@@ -368,12 +365,13 @@ fn lock<'a>(
 
 /// Busy and locked mean another connection holds the lock right now: the same call may work
 /// later. Anything else (I/O, full disk, corrupt file, bad schema) will not fix itself.
+/// SQLite's error stays the source.
 fn classify(op: &str, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(format!("{op}: {e}"))
+            StoreError::unavailable_from(op, e)
         }
-        _ => StoreError::Failed(format!("{op}: {e}")),
+        _ => StoreError::failed_from(op, e),
     }
 }
 

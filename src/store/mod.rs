@@ -113,22 +113,80 @@ pub struct InvalidMessage {
     pub received_at: i64,
 }
 
-/// Why a store call failed.
+/// The underlying error of a [`StoreError`]: the driver's, SQLite's, the runtime's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store call failed: whether a retry can help, what the store was doing (`context`,
+/// naming the operation and table), and the underlying error as the `source`, so that
+/// `{:#}` with anyhow (and [`StoreError::chain`]) prints the whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store is there but could not take the call now (busy, overloaded, timed out):
     /// the same call may succeed later.
-    #[error("store temporarily unavailable: {0}")]
-    Unavailable(String),
+    #[error("store temporarily unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The call cannot succeed as it is (bad data, broken schema, full disk, I/O error).
-    #[error("store failure: {0}")]
-    Failed(String),
+    #[error("store failure: {context}")]
+    Failed {
+        context: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl StoreError {
+    /// A retriable error with no underlying error to carry.
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A retriable error caused by `source`.
+    pub fn unavailable_from(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A lasting error with no underlying error to carry.
+    pub fn failed(context: impl Into<String>) -> Self {
+        StoreError::Failed {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A lasting error caused by `source`.
+    pub fn failed_from(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Failed {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// Whether the writer should retry the same call (with backoff).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// What the store was doing.
+    pub fn context(&self) -> &str {
+        match self {
+            StoreError::Unavailable { context, .. } | StoreError::Failed { context, .. } => context,
+        }
+    }
+
+    /// The error and its sources on one line, `: `-separated (as anyhow's `{:#}`): for
+    /// logs, where the bare `Display` would drop the underlying error.
+    pub fn chain(&self) -> String {
+        crate::retry::chain(self)
     }
 }
 
@@ -272,3 +330,51 @@ impl<S: FactSink + OrderLookup + DeadLetterStore + ?Sized> PipelineStore for S {
 pub trait Store: PipelineStore + FactReader {}
 
 impl<S: PipelineStore + FactReader + ?Sized> Store for S {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_its_context_and_source_apart_and_prints_the_chain() {
+        let io = std::io::Error::other("disk full");
+        let e = StoreError::failed_from("write_facts (orders_payments_facts)", io);
+        assert!(!e.is_retriable());
+        assert_eq!(e.context(), "write_facts (orders_payments_facts)");
+        assert_eq!(
+            e.to_string(),
+            "store failure: write_facts (orders_payments_facts)"
+        );
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk full"));
+        let expected = "store failure: write_facts (orders_payments_facts): disk full";
+        assert_eq!(e.chain(), expected);
+        assert_eq!(format!("{:#}", anyhow::Error::from(e)), expected);
+
+        let busy = StoreError::unavailable("busy");
+        assert!(busy.is_retriable());
+        assert_eq!(busy.chain(), "store temporarily unavailable: busy");
+    }
+
+    #[test]
+    fn a_page_ends_only_without_next() {
+        let full: Page<i64, i64> = Page::of_rows(vec![1, 2, 3], 3, |k| *k);
+        assert_eq!(full.next, Some(3), "a full page may have more after it");
+        let short: Page<i64, i64> = Page::of_rows(vec![1, 2], 3, |k| *k);
+        assert_eq!(
+            short.next, None,
+            "a read short of the limit reached the end"
+        );
+        // Two rows read and skipped: an empty page that is not the end.
+        let skipped: Page<i64, i64> = Page::after_read(Vec::new(), 2, 2, Some(9));
+        assert_eq!(
+            skipped,
+            Page {
+                items: vec![],
+                next: Some(9)
+            }
+        );
+        let nothing: Page<i64, i64> = Page::of_rows(Vec::new(), 0, |k| *k);
+        assert_eq!(nothing.next, None);
+    }
+}

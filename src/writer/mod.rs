@@ -170,7 +170,7 @@ async fn write_batch(
             acks.into_iter().for_each(AckHandle::ack);
         }
         Err(e) if !e.is_retriable() && writes.len() > 1 => {
-            tracing::warn!(rows = writes.len(), error = %e, "batch write failed; writing its rows one by one to isolate the failing ones");
+            tracing::warn!(rows = writes.len(), error = %e.chain(), "batch write failed; writing its rows one by one to isolate the failing ones");
             for (write, ack) in writes.into_iter().zip(acks) {
                 let one = std::slice::from_ref(&write);
                 let result = retry::with_retries(retry, "write fact", count_retry(stats), || {
@@ -184,7 +184,7 @@ async fn write_batch(
                         ack.ack();
                     }
                     Err(e) => {
-                        tracing::error!(order_id = write.order_id(), error = %e, "row write failed; nacking its message for redelivery");
+                        tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed; nacking its message for redelivery");
                         Stats::incr(&stats.write_failures);
                         ack.nack();
                     }
@@ -192,7 +192,7 @@ async fn write_batch(
             }
         }
         Err(e) => {
-            tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e, "write failed for good; nacking its messages for redelivery");
+            tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e.chain(), "write failed for good; nacking its messages for redelivery");
             Stats::incr(&stats.write_failures);
             acks.into_iter().for_each(AckHandle::nack);
         }
@@ -262,7 +262,7 @@ fn answer_rows(
                 ack.ack();
             }
             Some(Err(e)) => {
-                tracing::error!(order_id = write.order_id(), error = %e, "row write failed after retries; nacking its message for redelivery");
+                tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed after retries; nacking its message for redelivery");
                 Stats::incr(&stats.write_failures);
                 failed += 1;
                 ack.nack();
@@ -378,11 +378,11 @@ mod tests {
                     tries[&id]
                 };
                 out.push(if id == 13 {
-                    Err(StoreError::Failed("row 13 is cursed".into()))
+                    Err(StoreError::failed("row 13 is cursed"))
                 } else if self.flaky && id == 7 && tries < 3 {
-                    Err(StoreError::Unavailable("row 7 is busy twice".into()))
+                    Err(StoreError::unavailable("row 7 is busy twice"))
                 } else if self.flaky && id == 8 {
-                    Err(StoreError::Unavailable("row 8 is always busy".into()))
+                    Err(StoreError::unavailable("row 8 is always busy"))
                 } else {
                     self.inner.write_facts(std::slice::from_ref(w)).await
                 });

@@ -197,7 +197,7 @@ pub struct FailFirst {
 impl WriteHook for FailFirst {
     async fn before_write(&self) -> Result<(), StoreError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err(StoreError::Unavailable("injected timeout".into()));
+            return Err(StoreError::unavailable("injected timeout"));
         }
         Ok(())
     }

@@ -132,7 +132,7 @@ impl CassandraStore {
     pub async fn open(config: &CassandraConfig) -> Result<Self, StoreError> {
         let session = session::connect(config)
             .await
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+            .map_err(|e| StoreError::failed_from("connecting to Cassandra", e))?;
         Self::with_session(Arc::new(session), config).await
     }
 
@@ -190,7 +190,7 @@ impl CassandraStore {
             .in_flight
             .acquire()
             .await
-            .map_err(|_| StoreError::Failed(format!("{what}: store closed")))?;
+            .map_err(|e| StoreError::failed_from(format!("{what}: store closed"), e))?;
         self.session
             .execute_unpaged(stmt, values)
             .await
@@ -210,11 +210,11 @@ impl CassandraStore {
         let result = self.execute(what, stmt, values).await?;
         let rows = result
             .into_rows_result()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?;
+            .map_err(|e| StoreError::failed_from(what, e))?;
         rows.rows::<R>()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?
+            .map_err(|e| StoreError::failed_from(what, e))?
             .collect::<Result<Vec<R>, _>>()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
+            .map_err(|e| StoreError::failed_from(what, e))
     }
 
     /// One fact write: one single-partition request.
@@ -373,7 +373,7 @@ impl CassandraStore {
         rows.into_iter()
             .map(|r| {
                 r.into_message()
-                    .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
+                    .map_err(|e| StoreError::failed_from(what, e))
             })
             .collect()
     }
