@@ -74,33 +74,24 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use statements::{
-    AttemptsCql, Cql, DeadLetterCql, DeadLetterStateCql, FactCql, InvalidCql, InvalidExistsCql,
-    OrderKnownCql,
+    Access, AttemptsCql, Cql, DeadLetterCql, DeadLetterStateCql, FactCql, InvalidCql,
+    InvalidExistsCql, OrderKnownCql, Stmt,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// The statements, prepared once at open.
+/// The statements of [`statements::STATEMENTS`], prepared once at open, indexed by name.
 #[derive(Debug)]
-struct Prepared {
-    upsert_order: PreparedStatement,
-    upsert_payment: PreparedStatement,
-    select_fact: PreparedStatement,
-    select_order_known: PreparedStatement,
-    scan_facts_first: PreparedStatement,
-    scan_facts_after: PreparedStatement,
-    select_dead_letter_state: PreparedStatement,
-    upsert_dead_letter: PreparedStatement,
-    scan_dead_letters_first: PreparedStatement,
-    scan_dead_letters_after: PreparedStatement,
-    delete_dead_letter: PreparedStatement,
-    select_attempts: PreparedStatement,
-    update_attempts: PreparedStatement,
-    select_invalid_exists: PreparedStatement,
-    insert_invalid: PreparedStatement,
-    scan_invalid_first: PreparedStatement,
-    scan_invalid_after: PreparedStatement,
+struct Prepared(Vec<PreparedStatement>);
+
+impl std::ops::Index<Stmt> for Prepared {
+    type Output = PreparedStatement;
+
+    fn index(&self, name: Stmt) -> &PreparedStatement {
+        // Prepared from the whole table, in its order: every name is in range.
+        &self.0[name as usize]
+    }
 }
 
 /// The Cassandra store. Share it behind an `Arc`; the session inside is one connection pool
@@ -142,28 +133,16 @@ impl CassandraStore {
         config: &CassandraConfig,
     ) -> Result<Self, StoreError> {
         let cql = Cql::new(&config.keyspace);
-        let (w, r) = (config.write_consistency, config.read_consistency);
         let ks = config.keyspace.as_str();
-        let prepared = Prepared {
-            upsert_order: prepare(&session, ks, &cql.upsert_order, w).await?,
-            upsert_payment: prepare(&session, ks, &cql.upsert_payment, w).await?,
-            select_fact: prepare(&session, ks, &cql.select_fact, r).await?,
-            select_order_known: prepare(&session, ks, &cql.select_order_known, r).await?,
-            scan_facts_first: prepare(&session, ks, &cql.scan_facts_first, r).await?,
-            scan_facts_after: prepare(&session, ks, &cql.scan_facts_after, r).await?,
-            select_dead_letter_state: prepare(&session, ks, &cql.select_dead_letter_state, r)
-                .await?,
-            upsert_dead_letter: prepare(&session, ks, &cql.upsert_dead_letter, w).await?,
-            scan_dead_letters_first: prepare(&session, ks, &cql.scan_dead_letters_first, r).await?,
-            scan_dead_letters_after: prepare(&session, ks, &cql.scan_dead_letters_after, r).await?,
-            delete_dead_letter: prepare(&session, ks, &cql.delete_dead_letter, w).await?,
-            select_attempts: prepare(&session, ks, &cql.select_attempts, r).await?,
-            update_attempts: prepare(&session, ks, &cql.update_attempts, w).await?,
-            select_invalid_exists: prepare(&session, ks, &cql.select_invalid_exists, r).await?,
-            insert_invalid: prepare(&session, ks, &cql.insert_invalid, w).await?,
-            scan_invalid_first: prepare(&session, ks, &cql.scan_invalid_first, r).await?,
-            scan_invalid_after: prepare(&session, ks, &cql.scan_invalid_after, r).await?,
-        };
+        let mut prepared = Vec::with_capacity(statements::STATEMENTS.len());
+        for (_, access, text) in cql.all() {
+            let consistency = match access {
+                Access::Read => config.read_consistency,
+                Access::Write => config.write_consistency,
+            };
+            prepared.push(prepare(&session, ks, text, consistency).await?);
+        }
+        let prepared = Prepared(prepared);
         tracing::info!(keyspace = %config.keyspace, "Cassandra store ready: statements prepared");
         Ok(CassandraStore {
             session,
@@ -223,7 +202,7 @@ impl CassandraStore {
             FactWrite::Order { order, ts } => self
                 .execute(
                     "write order (orders_payments_facts)",
-                    &self.prepared.upsert_order,
+                    &self.prepared[Stmt::UpsertOrder],
                     statements::order_values(order, *ts),
                 )
                 .await
@@ -231,7 +210,7 @@ impl CassandraStore {
             FactWrite::Payment { payment, ts } => self
                 .execute(
                     "write payment (orders_payments_facts)",
-                    &self.prepared.upsert_payment,
+                    &self.prepared[Stmt::UpsertPayment],
                     statements::payment_values(payment, *ts),
                 )
                 .await
@@ -260,7 +239,7 @@ impl CassandraStore {
         let rows: Vec<OrderKnownCql> = self
             .rows(
                 "read order (orders_payments_facts)",
-                &self.prepared.select_order_known,
+                &self.prepared[Stmt::SelectOrderKnown],
                 (id,),
             )
             .await?;
@@ -270,7 +249,7 @@ impl CassandraStore {
     async fn delete_one(&self, r: &Resolved) -> Result<(), StoreError> {
         self.execute(
             "delete dead letter (dlq_payments)",
-            &self.prepared.delete_dead_letter,
+            &self.prepared[Stmt::DeleteDeadLetter],
             (r.event_ts, r.payment_id),
         )
         .await
@@ -281,7 +260,7 @@ impl CassandraStore {
         let found: Vec<InvalidExistsCql> = self
             .rows(
                 "look up invalid message (invalid_messages)",
-                &self.prepared.select_invalid_exists,
+                &self.prepared[Stmt::SelectInvalidExists],
                 (m.source.as_str(), m.message_id.as_str()),
             )
             .await?;
@@ -290,7 +269,7 @@ impl CassandraStore {
         }
         self.execute(
             "record invalid message (invalid_messages)",
-            &self.prepared.insert_invalid,
+            &self.prepared[Stmt::InsertInvalid],
             statements::invalid_values(m),
         )
         .await
@@ -302,7 +281,7 @@ impl CassandraStore {
         let state: Option<DeadLetterStateCql> = self
             .rows(
                 "read dead letter (dlq_payments)",
-                &self.prepared.select_dead_letter_state,
+                &self.prepared[Stmt::SelectDeadLetterState],
                 (id,),
             )
             .await?
@@ -314,7 +293,7 @@ impl CassandraStore {
         };
         self.execute(
             "write dead letter (dlq_payments)",
-            &self.prepared.upsert_dead_letter,
+            &self.prepared[Stmt::UpsertDeadLetter],
             statements::dead_letter_values(entry, first_seen, attempts),
         )
         .await
@@ -325,7 +304,7 @@ impl CassandraStore {
         let row: Option<AttemptsCql> = self
             .rows(
                 "read attempts (dlq_payments)",
-                &self.prepared.select_attempts,
+                &self.prepared[Stmt::SelectAttempts],
                 (payment_id,),
             )
             .await?
@@ -336,7 +315,7 @@ impl CassandraStore {
         };
         self.execute(
             "bump attempts (dlq_payments)",
-            &self.prepared.update_attempts,
+            &self.prepared[Stmt::UpdateAttempts],
             (ts, next, payment_id),
         )
         .await
@@ -356,7 +335,7 @@ impl CassandraStore {
             None => {
                 self.rows(
                     what,
-                    &self.prepared.scan_invalid_first,
+                    &self.prepared[Stmt::ScanInvalidFirst],
                     (source.as_str(), limit),
                 )
                 .await?
@@ -364,7 +343,7 @@ impl CassandraStore {
             Some(id) => {
                 self.rows(
                     what,
-                    &self.prepared.scan_invalid_after,
+                    &self.prepared[Stmt::ScanInvalidAfter],
                     (source.as_str(), id, limit),
                 )
                 .await?
@@ -444,7 +423,7 @@ impl FactReader for CassandraStore {
         let rows: Vec<FactCql> = self
             .rows(
                 "read fact (orders_payments_facts)",
-                &self.prepared.select_fact,
+                &self.prepared[Stmt::SelectFact],
                 (order_id,),
             )
             .await?;
@@ -463,11 +442,11 @@ impl FactReader for CassandraStore {
         let n = statements::cql_limit(limit);
         let rows: Vec<FactCql> = match after {
             None => {
-                self.rows(what, &self.prepared.scan_facts_first, (n,))
+                self.rows(what, &self.prepared[Stmt::ScanFactsFirst], (n,))
                     .await?
             }
             Some(a) => {
-                self.rows(what, &self.prepared.scan_facts_after, (a, n))
+                self.rows(what, &self.prepared[Stmt::ScanFactsAfter], (a, n))
                     .await?
             }
         };
@@ -509,11 +488,11 @@ impl DeadLetterStore for CassandraStore {
         let n = statements::cql_limit(limit);
         let rows: Vec<DeadLetterCql> = match after {
             None => {
-                self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
+                self.rows(what, &self.prepared[Stmt::ScanDeadLettersFirst], (n,))
                     .await?
             }
             Some(a) => {
-                self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
+                self.rows(what, &self.prepared[Stmt::ScanDeadLettersAfter], (a, n))
                     .await?
             }
         };

@@ -17,42 +17,229 @@ use crate::model::{Order, Payment, Topic};
 use crate::store::{DlqEntry, FactRow, InvalidMessage};
 use scylla::value::CqlTimestamp;
 
-/// The statements, for one keyspace. Each field is one prepared statement at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cql {
-    /// Order columns only: a payment's cells in the same row are not touched.
-    pub upsert_order: String,
-    /// Payment columns only.
-    pub upsert_payment: String,
-    /// One row (`query order`, and the contract suite).
-    pub select_fact: String,
-    /// The join's read-through: is there a row with order columns?
-    pub select_order_known: String,
-    /// First page of `query facts`.
-    pub scan_facts_first: String,
-    /// Next page: partitions come back in token order, so pages go by token, not key.
-    pub scan_facts_after: String,
-    /// A dead letter's state before it is (re)written: kept `first_seen`/`attempts`, and
-    /// the version (`event_ts`) it holds.
-    pub select_dead_letter_state: String,
-    /// Writes a whole dead letter, every cell at the payment's publish time.
-    pub upsert_dead_letter: String,
-    pub scan_dead_letters_first: String,
-    pub scan_dead_letters_after: String,
-    /// Removes the version replay read and nothing newer (see module doc).
-    pub delete_dead_letter: String,
-    /// `attempts` and its write time, for the bump.
-    pub select_attempts: String,
-    /// Writes `attempts` at the cell's own timestamp: see `bump_dead_letter_attempts`.
-    pub update_attempts: String,
-    /// Whether a message is recorded already: the first record wins, so a put reads first.
-    /// (Not `INSERT … IF NOT EXISTS`: ScyllaDB keyspaces with tablets, the default there
-    /// for NetworkTopologyStrategy, do not support lightweight transactions.)
-    pub select_invalid_exists: String,
-    pub insert_invalid: String,
-    pub scan_invalid_first: String,
-    pub scan_invalid_after: String,
+/// The name of each statement. The one list of what the store sends is [`STATEMENTS`]; a
+/// name is an index into it (and into [`Cql`] and the prepared statements built from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stmt {
+    UpsertOrder,
+    UpsertPayment,
+    SelectFact,
+    SelectOrderKnown,
+    ScanFactsFirst,
+    ScanFactsAfter,
+    SelectDeadLetterState,
+    UpsertDeadLetter,
+    ScanDeadLettersFirst,
+    ScanDeadLettersAfter,
+    DeleteDeadLetter,
+    SelectAttempts,
+    UpdateAttempts,
+    SelectInvalidExists,
+    InsertInvalid,
+    ScanInvalidFirst,
+    ScanInvalidAfter,
 }
+
+/// Which configured consistency a statement runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The fully qualified table names of one keyspace: all that is formatted into CQL text.
+pub struct Tables {
+    pub facts: String,
+    pub dlq: String,
+    pub invalid: String,
+}
+
+/// One row of [`STATEMENTS`].
+pub struct Statement {
+    pub name: Stmt,
+    pub access: Access,
+    /// The CQL text for a keyspace's tables.
+    pub cql: fn(&Tables) -> String,
+}
+
+/// Every statement the store prepares, once each, in [`Stmt`] order (a unit test checks
+/// the order): its name, its consistency and its text.
+pub const STATEMENTS: [Statement; 17] = [
+    // Order columns only: a payment's cells in the same row are not touched.
+    Statement {
+        name: Stmt::UpsertOrder,
+        access: Access::Write,
+        cql: |t| {
+            format!(
+                "INSERT INTO {} (order_id, customer_id, item, quantity, price, \
+                 shipping_address, order_status, creation_date) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+                t.facts
+            )
+        },
+    },
+    // Payment columns only.
+    Statement {
+        name: Stmt::UpsertPayment,
+        access: Access::Write,
+        cql: |t| {
+            format!(
+                "INSERT INTO {} (order_id, payment_id, payment_method, card_last_four, \
+                 payment_status, payment_datetime) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+                t.facts
+            )
+        },
+    },
+    // One row (`query order`, and the contract suite).
+    Statement {
+        name: Stmt::SelectFact,
+        access: Access::Read,
+        cql: |t| format!("SELECT {FACT_COLUMNS} FROM {} WHERE order_id = ?", t.facts),
+    },
+    // The join's read-through: is there a row with order columns?
+    Statement {
+        name: Stmt::SelectOrderKnown,
+        access: Access::Read,
+        cql: |t| format!("SELECT customer_id FROM {} WHERE order_id = ?", t.facts),
+    },
+    // First page of `query facts`.
+    Statement {
+        name: Stmt::ScanFactsFirst,
+        access: Access::Read,
+        cql: |t| format!("SELECT {FACT_COLUMNS} FROM {} LIMIT ?", t.facts),
+    },
+    // Next page: partitions come back in token order, so pages go by token, not key.
+    Statement {
+        name: Stmt::ScanFactsAfter,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT {FACT_COLUMNS} FROM {} WHERE token(order_id) > token(?) LIMIT ?",
+                t.facts
+            )
+        },
+    },
+    // A dead letter's state before it is (re)written: kept `first_seen`/`attempts`, and
+    // the version (`event_ts`) it holds.
+    Statement {
+        name: Stmt::SelectDeadLetterState,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT first_seen, attempts, WRITETIME(reason) AS event_ts FROM {} \
+                 WHERE payment_id = ?",
+                t.dlq
+            )
+        },
+    },
+    // Writes a whole dead letter, every cell at the payment's publish time.
+    Statement {
+        name: Stmt::UpsertDeadLetter,
+        access: Access::Write,
+        cql: |t| {
+            format!(
+                "INSERT INTO {} (payment_id, order_id, payment_method, card_last_four, \
+                 payment_status, payment_datetime, reason, first_seen, attempts) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+                t.dlq
+            )
+        },
+    },
+    Statement {
+        name: Stmt::ScanDeadLettersFirst,
+        access: Access::Read,
+        cql: |t| format!("SELECT {DEAD_LETTER_COLUMNS} FROM {} LIMIT ?", t.dlq),
+    },
+    Statement {
+        name: Stmt::ScanDeadLettersAfter,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM {} WHERE token(payment_id) > token(?) \
+                 LIMIT ?",
+                t.dlq
+            )
+        },
+    },
+    // Removes the version replay read and nothing newer (see module doc).
+    Statement {
+        name: Stmt::DeleteDeadLetter,
+        access: Access::Write,
+        cql: |t| {
+            format!(
+                "DELETE FROM {} USING TIMESTAMP ? WHERE payment_id = ?",
+                t.dlq
+            )
+        },
+    },
+    // `attempts` and its write time, for the bump.
+    Statement {
+        name: Stmt::SelectAttempts,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT attempts, WRITETIME(attempts) AS attempts_ts FROM {} \
+                 WHERE payment_id = ?",
+                t.dlq
+            )
+        },
+    },
+    // Writes `attempts` at the cell's own timestamp: see `bump_dead_letter_attempts`.
+    Statement {
+        name: Stmt::UpdateAttempts,
+        access: Access::Write,
+        cql: |t| {
+            format!(
+                "UPDATE {} USING TIMESTAMP ? SET attempts = ? WHERE payment_id = ?",
+                t.dlq
+            )
+        },
+    },
+    // Whether a message is recorded already: the first record wins, so a put reads first.
+    // (Not `INSERT … IF NOT EXISTS`: ScyllaDB keyspaces with tablets, the default there for
+    // NetworkTopologyStrategy, do not support lightweight transactions.)
+    Statement {
+        name: Stmt::SelectInvalidExists,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT message_id FROM {} WHERE source = ? AND message_id = ?",
+                t.invalid
+            )
+        },
+    },
+    Statement {
+        name: Stmt::InsertInvalid,
+        access: Access::Write,
+        cql: |t| {
+            format!(
+                "INSERT INTO {} ({INVALID_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                t.invalid
+            )
+        },
+    },
+    Statement {
+        name: Stmt::ScanInvalidFirst,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT {INVALID_COLUMNS} FROM {} WHERE source = ? LIMIT ?",
+                t.invalid
+            )
+        },
+    },
+    Statement {
+        name: Stmt::ScanInvalidAfter,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT {INVALID_COLUMNS} FROM {} WHERE source = ? AND message_id > ? \
+                 LIMIT ?",
+                t.invalid
+            )
+        },
+    },
+];
 
 const FACT_COLUMNS: &str = "order_id, customer_id, item, quantity, price, shipping_address, \
     order_status, creation_date, payment_id, payment_method, card_last_four, payment_status, \
@@ -64,65 +251,37 @@ const DEAD_LETTER_COLUMNS: &str = "payment_id, order_id, payment_method, card_la
 
 const INVALID_COLUMNS: &str = "source, message_id, payload, error, received_at";
 
+/// The text of every statement for one keyspace, indexed by [`Stmt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cql(Vec<String>);
+
 impl Cql {
     /// The statements for `keyspace`, which must be a checked identifier
     /// ([`super::config::check_identifier`]): it is the only thing formatted into the text.
     pub fn new(keyspace: &str) -> Self {
-        let facts = format!("{keyspace}.orders_payments_facts");
-        let dlq = format!("{keyspace}.dlq_payments");
-        let invalid = format!("{keyspace}.invalid_messages");
-        Cql {
-            upsert_order: format!(
-                "INSERT INTO {facts} (order_id, customer_id, item, quantity, price, \
-                 shipping_address, order_status, creation_date) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ),
-            upsert_payment: format!(
-                "INSERT INTO {facts} (order_id, payment_id, payment_method, card_last_four, \
-                 payment_status, payment_datetime) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ),
-            select_fact: format!("SELECT {FACT_COLUMNS} FROM {facts} WHERE order_id = ?"),
-            select_order_known: format!("SELECT customer_id FROM {facts} WHERE order_id = ?"),
-            scan_facts_first: format!("SELECT {FACT_COLUMNS} FROM {facts} LIMIT ?"),
-            scan_facts_after: format!(
-                "SELECT {FACT_COLUMNS} FROM {facts} WHERE token(order_id) > token(?) LIMIT ?"
-            ),
-            select_dead_letter_state: format!(
-                "SELECT first_seen, attempts, WRITETIME(reason) AS event_ts FROM {dlq} \
-                 WHERE payment_id = ?"
-            ),
-            upsert_dead_letter: format!(
-                "INSERT INTO {dlq} (payment_id, order_id, payment_method, card_last_four, \
-                 payment_status, payment_datetime, reason, first_seen, attempts) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ),
-            scan_dead_letters_first: format!("SELECT {DEAD_LETTER_COLUMNS} FROM {dlq} LIMIT ?"),
-            scan_dead_letters_after: format!(
-                "SELECT {DEAD_LETTER_COLUMNS} FROM {dlq} WHERE token(payment_id) > token(?) \
-                 LIMIT ?"
-            ),
-            delete_dead_letter: format!("DELETE FROM {dlq} USING TIMESTAMP ? WHERE payment_id = ?"),
-            select_attempts: format!(
-                "SELECT attempts, WRITETIME(attempts) AS attempts_ts FROM {dlq} \
-                 WHERE payment_id = ?"
-            ),
-            update_attempts: format!(
-                "UPDATE {dlq} USING TIMESTAMP ? SET attempts = ? WHERE payment_id = ?"
-            ),
-            select_invalid_exists: format!(
-                "SELECT message_id FROM {invalid} WHERE source = ? AND message_id = ?"
-            ),
-            insert_invalid: format!(
-                "INSERT INTO {invalid} ({INVALID_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-            ),
-            scan_invalid_first: format!(
-                "SELECT {INVALID_COLUMNS} FROM {invalid} WHERE source = ? LIMIT ?"
-            ),
-            scan_invalid_after: format!(
-                "SELECT {INVALID_COLUMNS} FROM {invalid} WHERE source = ? AND message_id > ? \
-                 LIMIT ?"
-            ),
-        }
+        let tables = Tables {
+            facts: format!("{keyspace}.orders_payments_facts"),
+            dlq: format!("{keyspace}.dlq_payments"),
+            invalid: format!("{keyspace}.invalid_messages"),
+        };
+        Cql(STATEMENTS.iter().map(|s| (s.cql)(&tables)).collect())
+    }
+
+    /// Every statement with its name and consistency, in [`STATEMENTS`] order.
+    pub fn all(&self) -> impl Iterator<Item = (Stmt, Access, &str)> {
+        STATEMENTS
+            .iter()
+            .zip(&self.0)
+            .map(|(s, text)| (s.name, s.access, text.as_str()))
+    }
+}
+
+impl std::ops::Index<Stmt> for Cql {
+    type Output = str;
+
+    fn index(&self, name: Stmt) -> &str {
+        // Built from STATEMENTS, one text per name: every index is in range.
+        &self.0[name as usize]
     }
 }
 
@@ -379,27 +538,23 @@ mod tests {
     }
 
     #[test]
+    fn the_table_is_in_name_order_and_writes_run_at_write_consistency() {
+        let cql = Cql::new("ks");
+        for (i, (name, access, text)) in cql.all().enumerate() {
+            assert_eq!(name as usize, i, "STATEMENTS out of Stmt order at {name:?}");
+            assert_eq!(&cql[name], text);
+            let writes = ["INSERT", "UPDATE", "DELETE"]
+                .iter()
+                .any(|w| text.starts_with(w));
+            assert_eq!(access == Access::Write, writes, "{name:?}: {text}");
+        }
+    }
+
+    #[test]
     fn every_statement_is_qualified_with_the_keyspace_and_single_partition() {
         let cql = Cql::new("ks_1");
-        let all = [
-            &cql.upsert_order,
-            &cql.upsert_payment,
-            &cql.select_fact,
-            &cql.select_order_known,
-            &cql.scan_facts_first,
-            &cql.scan_facts_after,
-            &cql.select_dead_letter_state,
-            &cql.upsert_dead_letter,
-            &cql.scan_dead_letters_first,
-            &cql.scan_dead_letters_after,
-            &cql.delete_dead_letter,
-            &cql.select_attempts,
-            &cql.update_attempts,
-            &cql.select_invalid_exists,
-            &cql.insert_invalid,
-            &cql.scan_invalid_first,
-            &cql.scan_invalid_after,
-        ];
+        let all: Vec<&str> = cql.all().map(|(_, _, text)| text).collect();
+        assert_eq!(all.len(), 17);
         for s in all {
             assert!(s.contains(" ks_1."), "{s}");
             assert!(!s.contains("BATCH"), "{s}");
@@ -412,7 +567,7 @@ mod tests {
     fn fact_writes_touch_only_their_group_and_carry_the_timestamp_last() {
         let cql = Cql::new("ecom_store");
         assert_eq!(
-            cql.upsert_order,
+            &cql[Stmt::UpsertOrder],
             "INSERT INTO ecom_store.orders_payments_facts (order_id, customer_id, item, \
              quantity, price, shipping_address, order_status, creation_date) VALUES \
              (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
@@ -423,16 +578,16 @@ mod tests {
             "card_last_four",
             "payment_status",
         ] {
-            assert!(!cql.upsert_order.contains(payment_col));
+            assert!(!cql[Stmt::UpsertOrder].contains(payment_col));
         }
         for order_col in ["customer_id", "item", "quantity", "price", "order_status"] {
-            assert!(!cql.upsert_payment.contains(order_col));
+            assert!(!cql[Stmt::UpsertPayment].contains(order_col));
         }
-        assert!(cql.upsert_payment.ends_with("USING TIMESTAMP ?"));
+        assert!(cql[Stmt::UpsertPayment].ends_with("USING TIMESTAMP ?"));
 
         let o = order();
         let v = order_values(&o, 1_700_000_000_123_456);
-        assert_eq!(markers(&cql.upsert_order), 9);
+        assert_eq!(markers(&cql[Stmt::UpsertOrder]), 9);
         assert_eq!(
             v,
             (
@@ -449,7 +604,7 @@ mod tests {
         );
         let p = payment();
         let v = payment_values(&p, 5);
-        assert_eq!(markers(&cql.upsert_payment), 7);
+        assert_eq!(markers(&cql[Stmt::UpsertPayment]), 7);
         // The partition key is the payment's order_id, not its payment_id.
         assert_eq!(
             v,
@@ -476,29 +631,28 @@ mod tests {
             event_ts: 42,
         };
         let v = dead_letter_values(&e, 1_600_000_000_000_000, 3);
-        assert_eq!(markers(&cql.upsert_dead_letter), 10);
+        assert_eq!(markers(&cql[Stmt::UpsertDeadLetter]), 10);
         assert_eq!(v.0, 11);
         assert_eq!(v.1, 7);
         assert_eq!(v.6, "order_not_found");
         assert_eq!(v.7, CqlTimestamp(1_600_000_000_000));
         assert_eq!(v.8, 3);
         assert_eq!(v.9, 42, "the write timestamp is the payment's publish time");
-        assert_eq!(markers(&cql.delete_dead_letter), 2);
-        assert!(cql
-            .delete_dead_letter
+        assert_eq!(markers(&cql[Stmt::DeleteDeadLetter]), 2);
+        assert!(cql[Stmt::DeleteDeadLetter]
             .starts_with("DELETE FROM ecom_store.dlq_payments USING TIMESTAMP ?"));
-        assert_eq!(markers(&cql.update_attempts), 3);
+        assert_eq!(markers(&cql[Stmt::UpdateAttempts]), 3);
     }
 
     #[test]
     fn invalid_messages_are_looked_up_then_inserted_without_lwt() {
         let cql = Cql::new("ecom_store");
         assert!(
-            !cql.insert_invalid.contains(" IF "),
+            !cql[Stmt::InsertInvalid].contains(" IF "),
             "no LWT: {}",
-            cql.insert_invalid
+            &cql[Stmt::InsertInvalid]
         );
-        assert_eq!(markers(&cql.select_invalid_exists), 2);
+        assert_eq!(markers(&cql[Stmt::SelectInvalidExists]), 2);
         let m = InvalidMessage {
             source: Topic::Payments,
             message_id: "m-1".into(),
@@ -507,7 +661,7 @@ mod tests {
             received_at: 1_700_000_000_000_500,
         };
         let v = invalid_values(&m);
-        assert_eq!(markers(&cql.insert_invalid), 5);
+        assert_eq!(markers(&cql[Stmt::InsertInvalid]), 5);
         assert_eq!(
             v,
             (
@@ -672,30 +826,22 @@ mod tests {
         let cql = Cql::new("ks");
         let names: Vec<&str> = facts.iter().map(|(n, _)| *n).collect();
         assert!(
-            cql.select_fact.contains(&names.join(", ")),
+            cql[Stmt::SelectFact].contains(&names.join(", ")),
             "{}",
-            cql.select_fact
+            &cql[Stmt::SelectFact]
         );
-        assert!(cql
-            .scan_dead_letters_first
-            .contains("WRITETIME(reason) AS event_ts"));
-        assert!(cql
-            .select_attempts
-            .contains("WRITETIME(attempts) AS attempts_ts"));
+        assert!(cql[Stmt::ScanDeadLettersFirst].contains("WRITETIME(reason) AS event_ts"));
+        assert!(cql[Stmt::SelectAttempts].contains("WRITETIME(attempts) AS attempts_ts"));
     }
 
     #[test]
     fn scans_page_by_token_and_by_clustering_key() {
         let cql = Cql::new("ecom_store");
-        assert!(cql
-            .scan_facts_after
-            .contains("WHERE token(order_id) > token(?) LIMIT ?"));
-        assert!(cql
-            .scan_dead_letters_after
-            .contains("WHERE token(payment_id) > token(?) LIMIT ?"));
-        assert!(cql
-            .scan_invalid_after
-            .contains("WHERE source = ? AND message_id > ? LIMIT ?"));
+        assert!(cql[Stmt::ScanFactsAfter].contains("WHERE token(order_id) > token(?) LIMIT ?"));
+        assert!(
+            cql[Stmt::ScanDeadLettersAfter].contains("WHERE token(payment_id) > token(?) LIMIT ?")
+        );
+        assert!(cql[Stmt::ScanInvalidAfter].contains("WHERE source = ? AND message_id > ? LIMIT ?"));
         assert_eq!(cql_limit(1000), 1000);
         assert_eq!(cql_limit(usize::MAX), i32::MAX);
     }
