@@ -20,7 +20,8 @@ use ecom_stream::model::{decode, Event, Topic};
 use ecom_stream::shutdown::Shutdown;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, Message, SourceOptions};
 use ecom_stream::store::{
-    DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError,
+    DeadLetterStore, DlqEntry, FactSink, FactWrite, InvalidMessage, OrderLookup, Page, Resolved,
+    StoreError,
 };
 use ecom_stream::telemetry::Stats;
 use std::collections::{HashMap, HashSet};
@@ -62,19 +63,21 @@ fn message(topic: Topic, message_id: String, data: Vec<u8>) -> Message {
 struct NoopStore;
 
 #[async_trait]
-impl Store for NoopStore {
+impl FactSink for NoopStore {
     async fn write_facts(&self, _: &[FactWrite]) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+#[async_trait]
+impl OrderLookup for NoopStore {
     async fn known_orders(&self, _: &[i64]) -> Result<HashSet<i64>, StoreError> {
         Ok(HashSet::new())
     }
-    async fn fact(&self, _: i64) -> Result<Option<FactRow>, StoreError> {
-        Ok(None)
-    }
-    async fn scan_facts(&self, _: Option<i64>, _: usize) -> Result<Vec<FactRow>, StoreError> {
-        Ok(Vec::new())
-    }
+}
+
+#[async_trait]
+impl DeadLetterStore for NoopStore {
     async fn put_dead_letters(&self, _: &[DlqEntry]) -> Result<(), StoreError> {
         Ok(())
     }
@@ -82,8 +85,8 @@ impl Store for NoopStore {
         &self,
         _: Option<i64>,
         _: usize,
-    ) -> Result<Vec<DlqEntry>, StoreError> {
-        Ok(Vec::new())
+    ) -> Result<Page<DlqEntry, i64>, StoreError> {
+        Ok(Page::last(Vec::new()))
     }
     async fn delete_dead_letters(&self, _: &[Resolved]) -> Result<(), StoreError> {
         Ok(())
@@ -98,8 +101,8 @@ impl Store for NoopStore {
         &self,
         _: Option<(Topic, String)>,
         _: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
-        Ok(Vec::new())
+    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+        Ok(Page::last(Vec::new()))
     }
 }
 

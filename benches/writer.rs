@@ -1,6 +1,6 @@
 //! The fact writer against raw batched writes to the same embedded store (design §8).
 //!
-//! - `writer/raw_batched`: `Store::write_facts` called in a loop with batches of 1,000 rows,
+//! - `writer/raw_batched`: `FactSink::write_facts` called in a loop with batches of 1,000 rows,
 //!   one at a time: the store's own ceiling.
 //! - `writer/fact_writer`: the same rows sent to the `FactWriter` actor in messages of 500
 //!   (as shards send them), each row with an ack handle; timed until every row is acked.
@@ -14,7 +14,7 @@ use ecom_stream::ack::{AckHandle, Acknowledge};
 use ecom_stream::config::EngineConfig;
 use ecom_stream::generator::MockData;
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use ecom_stream::store::{FactWrite, Store};
+use ecom_stream::store::{FactSink, FactWrite};
 use ecom_stream::telemetry::Stats;
 use ecom_stream::writer::{FactWriter, Flush, PendingWrite, WriteBatch, WriterOptions};
 use std::sync::atomic::{AtomicU64, Ordering};

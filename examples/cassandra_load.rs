@@ -2,7 +2,7 @@
 //! `FactWriter` into a live node, next to a raw-driver baseline measured in the same run,
 //! and their ratio. Driven by `load/cassandra_writer.sh`; see there for usage.
 //!
-//! Both sides write the same prepared order upsert (`statements::Cql::upsert_order`, same
+//! Both sides write the same prepared order upsert (`Stmt::UpsertOrder`, same
 //! consistency, idempotent), into the same fresh keyspace, with the same bound on requests
 //! in flight (`--cassandra-max-in-flight`, default 256), on the same single-threaded actix
 //! runtime, on disjoint order ids (so neither overwrites the other's rows). The baseline is
@@ -24,7 +24,7 @@ use ecom_stream::ack::{AckHandle, Acknowledge};
 use ecom_stream::config::EngineConfig;
 use ecom_stream::generator::MockData;
 use ecom_stream::model::Order;
-use ecom_stream::store::cassandra::statements::{order_values, Cql};
+use ecom_stream::store::cassandra::statements::{order_values, Cql, Stmt};
 use ecom_stream::store::cassandra::{self, CassandraArgs, CassandraStore};
 use ecom_stream::store::FactWrite;
 use ecom_stream::telemetry::Stats;
@@ -111,7 +111,7 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let session = store.session().clone();
     let mut raw = session
-        .prepare(Cql::new(&config.keyspace).upsert_order)
+        .prepare(&Cql::new(&config.keyspace)[Stmt::UpsertOrder])
         .await?;
     raw.set_is_idempotent(true);
     raw.set_consistency(config.write_consistency);

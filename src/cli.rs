@@ -682,13 +682,13 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
                 let store = store.clone();
                 async move {
                     let page = store.scan_dead_letters(after, 1000).await?;
-                    let next = page.last().map(|e| e.payment.payment_id);
                     Ok((
-                        page.iter()
+                        page.items
+                            .iter()
                             .map(DlqLine::from)
                             .map(|l| serde_json::to_string(&l))
                             .collect(),
-                        next,
+                        page.next,
                     ))
                 }
             })
@@ -700,13 +700,13 @@ async fn run_dlq(store_args: &StoreArgs, command: DlqCommand) -> anyhow::Result<
                 let store = store.clone();
                 async move {
                     let page = store.scan_invalid(after, 1000).await?;
-                    let next = page.last().map(|m| (m.source, m.message_id.clone()));
                     Ok((
-                        page.iter()
+                        page.items
+                            .iter()
                             .map(InvalidLine::from)
                             .map(|l| serde_json::to_string(&l))
                             .collect(),
-                        next,
+                        page.next,
                     ))
                 }
             })
@@ -734,8 +734,8 @@ async fn run_query(store_args: &StoreArgs, command: QueryCommand) -> anyhow::Res
                 let store = store.clone();
                 async move {
                     let page = store.scan_facts(after, 1000).await?;
-                    let next = page.last().map(|r| r.order_id);
-                    Ok((page.iter().map(serde_json::to_string).collect(), next))
+                    let lines = page.items.iter().map(serde_json::to_string).collect();
+                    Ok((lines, page.next))
                 }
             })
             .await?;
@@ -746,8 +746,9 @@ async fn run_query(store_args: &StoreArgs, command: QueryCommand) -> anyhow::Res
 
 type PageLines<K> = (Vec<serde_json::Result<String>>, Option<K>);
 
-/// Prints JSON lines page by page, so a large table never sits in memory whole. A closed
-/// stdout (`| head`) ends the listing quietly.
+/// Prints JSON lines page by page, so a large table never sits in memory whole, until the
+/// store's page says the scan is complete (`next == None`, see [`crate::store::Page`]). A
+/// closed stdout (`| head`) ends the listing quietly.
 async fn print_pages<K, F, Fut>(mut fetch: F) -> anyhow::Result<()>
 where
     F: FnMut(Option<K>) -> Fut,

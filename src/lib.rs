@@ -43,6 +43,7 @@ pub mod join;
 pub mod model;
 pub mod ops;
 pub mod pubsub;
+pub mod retry;
 pub mod rng;
 pub mod shutdown;
 pub mod source;

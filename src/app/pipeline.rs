@@ -14,7 +14,7 @@ use crate::dlq::DlqPublisher;
 use crate::join::shard::{Drain, JoinShard, PendingCount};
 use crate::join::state::JoinLimits;
 use crate::source::intake::Intake;
-use crate::store::Store;
+use crate::store::PipelineStore;
 use crate::telemetry::Stats;
 use crate::writer::{self, FactWriter, WriterOptions};
 use actix::prelude::*;
@@ -76,7 +76,7 @@ impl Pipeline {
     /// Starts the actors on threads of their own ([`Placement::Threads`]).
     pub fn start(
         config: &EngineConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn PipelineStore>,
         publisher: Arc<dyn DlqPublisher>,
         stats: Arc<Stats>,
     ) -> Result<Pipeline, ConfigError> {

@@ -19,7 +19,7 @@ use crate::source::pubsub::{
     AckOnly, Close, Counts, Sink, StopPulling, SubscriberActor, SubscriberCounts, SubscriberFailed,
     SubscriberOptions,
 };
-use crate::store::Store;
+use crate::store::PipelineStore;
 use crate::telemetry::{Stats, StatsSnapshot};
 use actix::prelude::*;
 use serde::Serialize;
@@ -89,7 +89,7 @@ pub fn validate(pubsub: &PubSubConfig, opts: &RunOptions) -> Result<(), ConfigEr
 pub async fn run(
     pubsub: &PubSubConfig,
     opts: &RunOptions,
-    store: Arc<dyn Store>,
+    store: Arc<dyn PipelineStore>,
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
     mut shutdown: Shutdown,

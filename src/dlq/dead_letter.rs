@@ -10,9 +10,9 @@ use crate::clock::now_micros;
 use crate::config::RetryPolicy;
 use crate::dlq::{DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
 use crate::model::Payment;
-use crate::store::{DlqEntry, InvalidMessage, Store, StoreError};
+use crate::retry::with_retries;
+use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, StoreError};
 use crate::telemetry::{Stats, StoreOp, WriterKind};
-use crate::writer::retry::with_retries;
 use actix::prelude::*;
 use async_trait::async_trait;
 use std::future::Future;
@@ -50,7 +50,7 @@ pub struct Flush;
 
 pub struct DeadLetter {
     /// The DLQ and invalid-message tables live here.
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeadLetterStore>,
     /// The DLQ topic (or [`TableOnly`](crate::dlq::TableOnly) without Pub/Sub).
     publisher: Arc<dyn DlqPublisher>,
     stats: Arc<Stats>,
@@ -66,7 +66,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DeadLetterStore>,
         publisher: Arc<dyn DlqPublisher>,
         stats: Arc<Stats>,
         retry: RetryPolicy,
@@ -119,14 +119,14 @@ impl Actor for DeadLetter {
 trait DlqRecord: Sized + Send + Sync + 'static {
     /// The table, for logs.
     const TABLE: &'static str;
-    async fn write(store: &dyn Store, records: &[Self]) -> Result<(), StoreError>;
+    async fn write(store: &dyn DeadLetterStore, records: &[Self]) -> Result<(), StoreError>;
     async fn publish(publisher: &dyn DlqPublisher, records: &[Self]) -> Result<(), PublishError>;
 }
 
 #[async_trait]
 impl DlqRecord for DlqEntry {
     const TABLE: &'static str = "dlq_payments";
-    async fn write(store: &dyn Store, records: &[Self]) -> Result<(), StoreError> {
+    async fn write(store: &dyn DeadLetterStore, records: &[Self]) -> Result<(), StoreError> {
         store.put_dead_letters(records).await
     }
     async fn publish(publisher: &dyn DlqPublisher, records: &[Self]) -> Result<(), PublishError> {
@@ -137,7 +137,7 @@ impl DlqRecord for DlqEntry {
 #[async_trait]
 impl DlqRecord for InvalidMessage {
     const TABLE: &'static str = "invalid_messages";
-    async fn write(store: &dyn Store, records: &[Self]) -> Result<(), StoreError> {
+    async fn write(store: &dyn DeadLetterStore, records: &[Self]) -> Result<(), StoreError> {
         store.put_invalid(records).await
     }
     async fn publish(publisher: &dyn DlqPublisher, records: &[Self]) -> Result<(), PublishError> {
@@ -162,15 +162,16 @@ impl DeadLetter {
         );
         self.in_background(async move {
             let _in_flight = stats.write_started(WriterKind::DeadLetter);
-            let table = with_retries(&retry, &stats, R::TABLE, || R::write(store.as_ref(), &records)).await;
+            let count = || Stats::incr(&stats.write_retries);
+            let table = with_retries(&retry, R::TABLE, count, || R::write(store.as_ref(), &records)).await;
             stats.on_store_result(StoreOp::Write, &table);
             let done = match table {
-                Ok(()) => with_retries(&retry, &stats, "publish dlq topic", || {
+                Ok(()) => with_retries(&retry, "publish dlq topic", count, || {
                     R::publish(publisher.as_ref(), &records)
                 })
                 .await
-                .map_err(|e| format!("DLQ topic publish failed: {e}")),
-                Err(e) => Err(format!("{} write failed: {e}", R::TABLE)),
+                .map_err(|e| format!("DLQ topic publish failed: {}", crate::retry::chain(&e))),
+                Err(e) => Err(format!("{} write failed: {}", R::TABLE, e.chain())),
             };
             match done {
                 Ok(()) => {

@@ -25,7 +25,7 @@ pub struct PublishError {
     pub retriable: bool,
 }
 
-impl crate::writer::retry::Retriable for PublishError {
+impl crate::retry::Retriable for PublishError {
     fn is_retriable(&self) -> bool {
         self.retriable
     }

@@ -6,7 +6,7 @@
 //! the payment is written with its original timestamp, so it never overwrites a newer one.
 
 use crate::shutdown::Shutdown;
-use crate::store::{FactWrite, Resolved, Store, StoreError};
+use crate::store::{FactWrite, PipelineStore, Resolved, StoreError};
 use crate::telemetry::Stats;
 use serde::Serialize;
 use std::time::Duration;
@@ -25,16 +25,18 @@ pub struct ReplayReport {
     pub unmatched: u64,
 }
 
-/// One pass over the whole DLQ table. The pass ends at the first *empty* page only: a page
-/// may come back shorter than asked before the end of the table (Cassandra's token paging
-/// skips partial rows), so a short page is no sign of the end.
-pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayReport, StoreError> {
+/// One pass over the whole DLQ table, page by page until the store says the scan is
+/// complete ([`Page`](crate::store::Page)'s `next == None`; a short or empty page is no
+/// sign of the end).
+pub async fn replay_once(
+    store: &dyn PipelineStore,
+    stats: &Stats,
+) -> Result<ReplayReport, StoreError> {
     let mut report = ReplayReport::default();
     let mut after = None;
     loop {
-        let page = store.scan_dead_letters(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.payment.payment_id);
+        let scanned = store.scan_dead_letters(after, PAGE).await?;
+        let page = scanned.items;
         report.scanned += page.len() as u64;
 
         let order_ids: Vec<i64> = page.iter().map(|e| e.payment.order_id).collect();
@@ -70,6 +72,10 @@ pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayRepor
             store.bump_dead_letter_attempts(&ids).await?;
             report.unmatched += ids.len() as u64;
         }
+        match scanned.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
     }
     tracing::info!(
         scanned = report.scanned,
@@ -83,7 +89,7 @@ pub async fn replay_once(store: &dyn Store, stats: &Stats) -> Result<ReplayRepor
 /// Runs a pass every `every` until `shutdown` fires; `on_pass` sees each pass's outcome.
 /// A failed pass is logged and retried at the next tick, not fatal: the store may be back.
 pub async fn replay_every(
-    store: &dyn Store,
+    store: &dyn PipelineStore,
     stats: &Stats,
     every: Duration,
     mut shutdown: Shutdown,
@@ -103,7 +109,7 @@ pub async fn replay_every(
             _ = shutdown.wait() => return,
         };
         if let Err(e) = &result {
-            tracing::error!(error = %e, "dlq replay pass failed; next try at the next tick");
+            tracing::error!(error = %e.chain(), "dlq replay pass failed; next try at the next tick");
         }
         on_pass(&result);
     }

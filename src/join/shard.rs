@@ -10,7 +10,7 @@ use crate::dlq::dead_letter::{DeadLetter, DeadLetterPayments, UnmatchedPayment};
 use crate::join::pending::HeldPayment;
 use crate::join::state::{JoinLimits, JoinState};
 use crate::join::Routed;
-use crate::store::Store;
+use crate::store::OrderLookup;
 use crate::telemetry::{ActorKind, PendingGauge, Stats, StoreOp};
 use crate::writer::{FactWriter, PendingWrite, WriteBatch};
 use actix::prelude::*;
@@ -43,7 +43,7 @@ pub struct JoinShard {
     /// The join's decisions and its bounded state.
     state: JoinState,
     /// For the read-through and the recheck; written only by the writer and DLQ actors.
-    store: Arc<dyn Store>,
+    store: Arc<dyn OrderLookup>,
     /// Where joined rows go.
     writer: Addr<FactWriter>,
     /// Where payments go whose order never came.
@@ -62,7 +62,7 @@ impl JoinShard {
     pub fn new(
         id: usize,
         limits: &JoinLimits,
-        store: Arc<dyn Store>,
+        store: Arc<dyn OrderLookup>,
         writer: Addr<FactWriter>,
         dead_letter: Addr<DeadLetter>,
         stats: Arc<Stats>,
@@ -122,7 +122,7 @@ impl JoinShard {
                 Err(e) => {
                     // Neither joined nor provably unmatched: nacking lets the source
                     // redeliver them later, when the store may answer.
-                    tracing::warn!(shard = act.id, payments = held.len(), error = %e, "store recheck failed; nacking held payments for redelivery");
+                    tracing::warn!(shard = act.id, payments = held.len(), error = %e.chain(), "store recheck failed; nacking held payments for redelivery");
                     drop(held);
                     (Vec::new(), Vec::new())
                 }
@@ -202,7 +202,7 @@ impl Handler<Events> for JoinShard {
             move |found, act, _| {
                 let in_store = found.unwrap_or_else(|e| {
                     // Unknown is safe here: such payments are held and rechecked at expiry.
-                    tracing::warn!(shard = act.id, error = %e, "order read-through failed; holding the payments");
+                    tracing::warn!(shard = act.id, error = %e.chain(), "order read-through failed; holding the payments");
                     HashSet::new()
                 });
                 let fx = act.state.apply(msg.0, &in_store, Instant::now());

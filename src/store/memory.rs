@@ -6,7 +6,10 @@
 //! outlive the process. Nothing here can fail, so every call returns `Ok`.
 
 use crate::model::{Order, Payment, Topic};
-use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
+use crate::store::{
+    DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
+    OrderLookup, Page, Resolved, StoreError,
+};
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -94,8 +97,28 @@ where
     keys
 }
 
+/// One page of `map` after `after`: the keys in order, their values, and where to go on.
+fn page_after<K, V, T>(
+    map: &DashMap<K, V>,
+    after: Option<&K>,
+    limit: usize,
+    get: impl Fn(&K, &V) -> T,
+) -> Page<T, K>
+where
+    K: Eq + Hash + Ord + Clone,
+{
+    let keys = keys_after(map, after, limit);
+    let last = keys.last().cloned();
+    let read = keys.len();
+    let items = keys
+        .iter()
+        .filter_map(|k| map.get(k).map(|v| get(k, &v)))
+        .collect();
+    Page::after_read(items, read, limit, last)
+}
+
 #[async_trait]
-impl Store for MemoryStore {
+impl FactSink for MemoryStore {
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
         for write in writes {
             // The entry guard makes each read-compare-replace atomic per row, like one upsert.
@@ -111,7 +134,10 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl OrderLookup for MemoryStore {
     async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
         Ok(order_ids
             .iter()
@@ -119,7 +145,10 @@ impl Store for MemoryStore {
             .filter(|id| self.facts.get(id).is_some_and(|row| row.order.is_some()))
             .collect())
     }
+}
 
+#[async_trait]
+impl FactReader for MemoryStore {
     async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
         Ok(self.facts.get(&order_id).map(|row| row.to_row(order_id)))
     }
@@ -128,13 +157,15 @@ impl Store for MemoryStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<FactRow>, StoreError> {
-        Ok(keys_after(&self.facts, after.as_ref(), limit)
-            .into_iter()
-            .filter_map(|id| self.facts.get(&id).map(|row| row.to_row(id)))
-            .collect())
+    ) -> Result<Page<FactRow, i64>, StoreError> {
+        Ok(page_after(&self.facts, after.as_ref(), limit, |id, row| {
+            row.to_row(*id)
+        }))
     }
+}
 
+#[async_trait]
+impl DeadLetterStore for MemoryStore {
     async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
         for entry in entries {
             match self.dead_letters.entry(entry.payment.payment_id) {
@@ -160,11 +191,13 @@ impl Store for MemoryStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<DlqEntry>, StoreError> {
-        Ok(keys_after(&self.dead_letters, after.as_ref(), limit)
-            .into_iter()
-            .filter_map(|id| self.dead_letters.get(&id).map(|e| e.clone()))
-            .collect())
+    ) -> Result<Page<DlqEntry, i64>, StoreError> {
+        Ok(page_after(
+            &self.dead_letters,
+            after.as_ref(),
+            limit,
+            |_, e| e.clone(),
+        ))
     }
 
     async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
@@ -198,10 +231,9 @@ impl Store for MemoryStore {
         &self,
         after: Option<(Topic, String)>,
         limit: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
-        Ok(keys_after(&self.invalid, after.as_ref(), limit)
-            .into_iter()
-            .filter_map(|key| self.invalid.get(&key).map(|e| e.clone()))
-            .collect())
+    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+        Ok(page_after(&self.invalid, after.as_ref(), limit, |_, e| {
+            e.clone()
+        }))
     }
 }

@@ -11,11 +11,11 @@
 //! bounds the queues: actix 0.13's `send()` on a full mailbox retries through a fresh sender
 //! clone that is let through, so the mailbox capacity alone is not a hard limit.
 
-pub mod retry;
-
 use crate::ack::AckHandle;
 use crate::config::RetryPolicy;
-use crate::store::{FactWrite, Store};
+use crate::retry::{self, Retriable};
+use crate::rng::SplitMix64;
+use crate::store::{FactSink, FactWrite, StoreError};
 use crate::telemetry::{Stats, StoreOp, WriterKind};
 use actix::prelude::*;
 use std::future::Future;
@@ -57,7 +57,7 @@ pub struct WriterOptions {
 
 pub struct FactWriter {
     /// Where rows go; the only component that writes facts.
-    store: Arc<dyn Store>,
+    store: Arc<dyn FactSink>,
     stats: Arc<Stats>,
     /// Batch size, linger, in-flight bound and retry policy, fixed at start.
     options: WriterOptions,
@@ -71,7 +71,7 @@ pub struct FactWriter {
 }
 
 impl FactWriter {
-    pub fn new(store: Arc<dyn Store>, stats: Arc<Stats>, options: WriterOptions) -> Self {
+    pub fn new(store: Arc<dyn FactSink>, stats: Arc<Stats>, options: WriterOptions) -> Self {
         let permits = options.max_in_flight.max(1);
         FactWriter {
             store,
@@ -136,24 +136,32 @@ impl FactWriter {
     }
 }
 
+/// Counts one retry of one write.
+fn count_retry(stats: &Stats) -> impl FnMut() + '_ {
+    || Stats::incr(&stats.write_retries)
+}
+
 /// Writes one batch with retries, then answers every row of it. A batch that fails with an
 /// error retrying cannot fix is written again row by row, so that one bad row is nacked
 /// alone instead of taking a thousand good ones with it.
 async fn write_batch(
-    store: &dyn Store,
+    store: &dyn FactSink,
     stats: &Stats,
     retry: &RetryPolicy,
     batch: Vec<PendingWrite>,
 ) {
     let (writes, acks): (Vec<FactWrite>, Vec<AckHandle>) =
         batch.into_iter().map(|p| (p.write, p.ack)).unzip();
-    // A store that retries and reports each row itself: answer row by row, retry nothing.
-    if let Some(results) = store.write_facts_per_row(&writes, retry, stats).await {
+    // A store that reports each row: retry only the rows that failed, answer row by row.
+    if let Some(first) = store.write_facts_per_row(&writes).await {
+        let results = retry_failed_rows(store, stats, retry, &writes, first).await;
         answer_rows(stats, writes, acks, results);
         return;
     }
-    let result =
-        retry::with_retries(retry, stats, "write facts", || store.write_facts(&writes)).await;
+    let result = retry::with_retries(retry, "write facts", count_retry(stats), || {
+        store.write_facts(&writes)
+    })
+    .await;
     stats.on_store_result(StoreOp::Write, &result);
     match result {
         Ok(()) => {
@@ -162,12 +170,13 @@ async fn write_batch(
             acks.into_iter().for_each(AckHandle::ack);
         }
         Err(e) if !e.is_retriable() && writes.len() > 1 => {
-            tracing::warn!(rows = writes.len(), error = %e, "batch write failed; writing its rows one by one to isolate the failing ones");
+            tracing::warn!(rows = writes.len(), error = %e.chain(), "batch write failed; writing its rows one by one to isolate the failing ones");
             for (write, ack) in writes.into_iter().zip(acks) {
                 let one = std::slice::from_ref(&write);
-                let result =
-                    retry::with_retries(retry, stats, "write fact", || store.write_facts(one))
-                        .await;
+                let result = retry::with_retries(retry, "write fact", count_retry(stats), || {
+                    store.write_facts(one)
+                })
+                .await;
                 stats.on_store_result(StoreOp::Write, &result);
                 match result {
                     Ok(()) => {
@@ -175,7 +184,7 @@ async fn write_batch(
                         ack.ack();
                     }
                     Err(e) => {
-                        tracing::error!(order_id = write.order_id(), error = %e, "row write failed; nacking its message for redelivery");
+                        tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed; nacking its message for redelivery");
                         Stats::incr(&stats.write_failures);
                         ack.nack();
                     }
@@ -183,11 +192,57 @@ async fn write_batch(
             }
         }
         Err(e) => {
-            tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e, "write failed for good; nacking its messages for redelivery");
+            tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e.chain(), "write failed for good; nacking its messages for redelivery");
             Stats::incr(&stats.write_failures);
             acks.into_iter().for_each(AckHandle::nack);
         }
     }
+}
+
+/// Retries, through a per-row store, the rows whose first try failed retriably: each round
+/// rewrites only the rows still failing retriably, after a backoff with full jitter, until
+/// every row succeeded, failed for good, or was tried `retry.max_attempts` times. Each row
+/// counts its own attempts (rows are independent requests), and a row that succeeded is
+/// never written again.
+async fn retry_failed_rows(
+    store: &dyn FactSink,
+    stats: &Stats,
+    retry: &RetryPolicy,
+    writes: &[FactWrite],
+    first: Vec<Result<(), StoreError>>,
+) -> Vec<Result<(), StoreError>> {
+    let mut results = first;
+    let mut rng = SplitMix64::from_entropy();
+    for attempt in 1..retry.max_attempts {
+        // `take`: outcomes beyond the rows given (a broken store) name no row to retry.
+        let again: Vec<usize> = results
+            .iter()
+            .take(writes.len())
+            .enumerate()
+            .filter(|(_, r)| r.as_ref().is_err_and(Retriable::is_retriable))
+            .map(|(i, _)| i)
+            .collect();
+        if again.is_empty() {
+            break;
+        }
+        let wait = retry::backoff(retry, attempt, &mut rng);
+        tracing::warn!(
+            rows = again.len(),
+            attempt,
+            first_order_id = writes[again[0]].order_id(),
+            wait_ms = wait.as_millis() as u64,
+            "retrying failed rows"
+        );
+        Stats::add(&stats.write_retries, again.len() as u64);
+        tokio::time::sleep(wait).await;
+        let rows: Vec<FactWrite> = again.iter().map(|&i| writes[i].clone()).collect();
+        // A row the store gives no outcome for keeps its last (retriable) error.
+        let outcomes = store.write_facts_per_row(&rows).await.unwrap_or_default();
+        for (i, outcome) in again.into_iter().zip(outcomes) {
+            results[i] = outcome;
+        }
+    }
+    results
 }
 
 /// Acks each row whose write succeeded and nacks the others (a missing outcome nacks too:
@@ -196,7 +251,7 @@ fn answer_rows(
     stats: &Stats,
     writes: Vec<FactWrite>,
     acks: Vec<AckHandle>,
-    results: Vec<Result<(), crate::store::StoreError>>,
+    results: Vec<Result<(), StoreError>>,
 ) {
     let mut results = results.into_iter();
     let mut failed = 0usize;
@@ -207,7 +262,7 @@ fn answer_rows(
                 ack.ack();
             }
             Some(Err(e)) => {
-                tracing::error!(order_id = write.order_id(), error = %e, "row write failed after retries; nacking its message for redelivery");
+                tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed after retries; nacking its message for redelivery");
                 Stats::incr(&stats.write_failures);
                 failed += 1;
                 ack.nack();
@@ -285,22 +340,26 @@ mod tests {
     use crate::ack::Acknowledge;
     use crate::model::Order;
     use crate::store::memory::MemoryStore;
-    use crate::store::{DlqEntry, FactRow, InvalidMessage, Resolved, StoreError};
+    use crate::store::FactReader;
     use async_trait::async_trait;
-    use std::collections::HashSet;
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
 
-    /// Answers rows one by one; row 13 fails for good. Counts how it was called.
+    /// Answers rows one by one: row 13 fails for good; if `flaky`, row 7 is busy for two
+    /// tries and row 8 on every try. Counts how it was called, and each row's tries.
     #[derive(Default)]
     struct PerRowStore {
         inner: MemoryStore,
         batch_calls: AtomicU64,
         per_row_calls: AtomicU64,
+        tries: Mutex<HashMap<i64, u32>>,
+        /// Whether rows 7 and 8 are busy as described; otherwise they succeed at once.
+        flaky: bool,
     }
 
     #[async_trait]
-    impl Store for PerRowStore {
+    impl FactSink for PerRowStore {
         async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
             self.batch_calls.fetch_add(1, Ordering::SeqCst);
             self.inner.write_facts(writes).await
@@ -308,54 +367,27 @@ mod tests {
         async fn write_facts_per_row(
             &self,
             writes: &[FactWrite],
-            _retry: &RetryPolicy,
-            _stats: &Stats,
         ) -> Option<Vec<Result<(), StoreError>>> {
             self.per_row_calls.fetch_add(1, Ordering::SeqCst);
             let mut out = Vec::new();
             for w in writes {
-                out.push(if w.order_id() == 13 {
-                    Err(StoreError::Failed("row 13 is cursed".into()))
+                let id = w.order_id();
+                let tries = {
+                    let mut tries = self.tries.lock().expect("lock");
+                    *tries.entry(id).or_insert(0) += 1;
+                    tries[&id]
+                };
+                out.push(if id == 13 {
+                    Err(StoreError::failed("row 13 is cursed"))
+                } else if self.flaky && id == 7 && tries < 3 {
+                    Err(StoreError::unavailable("row 7 is busy twice"))
+                } else if self.flaky && id == 8 {
+                    Err(StoreError::unavailable("row 8 is always busy"))
                 } else {
                     self.inner.write_facts(std::slice::from_ref(w)).await
                 });
             }
             Some(out)
-        }
-        async fn known_orders(&self, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
-            self.inner.known_orders(ids).await
-        }
-        async fn fact(&self, id: i64) -> Result<Option<FactRow>, StoreError> {
-            self.inner.fact(id).await
-        }
-        async fn scan_facts(&self, a: Option<i64>, n: usize) -> Result<Vec<FactRow>, StoreError> {
-            self.inner.scan_facts(a, n).await
-        }
-        async fn put_dead_letters(&self, e: &[DlqEntry]) -> Result<(), StoreError> {
-            self.inner.put_dead_letters(e).await
-        }
-        async fn scan_dead_letters(
-            &self,
-            a: Option<i64>,
-            n: usize,
-        ) -> Result<Vec<DlqEntry>, StoreError> {
-            self.inner.scan_dead_letters(a, n).await
-        }
-        async fn delete_dead_letters(&self, r: &[Resolved]) -> Result<(), StoreError> {
-            self.inner.delete_dead_letters(r).await
-        }
-        async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {
-            self.inner.bump_dead_letter_attempts(ids).await
-        }
-        async fn put_invalid(&self, e: &[InvalidMessage]) -> Result<(), StoreError> {
-            self.inner.put_invalid(e).await
-        }
-        async fn scan_invalid(
-            &self,
-            a: Option<(crate::model::Topic, String)>,
-            n: usize,
-        ) -> Result<Vec<InvalidMessage>, StoreError> {
-            self.inner.scan_invalid(a, n).await
         }
     }
 
@@ -431,5 +463,63 @@ mod tests {
             (19, 1, 0)
         );
         assert_eq!(store.inner.fact(13).await.expect("read"), None);
+    }
+
+    #[actix_rt::test]
+    async fn the_writer_retries_only_the_rows_that_failed_retriably_up_to_the_bound() {
+        let store = Arc::new(PerRowStore {
+            flaky: true,
+            ..PerRowStore::default()
+        });
+        let stats = Arc::new(Stats::default());
+        let writer = FactWriter::new(
+            store.clone(),
+            stats.clone(),
+            WriterOptions {
+                batch_size: 100,
+                linger: Duration::from_millis(1),
+                max_in_flight: 2,
+                mailbox_capacity: 4,
+                retry: RetryPolicy {
+                    max_attempts: 4,
+                    initial_backoff: Duration::from_millis(1),
+                    max_backoff: Duration::from_millis(2),
+                },
+            },
+        )
+        .start();
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let rows: Vec<PendingWrite> = (1..=20)
+            .map(|id| PendingWrite {
+                write: order(id),
+                ack: AckHandle::new(Record(id, answers.clone())),
+            })
+            .collect();
+        writer.send(WriteBatch(rows)).await.expect("writer alive");
+        writer.send(Flush).await.expect("writer alive");
+
+        let answers = answers.lock().expect("lock").clone();
+        assert_eq!(answers.len(), 20, "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|(id, acked)| *acked == (*id != 13 && *id != 8)),
+            "{answers:?}"
+        );
+        let tries = store.tries.lock().expect("lock").clone();
+        assert_eq!(
+            (tries[&7], tries[&8], tries[&13], tries[&1]),
+            (3, 4, 1, 1),
+            "busy rows retried to success or the bound; others written once"
+        );
+        // The first try of all 20, then rows 7 and 8, 7 and 8, and 8 alone.
+        assert_eq!(store.per_row_calls.load(Ordering::SeqCst), 4);
+        assert_eq!(store.batch_calls.load(Ordering::SeqCst), 0);
+        let s = stats.snapshot();
+        assert_eq!(
+            (s.orders_upserted, s.write_failures, s.write_retries),
+            (18, 2, 5)
+        );
+        assert!(store.inner.fact(7).await.expect("read").is_some());
     }
 }

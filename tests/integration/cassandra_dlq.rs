@@ -13,7 +13,7 @@ use crate::pubsub::CASSANDRA_COMMAND_LIMIT;
 use crate::store_contract::{cassandra_test_config, KeyspaceGuard};
 use ecom_stream::model::{Order, Payment};
 use ecom_stream::store::cassandra::{self as cql_store, CassandraStore};
-use ecom_stream::store::{DlqEntry, FactWrite, Store};
+use ecom_stream::store::{DeadLetterStore, DlqEntry, FactSink, FactWrite};
 use std::collections::BTreeSet;
 
 /// Entries in the DLQ table: several of `dlq replay`'s 1,000-entry pages.

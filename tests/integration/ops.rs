@@ -354,9 +354,7 @@ struct Unreachable {
 impl WriteHook for Unreachable {
     async fn before_write(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "connection refused (injected)".into(),
-            ));
+            return Err(StoreError::unavailable("connection refused (injected)"));
         }
         Ok(())
     }

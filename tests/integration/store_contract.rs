@@ -17,7 +17,7 @@ use ecom_stream::model::{Order, Payment, Topic};
 use ecom_stream::store::cassandra::{self as cql_store, CassandraConfig, CassandraStore};
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use ecom_stream::store::memory::MemoryStore;
-use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store};
+use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Page, Resolved, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -214,61 +214,54 @@ async fn fact(store: &dyn Store, order_id: i64) -> FactRow {
         .unwrap_or_else(|| panic!("row {order_id} missing"))
 }
 
-/// Every page of a keyed scan, checking page sizes; `next` gives the page after a key.
-async fn all_pages<T, K, F, Fut>(limit: usize, key: impl Fn(&T) -> K, mut next: F) -> Vec<T>
+/// Every page of a scan, checking page sizes, until the store says the scan is complete
+/// (`next == None`; a short or empty page with `Some(next)` is not the end); `scan` gives
+/// the page after a key.
+async fn all_pages<T, K, F, Fut>(limit: usize, mut scan: F) -> Vec<T>
 where
     F: FnMut(Option<K>) -> Fut,
-    Fut: std::future::Future<Output = Vec<T>>,
+    Fut: std::future::Future<Output = Page<T, K>>,
 {
     let mut all = Vec::new();
     let mut after = None;
-    loop {
-        let page = next(after.take()).await;
+    for _ in 0..10_000 {
+        let page = scan(after.take()).await;
         assert!(
-            page.len() <= limit,
+            page.items.len() <= limit,
             "page of {} > limit {limit}",
-            page.len()
+            page.items.len()
         );
-        let Some(last) = page.last() else { break };
-        after = Some(key(last));
-        all.extend(page);
-        assert!(all.len() <= 10_000, "scan does not end");
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return all,
+        }
     }
-    all
+    panic!("scan does not end");
 }
 
 async fn all_facts(store: &dyn Store, limit: usize) -> Vec<FactRow> {
-    all_pages(
-        limit,
-        |r: &FactRow| r.order_id,
-        |after| async move { store.scan_facts(after, limit).await.expect("scan_facts") },
-    )
+    all_pages(limit, |after| async move {
+        store.scan_facts(after, limit).await.expect("scan_facts")
+    })
     .await
 }
 
 async fn all_dead_letters(store: &dyn Store, limit: usize) -> Vec<DlqEntry> {
-    all_pages(
-        limit,
-        |d: &DlqEntry| d.payment.payment_id,
-        |after| async move {
-            let page = store.scan_dead_letters(after, limit).await;
-            page.expect("scan_dead_letters")
-        },
-    )
+    all_pages(limit, |after| async move {
+        let page = store.scan_dead_letters(after, limit).await;
+        page.expect("scan_dead_letters")
+    })
     .await
 }
 
 async fn all_invalid(store: &dyn Store, limit: usize) -> Vec<InvalidMessage> {
-    all_pages(
-        limit,
-        |m: &InvalidMessage| (m.source, m.message_id.clone()),
-        |after| async move {
-            store
-                .scan_invalid(after, limit)
-                .await
-                .expect("scan_invalid")
-        },
-    )
+    all_pages(limit, |after| async move {
+        store
+            .scan_invalid(after, limit)
+            .await
+            .expect("scan_invalid")
+    })
     .await
 }
 
@@ -465,13 +458,27 @@ async fn scan_facts_pages_through_every_row_once(store: &dyn Store) {
         .map(|&id| w_order(&order(id, "Shipped"), 1))
         .collect();
     write(store, &writes).await;
-    let rows = all_facts(store, 3).await;
-    let keys: Vec<i64> = rows.iter().map(|r| r.order_id).collect();
-    assert_each_once(&keys, &ids);
-    assert!(rows
+    // Partial rows (payment columns only, their order not seen yet) are rows of the scan.
+    let payment_only = [13, 11, 14, 12];
+    let writes: Vec<FactWrite> = payment_only
         .iter()
-        .all(|r| r.order_status.as_deref() == Some("Shipped")));
-    assert!(store.scan_facts(None, 0).await.expect("limit 0").is_empty());
+        .map(|&id| w_payment(&payment(100 + id, id, "Completed"), 1))
+        .collect();
+    write(store, &writes).await;
+    let all_ids: Vec<i64> = ids.iter().chain(&payment_only).copied().collect();
+    // Page sizes smaller than the table (one dividing it, one not), equal to it, and larger.
+    for limit in [1, 3, 7, 14, 100] {
+        let rows = all_facts(store, limit).await;
+        let keys: Vec<i64> = rows.iter().map(|r| r.order_id).collect();
+        assert_each_once(&keys, &all_ids);
+        assert!(rows.iter().all(|r| if r.order_id > 10 {
+            !r.has_order() && r.payment_status.as_deref() == Some("Completed")
+        } else {
+            r.order_status.as_deref() == Some("Shipped") && !r.has_payment()
+        }));
+    }
+    let empty = store.scan_facts(None, 0).await.expect("limit 0");
+    assert!(empty.items.is_empty() && empty.next.is_none(), "{empty:?}");
 }
 
 async fn dead_letters_put_scan_delete(store: &dyn Store) {
@@ -632,12 +639,14 @@ async fn dead_letters_page(store: &dyn Store) {
         .map(|&id| dead_letter(id, "Completed", 1_000, 1))
         .collect();
     store.put_dead_letters(&entries).await.expect("put");
-    let keys: Vec<i64> = all_dead_letters(store, 3)
-        .await
-        .iter()
-        .map(|d| d.payment.payment_id)
-        .collect();
-    assert_each_once(&keys, &ids);
+    for limit in [1, 3, 7, 50] {
+        let keys: Vec<i64> = all_dead_letters(store, limit)
+            .await
+            .iter()
+            .map(|d| d.payment.payment_id)
+            .collect();
+        assert_each_once(&keys, &ids);
+    }
 }
 
 async fn invalid_messages_put_scan_and_re_put(store: &dyn Store) {
@@ -688,12 +697,15 @@ async fn invalid_messages_page_by_source_and_message_id(store: &dyn Store) {
     }
     let entries: Vec<InvalidMessage> = keys.iter().map(|(s, id)| invalid(*s, id, b"x")).collect();
     store.put_invalid(&entries).await.expect("put");
-    let got: Vec<(Topic, String)> = all_invalid(store, 2)
-        .await
-        .iter()
-        .map(|m| (m.source, m.message_id.clone()))
-        .collect();
-    assert_each_once(&got, &keys);
+    // 5 is one source's worth: a page that ends exactly at the end of a partition.
+    for limit in [1, 2, 5, 10, 50] {
+        let got: Vec<(Topic, String)> = all_invalid(store, limit)
+            .await
+            .iter()
+            .map(|m| (m.source, m.message_id.clone()))
+            .collect();
+        assert_each_once(&got, &keys);
+    }
 }
 
 async fn empty_calls_are_no_ops(store: &dyn Store) {
@@ -816,6 +828,7 @@ contract_tests!(cassandra, cassandra_fixture);
 
 mod embedded_on_disk {
     use super::*;
+    use ecom_stream::store::{DeadLetterStore, FactSink, OrderLookup};
 
     fn open(dir: &TempDir) -> EmbeddedStore {
         EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open")

@@ -9,7 +9,8 @@ use ecom_stream::model::Topic;
 use ecom_stream::source::in_process::Message;
 use ecom_stream::store::memory::MemoryStore;
 use ecom_stream::store::{
-    DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError,
+    DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
+    OrderLookup, Page, Resolved, Store, StoreError,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,40 +63,40 @@ pub fn raw_msg(topic: Topic, id: &str, data: impl Into<Bytes>) -> Message {
     }
 }
 
-/// Every fact row, by order id.
-pub async fn all_facts(store: &dyn Store) -> BTreeMap<i64, FactRow> {
+/// Every fact row, by order id (paging until the store says the scan is complete).
+pub async fn all_facts(store: &dyn FactReader) -> BTreeMap<i64, FactRow> {
     let mut rows = BTreeMap::new();
     let mut after = None;
     loop {
         let page = store.scan_facts(after, 500).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.order_id);
-        rows.extend(page.into_iter().map(|r| (r.order_id, r)));
+        rows.extend(page.items.into_iter().map(|r| (r.order_id, r)));
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     rows
 }
 
 /// Every DLQ entry, by payment id.
-pub async fn all_dead_letters(store: &dyn Store) -> BTreeMap<i64, DlqEntry> {
+pub async fn all_dead_letters(store: &dyn DeadLetterStore) -> BTreeMap<i64, DlqEntry> {
     let mut out = BTreeMap::new();
     let mut after = None;
     loop {
         let page = store.scan_dead_letters(after, 500).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.payment.payment_id);
-        out.extend(page.into_iter().map(|e| (e.payment.payment_id, e)));
+        out.extend(page.items.into_iter().map(|e| (e.payment.payment_id, e)));
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     out
 }
 
-pub async fn all_invalid(store: &dyn Store) -> Vec<InvalidMessage> {
+pub async fn all_invalid(store: &dyn DeadLetterStore) -> Vec<InvalidMessage> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = store.scan_invalid(after, 500).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some((last.source, last.message_id.clone()));
-        out.extend(page);
+        out.extend(page.items);
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     out
 }
@@ -122,15 +123,25 @@ impl<H: WriteHook> HookedStore<H> {
     }
 }
 
+// The pipeline takes the whole store; only writes go through the hook.
+
 #[async_trait]
-impl<H: WriteHook> Store for HookedStore<H> {
+impl<H: WriteHook> FactSink for HookedStore<H> {
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
         self.hook.before_write().await?;
         self.inner.write_facts(writes).await
     }
+}
+
+#[async_trait]
+impl<H: WriteHook> OrderLookup for HookedStore<H> {
     async fn known_orders(&self, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
         self.inner.known_orders(ids).await
     }
+}
+
+#[async_trait]
+impl<H: WriteHook> FactReader for HookedStore<H> {
     async fn fact(&self, id: i64) -> Result<Option<FactRow>, StoreError> {
         self.inner.fact(id).await
     }
@@ -138,9 +149,13 @@ impl<H: WriteHook> Store for HookedStore<H> {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<FactRow>, StoreError> {
+    ) -> Result<Page<FactRow, i64>, StoreError> {
         self.inner.scan_facts(after, limit).await
     }
+}
+
+#[async_trait]
+impl<H: WriteHook> DeadLetterStore for HookedStore<H> {
     async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
         self.hook.before_write().await?;
         self.inner.put_dead_letters(entries).await
@@ -149,7 +164,7 @@ impl<H: WriteHook> Store for HookedStore<H> {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<DlqEntry>, StoreError> {
+    ) -> Result<Page<DlqEntry, i64>, StoreError> {
         self.inner.scan_dead_letters(after, limit).await
     }
     async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
@@ -166,7 +181,7 @@ impl<H: WriteHook> Store for HookedStore<H> {
         &self,
         after: Option<(Topic, String)>,
         limit: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
         self.inner.scan_invalid(after, limit).await
     }
 }
@@ -182,7 +197,7 @@ pub struct FailFirst {
 impl WriteHook for FailFirst {
     async fn before_write(&self) -> Result<(), StoreError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err(StoreError::Unavailable("injected timeout".into()));
+            return Err(StoreError::unavailable("injected timeout"));
         }
         Ok(())
     }

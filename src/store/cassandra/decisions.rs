@@ -200,8 +200,8 @@ mod tests {
 
     #[test]
     fn a_failure_retrying_cannot_fix_wins_over_a_retriable_one() {
-        let busy = || Err(StoreError::Unavailable("busy".into()));
-        let bad = || Err(StoreError::Failed("bad".into()));
+        let busy = || Err(StoreError::unavailable("busy"));
+        let bad = || Err(StoreError::failed("bad"));
         assert!(first_error(vec![Ok(()), Ok(())]).is_ok());
         let e = first_error(vec![busy(), Ok(()), bad(), busy()]).expect_err("failed");
         assert!(!e.is_retriable());

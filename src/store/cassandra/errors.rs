@@ -16,11 +16,12 @@ use scylla::errors::{
 };
 
 /// Classifies a failed execute. `what` names the operation and table for the message.
+/// The driver's error is kept as the source; a hint to the likely fix goes in the context.
 pub fn classify(what: &str, e: &ExecutionError) -> StoreError {
     if is_retriable(e) {
-        StoreError::Unavailable(format!("{what}: {e}"))
+        StoreError::unavailable_from(what, e.clone())
     } else {
-        StoreError::Failed(format!("{what}: {e}{}", hint(e)))
+        StoreError::failed_from(format!("{what}{}", hint(e)), e.clone())
     }
 }
 
@@ -89,14 +90,17 @@ pub fn classify_prepare(what: &str, keyspace: &str, e: &PrepareError) -> StoreEr
         || text.contains("does not exist")
         || text.contains("Keyspace");
     if matches!(e, PrepareError::ConnectionPoolError(_)) {
-        StoreError::Unavailable(format!("preparing {what}: {e}"))
+        StoreError::unavailable_from(format!("preparing {what}"), e.clone())
     } else if missing {
-        StoreError::Failed(format!(
-            "preparing {what}: {e} (is the schema applied to keyspace {keyspace}? run \
-             `ecom-stream setup` with ECOM_STORE=cassandra first)"
-        ))
+        StoreError::failed_from(
+            format!(
+                "preparing {what} (is the schema applied to keyspace {keyspace}? run \
+                 `ecom-stream setup` with ECOM_STORE=cassandra first)"
+            ),
+            e.clone(),
+        )
     } else {
-        StoreError::Failed(format!("preparing {what}: {e}"))
+        StoreError::failed_from(format!("preparing {what}"), e.clone())
     }
 }
 
@@ -269,8 +273,12 @@ mod tests {
             write_type: WriteType::Simple,
         });
         let s = classify("write", &e);
-        assert!(matches!(s, StoreError::Unavailable(_)));
-        assert!(s.to_string().contains("received: 1, required: 2"), "{s}");
+        assert!(matches!(s, StoreError::Unavailable { .. }));
+        // The driver's error is the source, and the chain shows it.
+        let source = std::error::Error::source(&s).map(ToString::to_string);
+        assert_eq!(source, Some(e.to_string()));
+        let chain = s.chain().to_string();
+        assert!(chain.contains("received: 1, required: 2"), "{chain}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The Cassandra / ScyllaDB store (design §3, §6) on the `scylla` driver: the production
 //! store, for data that outgrows one machine.
 //!
-//! Owns: [`CassandraStore`], the [`Store`] implementation: prepared statements (prepared
-//! once, at open), concurrency bounded by one semaphore, per-row retries of fact writes.
-//! Must never: send an unprepared statement on the data path, batch across partitions,
+//! Owns: [`CassandraStore`], the [`Store`](crate::store::Store) implementation: prepared
+//! statements (prepared once, at open), concurrency bounded by one semaphore, per-row fact
+//! writes. Must never: retry a fact write (the fact writer does, with its policy), send an
+//! unprepared statement on the data path, batch across partitions,
 //! answer `Ok` for a write the cluster did not acknowledge at the configured consistency,
 //! or hold pipeline logic. It stays thin on purpose: nothing here can be tested without a
 //! server except through the contract suite, so every decision that can be is made in a
@@ -14,7 +15,8 @@
 //! - [`statements`]: CQL text, bound values, decoded rows;
 //! - [`errors`]: retriable or not;
 //! - [`decisions`]: what a dead-letter put or bump writes, scan plans, error choice;
-//! - [`schema`]: `schema.cql` and `ecom-stream setup`.
+//! - [`schema`]: `schema.cql` and `ecom-stream setup`;
+//! - `dead_letters`: the dead-letter tables' half of the store (this file holds the facts').
 //!
 //! # Semantics, operation by operation
 //!
@@ -50,6 +52,7 @@
 //!   in `message_id` order.
 
 pub mod config;
+mod dead_letters;
 pub mod decisions;
 pub mod errors;
 pub mod schema;
@@ -59,11 +62,7 @@ pub mod statements;
 pub use config::{CassandraArgs, CassandraConfig};
 pub use schema::{apply_schema, SchemaApplied};
 
-use crate::config::RetryPolicy;
-use crate::model::Topic;
-use crate::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Resolved, Store, StoreError};
-use crate::telemetry::Stats;
-use crate::writer::retry::with_retries;
+use crate::store::{FactReader, FactRow, FactSink, FactWrite, OrderLookup, Page, StoreError};
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;
@@ -72,34 +71,22 @@ use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
-use statements::{
-    AttemptsCql, Cql, DeadLetterCql, DeadLetterStateCql, FactCql, InvalidCql, InvalidExistsCql,
-    OrderKnownCql,
-};
+use statements::{Access, Cql, FactCql, OrderKnownCql, Stmt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// The statements, prepared once at open.
+/// The statements of [`statements::STATEMENTS`], prepared once at open, indexed by name.
 #[derive(Debug)]
-struct Prepared {
-    upsert_order: PreparedStatement,
-    upsert_payment: PreparedStatement,
-    select_fact: PreparedStatement,
-    select_order_known: PreparedStatement,
-    scan_facts_first: PreparedStatement,
-    scan_facts_after: PreparedStatement,
-    select_dead_letter_state: PreparedStatement,
-    upsert_dead_letter: PreparedStatement,
-    scan_dead_letters_first: PreparedStatement,
-    scan_dead_letters_after: PreparedStatement,
-    delete_dead_letter: PreparedStatement,
-    select_attempts: PreparedStatement,
-    update_attempts: PreparedStatement,
-    select_invalid_exists: PreparedStatement,
-    insert_invalid: PreparedStatement,
-    scan_invalid_first: PreparedStatement,
-    scan_invalid_after: PreparedStatement,
+struct Prepared(Vec<PreparedStatement>);
+
+impl std::ops::Index<Stmt> for Prepared {
+    type Output = PreparedStatement;
+
+    fn index(&self, name: Stmt) -> &PreparedStatement {
+        // Prepared from the whole table, in its order: every name is in range.
+        &self.0[name as usize]
+    }
 }
 
 /// The Cassandra store. Share it behind an `Arc`; the session inside is one connection pool
@@ -131,7 +118,7 @@ impl CassandraStore {
     pub async fn open(config: &CassandraConfig) -> Result<Self, StoreError> {
         let session = session::connect(config)
             .await
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+            .map_err(|e| StoreError::failed_from("connecting to Cassandra", e))?;
         Self::with_session(Arc::new(session), config).await
     }
 
@@ -141,28 +128,16 @@ impl CassandraStore {
         config: &CassandraConfig,
     ) -> Result<Self, StoreError> {
         let cql = Cql::new(&config.keyspace);
-        let (w, r) = (config.write_consistency, config.read_consistency);
         let ks = config.keyspace.as_str();
-        let prepared = Prepared {
-            upsert_order: prepare(&session, ks, &cql.upsert_order, w).await?,
-            upsert_payment: prepare(&session, ks, &cql.upsert_payment, w).await?,
-            select_fact: prepare(&session, ks, &cql.select_fact, r).await?,
-            select_order_known: prepare(&session, ks, &cql.select_order_known, r).await?,
-            scan_facts_first: prepare(&session, ks, &cql.scan_facts_first, r).await?,
-            scan_facts_after: prepare(&session, ks, &cql.scan_facts_after, r).await?,
-            select_dead_letter_state: prepare(&session, ks, &cql.select_dead_letter_state, r)
-                .await?,
-            upsert_dead_letter: prepare(&session, ks, &cql.upsert_dead_letter, w).await?,
-            scan_dead_letters_first: prepare(&session, ks, &cql.scan_dead_letters_first, r).await?,
-            scan_dead_letters_after: prepare(&session, ks, &cql.scan_dead_letters_after, r).await?,
-            delete_dead_letter: prepare(&session, ks, &cql.delete_dead_letter, w).await?,
-            select_attempts: prepare(&session, ks, &cql.select_attempts, r).await?,
-            update_attempts: prepare(&session, ks, &cql.update_attempts, w).await?,
-            select_invalid_exists: prepare(&session, ks, &cql.select_invalid_exists, r).await?,
-            insert_invalid: prepare(&session, ks, &cql.insert_invalid, w).await?,
-            scan_invalid_first: prepare(&session, ks, &cql.scan_invalid_first, r).await?,
-            scan_invalid_after: prepare(&session, ks, &cql.scan_invalid_after, r).await?,
-        };
+        let mut prepared = Vec::with_capacity(statements::STATEMENTS.len());
+        for (_, access, text) in cql.all() {
+            let consistency = match access {
+                Access::Read => config.read_consistency,
+                Access::Write => config.write_consistency,
+            };
+            prepared.push(prepare(&session, ks, text, consistency).await?);
+        }
+        let prepared = Prepared(prepared);
         tracing::info!(keyspace = %config.keyspace, "Cassandra store ready: statements prepared");
         Ok(CassandraStore {
             session,
@@ -189,7 +164,7 @@ impl CassandraStore {
             .in_flight
             .acquire()
             .await
-            .map_err(|_| StoreError::Failed(format!("{what}: store closed")))?;
+            .map_err(|e| StoreError::failed_from(format!("{what}: store closed"), e))?;
         self.session
             .execute_unpaged(stmt, values)
             .await
@@ -209,11 +184,11 @@ impl CassandraStore {
         let result = self.execute(what, stmt, values).await?;
         let rows = result
             .into_rows_result()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?;
+            .map_err(|e| StoreError::failed_from(what, e))?;
         rows.rows::<R>()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))?
+            .map_err(|e| StoreError::failed_from(what, e))?
             .collect::<Result<Vec<R>, _>>()
-            .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
+            .map_err(|e| StoreError::failed_from(what, e))
     }
 
     /// One fact write: one single-partition request.
@@ -222,7 +197,7 @@ impl CassandraStore {
             FactWrite::Order { order, ts } => self
                 .execute(
                     "write order (orders_payments_facts)",
-                    &self.prepared.upsert_order,
+                    &self.prepared[Stmt::UpsertOrder],
                     statements::order_values(order, *ts),
                 )
                 .await
@@ -230,7 +205,7 @@ impl CassandraStore {
             FactWrite::Payment { payment, ts } => self
                 .execute(
                     "write payment (orders_payments_facts)",
-                    &self.prepared.upsert_payment,
+                    &self.prepared[Stmt::UpsertPayment],
                     statements::payment_values(payment, *ts),
                 )
                 .await
@@ -254,140 +229,16 @@ impl CassandraStore {
         decisions::first_error(results)
     }
 
-    /// One fact write with its own retries (backoff with full jitter).
-    async fn write_one_with_retries(
-        &self,
-        write: &FactWrite,
-        retry: &RetryPolicy,
-        stats: &Stats,
-    ) -> Result<(), StoreError> {
-        with_retries(retry, stats, "write fact (cassandra)", || {
-            self.write_one(write)
-        })
-        .await
-    }
-
     /// `Some(id)` if the row of `id` has its order columns.
     async fn order_known(&self, id: i64) -> Result<Option<i64>, StoreError> {
         let rows: Vec<OrderKnownCql> = self
             .rows(
                 "read order (orders_payments_facts)",
-                &self.prepared.select_order_known,
+                &self.prepared[Stmt::SelectOrderKnown],
                 (id,),
             )
             .await?;
         Ok(rows.first().and_then(|r| r.customer_id).map(|_| id))
-    }
-
-    async fn delete_one(&self, r: &Resolved) -> Result<(), StoreError> {
-        self.execute(
-            "delete dead letter (dlq_payments)",
-            &self.prepared.delete_dead_letter,
-            (r.event_ts, r.payment_id),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn put_invalid_one(&self, m: &InvalidMessage) -> Result<(), StoreError> {
-        let found: Vec<InvalidExistsCql> = self
-            .rows(
-                "look up invalid message (invalid_messages)",
-                &self.prepared.select_invalid_exists,
-                (m.source.as_str(), m.message_id.as_str()),
-            )
-            .await?;
-        if !found.is_empty() {
-            return Ok(()); // recorded already: the first record wins
-        }
-        self.execute(
-            "record invalid message (invalid_messages)",
-            &self.prepared.insert_invalid,
-            statements::invalid_values(m),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn put_dead_letter(&self, entry: &DlqEntry) -> Result<(), StoreError> {
-        let id = entry.payment.payment_id;
-        let state: Option<DeadLetterStateCql> = self
-            .rows(
-                "read dead letter (dlq_payments)",
-                &self.prepared.select_dead_letter_state,
-                (id,),
-            )
-            .await?
-            .into_iter()
-            .next();
-        let Some((first_seen, attempts)) = decisions::dead_letter_write(state.as_ref(), entry)
-        else {
-            return Ok(()); // a newer version is stored
-        };
-        self.execute(
-            "write dead letter (dlq_payments)",
-            &self.prepared.upsert_dead_letter,
-            statements::dead_letter_values(entry, first_seen, attempts),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn bump_attempts(&self, payment_id: i64) -> Result<(), StoreError> {
-        let row: Option<AttemptsCql> = self
-            .rows(
-                "read attempts (dlq_payments)",
-                &self.prepared.select_attempts,
-                (payment_id,),
-            )
-            .await?
-            .into_iter()
-            .next();
-        let Some((ts, next)) = decisions::bump(row.as_ref()) else {
-            return Ok(()); // no such entry (resolved meanwhile): nothing to count
-        };
-        self.execute(
-            "bump attempts (dlq_payments)",
-            &self.prepared.update_attempts,
-            (ts, next, payment_id),
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Invalid messages of one source after `after` (a message id), in id order.
-    async fn scan_invalid_source(
-        &self,
-        source: Topic,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
-        let what = "scan invalid_messages";
-        let limit = statements::cql_limit(limit);
-        let rows: Vec<InvalidCql> = match after {
-            None => {
-                self.rows(
-                    what,
-                    &self.prepared.scan_invalid_first,
-                    (source.as_str(), limit),
-                )
-                .await?
-            }
-            Some(id) => {
-                self.rows(
-                    what,
-                    &self.prepared.scan_invalid_after,
-                    (source.as_str(), id, limit),
-                )
-                .await?
-            }
-        };
-        rows.into_iter()
-            .map(|r| {
-                r.into_message()
-                    .map_err(|e| StoreError::Failed(format!("{what}: {e}")))
-            })
-            .collect()
     }
 }
 
@@ -409,7 +260,7 @@ async fn prepare(
 }
 
 #[async_trait]
-impl Store for CassandraStore {
+impl FactSink for CassandraStore {
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
         self.all_ok(writes.iter().map(|w| self.write_one(w)).collect())
             .await
@@ -418,23 +269,20 @@ impl Store for CassandraStore {
     async fn write_facts_per_row(
         &self,
         writes: &[FactWrite],
-        retry: &RetryPolicy,
-        stats: &Stats,
     ) -> Option<Vec<Result<(), StoreError>>> {
-        // Each row retries on its own with backoff and jitter; the permit is taken per try,
-        // so a row waiting out its backoff leaves room for the others. `buffered` keeps the
+        // One try per row (the fact writer retries the failed ones); `buffered` keeps the
         // outcomes in row order.
-        let calls: Vec<_> = writes
-            .iter()
-            .map(|w| self.write_one_with_retries(w, retry, stats))
-            .collect();
+        let calls: Vec<_> = writes.iter().map(|w| self.write_one(w)).collect();
         let outcomes = stream::iter(calls)
             .buffered(self.max_in_flight)
             .collect()
             .await;
         Some(outcomes)
     }
+}
 
+#[async_trait]
+impl OrderLookup for CassandraStore {
     async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
         let ids: Vec<i64> = order_ids
             .iter()
@@ -451,12 +299,15 @@ impl Store for CassandraStore {
             .try_collect()
             .await
     }
+}
 
+#[async_trait]
+impl FactReader for CassandraStore {
     async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
         let rows: Vec<FactCql> = self
             .rows(
                 "read fact (orders_payments_facts)",
-                &self.prepared.select_fact,
+                &self.prepared[Stmt::SelectFact],
                 (order_id,),
             )
             .await?;
@@ -467,139 +318,24 @@ impl Store for CassandraStore {
         &self,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<FactRow>, StoreError> {
+    ) -> Result<Page<FactRow, i64>, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
         let what = "scan orders_payments_facts";
         let n = statements::cql_limit(limit);
         let rows: Vec<FactCql> = match after {
             None => {
-                self.rows(what, &self.prepared.scan_facts_first, (n,))
+                self.rows(what, &self.prepared[Stmt::ScanFactsFirst], (n,))
                     .await?
             }
             Some(a) => {
-                self.rows(what, &self.prepared.scan_facts_after, (a, n))
+                self.rows(what, &self.prepared[Stmt::ScanFactsAfter], (a, n))
                     .await?
             }
         };
-        Ok(rows.into_iter().map(FactRow::from).collect())
-    }
-
-    async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
-        // Read-before-write: entries for the same payment go one after the other, as in
-        // the local stores; different payments go concurrently.
-        let groups = decisions::group_by_key(entries, |e| e.payment.payment_id);
-        self.all_ok(
-            groups
-                .into_iter()
-                .map(|group| async move {
-                    for e in group {
-                        self.put_dead_letter(e).await?;
-                    }
-                    Ok(())
-                })
-                .collect(),
-        )
-        .await
-    }
-
-    async fn scan_dead_letters(
-        &self,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<DlqEntry>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let what = "scan dlq_payments";
-        let n = statements::cql_limit(limit);
-        let mut after = after;
-        loop {
-            let rows: Vec<DeadLetterCql> = match after {
-                None => {
-                    self.rows(what, &self.prepared.scan_dead_letters_first, (n,))
-                        .await?
-                }
-                Some(a) => {
-                    self.rows(what, &self.prepared.scan_dead_letters_after, (a, n))
-                        .await?
-                }
-            };
-            let Some(last) = rows.last().map(|r| r.payment_id) else {
-                return Ok(Vec::new());
-            };
-            // A partial row (see `DeadLetterCql::into_entry`) is skipped. A page of nothing
-            // but partial rows must not read as the end of the table, so it moves on.
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id = row.payment_id;
-                match row.into_entry() {
-                    Some(e) => out.push(e),
-                    None => tracing::warn!(payment_id = id, "skipping a partial dlq_payments row"),
-                }
-            }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-            after = Some(last);
-        }
-    }
-
-    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
-        self.all_ok(resolved.iter().map(|r| self.delete_one(r)).collect())
-            .await
-    }
-
-    async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError> {
-        // A payment named twice is bumped twice, one after the other (read-modify-write).
-        let groups = decisions::group_by_key(payment_ids, |id| *id);
-        self.all_ok(
-            groups
-                .into_iter()
-                .map(|group| async move {
-                    for id in group {
-                        self.bump_attempts(*id).await?;
-                    }
-                    Ok(())
-                })
-                .collect(),
-        )
-        .await
-    }
-
-    async fn put_invalid(&self, entries: &[InvalidMessage]) -> Result<(), StoreError> {
-        // Looked up before written: the same message twice in one call goes in order.
-        let groups = decisions::group_by_key(entries, |m| (m.source, m.message_id.clone()));
-        self.all_ok(
-            groups
-                .into_iter()
-                .map(|group| async move {
-                    for m in group {
-                        self.put_invalid_one(m).await?;
-                    }
-                    Ok(())
-                })
-                .collect(),
-        )
-        .await
-    }
-
-    async fn scan_invalid(
-        &self,
-        after: Option<(Topic, String)>,
-        limit: usize,
-    ) -> Result<Vec<InvalidMessage>, StoreError> {
-        let mut out = Vec::new();
-        for (source, from) in decisions::invalid_scan(after.as_ref()) {
-            if out.len() >= limit {
-                break;
-            }
-            let page = self
-                .scan_invalid_source(source, from, limit - out.len())
-                .await?;
-            out.extend(page);
-        }
-        Ok(out)
+        // Partial rows (one column group only) are rows too: every row read is an item.
+        let rows: Vec<FactRow> = rows.into_iter().map(FactRow::from).collect();
+        Ok(Page::of_rows(rows, limit, |r| r.order_id))
     }
 }

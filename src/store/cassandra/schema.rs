@@ -94,7 +94,7 @@ pub fn statements(keyspace: &str, replication: &Replication) -> Result<Vec<Strin
         let s = s.replace(&format!(" {FILE_KEYSPACE}."), &format!(" {keyspace}."));
         if s.starts_with("CREATE KEYSPACE") {
             let (head, _) = s.split_once(" WITH replication = ").ok_or_else(|| {
-                StoreError::Failed("schema.cql: CREATE KEYSPACE has no replication".into())
+                StoreError::failed("schema.cql: CREATE KEYSPACE has no replication")
             })?;
             let head = head.replace(
                 &format!("IF NOT EXISTS {FILE_KEYSPACE}"),
@@ -130,7 +130,7 @@ pub fn replication_warning(config: &CassandraConfig) -> Option<String> {
 pub async fn apply_schema(config: &CassandraConfig) -> Result<SchemaApplied, StoreError> {
     let session = connect(config)
         .await
-        .map_err(|e| StoreError::Failed(e.to_string()))?;
+        .map_err(|e| StoreError::failed_from("connecting to Cassandra", e))?;
     if let Some(warning) = replication_warning(config) {
         tracing::warn!("{warning}");
     }
@@ -146,7 +146,7 @@ pub async fn apply_schema(config: &CassandraConfig) -> Result<SchemaApplied, Sto
     let version = session
         .await_schema_agreement()
         .await
-        .map_err(|e| StoreError::Unavailable(format!("waiting for schema agreement: {e}")))?;
+        .map_err(|e| StoreError::unavailable_from("waiting for schema agreement", e))?;
     tracing::info!(keyspace = %config.keyspace, %version, "schema applied; all nodes agree");
     Ok(SchemaApplied {
         keyspace: config.keyspace.clone(),
@@ -160,7 +160,7 @@ pub async fn drop_keyspace(
     session: &scylla::client::session::Session,
     keyspace: &str,
 ) -> Result<(), StoreError> {
-    super::config::check_identifier(keyspace).map_err(StoreError::Failed)?;
+    super::config::check_identifier(keyspace).map_err(StoreError::failed)?;
     session
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
         .await

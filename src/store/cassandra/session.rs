@@ -10,8 +10,8 @@
 use super::config::{CassandraConfig, TlsFiles};
 use super::errors::{classify_connect, closed_at_first_request, ConnectProblem, PLAIN_CLIENT_HINT};
 use crate::config::RetryPolicy;
+use crate::retry::backoff;
 use crate::rng::SplitMix64;
-use crate::writer::retry::backoff;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use scylla::client::execution_profile::ExecutionProfile;

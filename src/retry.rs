@@ -1,24 +1,31 @@
-//! Retries of store and publish calls: exponential backoff with full jitter, and only for
-//! errors that say a retry can help.
+//! Retries: exponential backoff with full jitter, and only for errors that say a retry can
+//! help. A ground-floor module: the fact writer, the dead-letter actor and the Cassandra
+//! session's connect loop all use it.
 //!
-//! Owns: the retry loop shared by the fact writer and the dead-letter actor. Must never:
-//! retry an error that is not retriable, or retry without a bound.
+//! Owns: the backoff rule, the [`Retriable`] trait and the retry loop. Must never: import
+//! `store` or `telemetry` (they import this; callers count retries through the `on_retry`
+//! callback), retry an error that is not retriable, or retry without a bound.
 
 use crate::config::RetryPolicy;
 use crate::rng::SplitMix64;
-use crate::telemetry::Stats;
 use std::future::Future;
 use std::time::Duration;
 
 /// An error that knows whether the same call may succeed later.
-pub trait Retriable: std::fmt::Display {
+pub trait Retriable: std::error::Error {
     fn is_retriable(&self) -> bool;
 }
 
-impl Retriable for crate::store::StoreError {
-    fn is_retriable(&self) -> bool {
-        crate::store::StoreError::is_retriable(self)
+/// `e` and its sources on one line, `: `-separated (as anyhow's `{:#}`), for logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
     }
+    out
 }
 
 /// The wait before try number `attempt + 1` (after `attempt` failures): uniform in
@@ -33,11 +40,12 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32, rng: &mut SplitMix64) -> Dura
 }
 
 /// Runs `call` until it succeeds, fails with a non-retriable error, or has been tried
-/// `policy.max_attempts` times.
+/// `policy.max_attempts` times. `on_retry` runs once per retry (before its wait): the
+/// caller's counter.
 pub async fn with_retries<T, E, F, Fut>(
     policy: &RetryPolicy,
-    stats: &Stats,
     what: &'static str,
+    mut on_retry: impl FnMut(),
     mut call: F,
 ) -> Result<T, E>
 where
@@ -52,8 +60,8 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_retriable() && attempt < policy.max_attempts => {
                 let wait = backoff(policy, attempt, &mut rng);
-                tracing::warn!(what, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying");
-                Stats::incr(&stats.write_retries);
+                tracing::warn!(what, attempt, error = %chain(&e), wait_ms = wait.as_millis() as u64, "retrying");
+                on_retry();
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -65,8 +73,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
     use std::cell::Cell;
+
+    #[derive(Debug)]
+    enum TestError {
+        Busy,
+        DiskFull,
+    }
+
+    impl std::fmt::Display for TestError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+
+    impl std::error::Error for TestError {}
+
+    impl Retriable for TestError {
+        fn is_retriable(&self) -> bool {
+            matches!(self, TestError::Busy)
+        }
+    }
 
     fn policy(max_attempts: u32) -> RetryPolicy {
         RetryPolicy {
@@ -87,32 +114,34 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_only_retriable_errors_and_stops_at_the_bound() {
-        let stats = Stats::default();
+        let retries = Cell::new(0);
+        let on_retry = || retries.set(retries.get() + 1);
         let calls = Cell::new(0);
-        let r: Result<(), StoreError> = with_retries(&policy(3), &stats, "t", || {
+        let r: Result<(), TestError> = with_retries(&policy(3), "t", on_retry, || {
             calls.set(calls.get() + 1);
-            async { Err(StoreError::Unavailable("busy".into())) }
+            async { Err(TestError::Busy) }
         })
         .await;
         assert!(r.is_err());
         assert_eq!(calls.get(), 3);
+        assert_eq!(retries.get(), 2, "one retry counted per wait");
 
         calls.set(0);
-        let r: Result<(), StoreError> = with_retries(&policy(3), &stats, "t", || {
+        let r: Result<(), TestError> = with_retries(&policy(3), "t", on_retry, || {
             calls.set(calls.get() + 1);
-            async { Err(StoreError::Failed("disk full".into())) }
+            async { Err(TestError::DiskFull) }
         })
         .await;
         assert!(r.is_err());
         assert_eq!(calls.get(), 1);
 
         calls.set(0);
-        let r: Result<u8, StoreError> = with_retries(&policy(5), &stats, "t", || {
+        let r: Result<u8, TestError> = with_retries(&policy(5), "t", on_retry, || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
                 if n < 3 {
-                    Err(StoreError::Unavailable("busy".into()))
+                    Err(TestError::Busy)
                 } else {
                     Ok(7)
                 }

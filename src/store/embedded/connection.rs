@@ -1,0 +1,195 @@
+//! Opening the embedded store and running its calls: the write connection and the read
+//! connection, one transaction per call, off the async runtime.
+//!
+//! Owns: [`EmbeddedStore::open`], [`EmbeddedStore::open_reader`], the read and write
+//! transactions and what a SQLite error means (retriable or not). Must never: block an
+//! async runtime thread, write outside a transaction, or create a database when only asked
+//! to read one.
+
+use super::schema::{SCHEMA, TABLES};
+use super::{EmbeddedOptions, EmbeddedStore, Inner, DB_FILE, DEFAULT_BUSY_TIMEOUT};
+use crate::store::StoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Transaction, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `data_dir` for reading and writing.
+    ///
+    /// Blocks briefly (file creation, schema check): call it at start-up, not on a hot path.
+    pub fn open(data_dir: &Path, opts: EmbeddedOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::failed_from(format!("cannot create data dir {}", data_dir.display()), e)
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let ctx = |what: &str| format!("opening {} ({what})", path.display());
+
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let writer =
+            Connection::open_with_flags(&path, flags).map_err(|e| classify(&ctx("open"), e))?;
+        writer
+            .busy_timeout(opts.busy_timeout)
+            .map_err(|e| classify(&ctx("busy_timeout"), e))?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| classify(&ctx("journal_mode"), e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Without WAL, readers in other processes would block the writer and vice versa.
+            return Err(StoreError::failed(format!(
+                "{}: SQLite refused WAL mode (got {mode}); is the data dir on a network or \
+                 read-only file system?",
+                ctx("journal_mode")
+            )));
+        }
+        writer
+            .pragma_update(None, "synchronous", opts.sync.pragma())
+            .map_err(|e| classify(&ctx("synchronous"), e))?;
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(|e| classify(&ctx("creating tables"), e))?;
+
+        let reader = open_read_connection(&path, opts.busy_timeout)?;
+        tracing::info!(path = %path.display(), sync = ?opts.sync, "embedded store opened");
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Some(Mutex::new(writer)),
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// Opens an existing store in `data_dir` for reading only (`query`, `dlq list`), also
+    /// while another process writes to it. Writes through it fail. Never creates a database.
+    pub fn open_reader(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::failed(format!(
+                "no embedded store at {}: nothing has written to this data dir yet \
+                 (try `ecom-stream demo`, or set --data-dir / ECOM_DATA_DIR)",
+                path.display()
+            )));
+        }
+        let reader = open_read_connection(&path, DEFAULT_BUSY_TIMEOUT)?;
+        let ctx = format!("opening {} (schema check)", path.display());
+        for table in TABLES {
+            let found: Option<i64> = reader
+                .query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| classify(&ctx, e))?;
+            if found.is_none() {
+                return Err(StoreError::failed(format!(
+                    "{} is not an ecom-stream store: table {table} is missing",
+                    path.display()
+                )));
+            }
+        }
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: None,
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// Runs `f` on the read connection in one read transaction (one consistent snapshot).
+    pub(super) async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(op, move || {
+            let mut conn = lock(&inner.reader, op)?;
+            let tx = conn.transaction().map_err(|e| classify(op, e))?;
+            let out = f(&tx).map_err(|e| classify(op, e))?;
+            // Read-only: dropping the transaction would roll back just as well, but an
+            // explicit end surfaces errors.
+            tx.commit().map_err(|e| classify(op, e))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` on the write connection in one IMMEDIATE transaction: all of it commits or
+    /// none of it does. IMMEDIATE takes the write lock up front, so contention with another
+    /// process waits in the busy handler instead of failing mid-transaction.
+    pub(super) async fn write<F>(&self, op: &'static str, f: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(op, move || {
+            let Some(writer) = inner.writer.as_ref() else {
+                return Err(StoreError::failed(format!(
+                    "{op}: {} was opened read-only",
+                    inner.path.display()
+                )));
+            };
+            let mut conn = lock(writer, op)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| classify(op, e))?;
+            f(&tx).map_err(|e| classify(op, e))?;
+            tx.commit().map_err(|e| classify(op, e))
+        })
+        .await
+    }
+}
+
+/// A connection that reads an existing database: never creates one, refuses writes.
+fn open_read_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let ctx = format!("opening {} for reading", path.display());
+    // READ_WRITE rather than READ_ONLY: a WAL reader must be able to create the `-shm` index
+    // when no writer is running. `query_only` forbids writes instead.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(&ctx, e))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| classify(&ctx, e))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|e| classify(&ctx, e))?;
+    Ok(conn)
+}
+
+/// Runs blocking SQLite work off the async runtime (current-thread runtimes included).
+async fn run_blocking<T, F>(op: &'static str, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::failed_from(format!("{op}: blocking task failed"), e))?
+}
+
+fn lock<'a>(
+    conn: &'a Mutex<Connection>,
+    op: &str,
+) -> Result<MutexGuard<'a, Connection>, StoreError> {
+    conn.lock().map_err(|_| {
+        StoreError::failed(format!(
+            "{op}: connection unusable (an earlier call panicked while holding it)"
+        ))
+    })
+}
+
+/// Busy and locked mean another connection holds the lock right now: the same call may work
+/// later. Anything else (I/O, full disk, corrupt file, bad schema) will not fix itself.
+/// SQLite's error stays the source.
+pub(super) fn classify(op: &str, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::unavailable_from(op, e)
+        }
+        _ => StoreError::failed_from(op, e),
+    }
+}
