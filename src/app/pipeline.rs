@@ -85,7 +85,7 @@ impl Pipeline {
 
     pub fn start_placed(
         config: &EngineConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn PipelineStore>,
         publisher: Arc<dyn DlqPublisher>,
         stats: Arc<Stats>,
         placement: Placement,
