@@ -6,7 +6,8 @@
 //!
 //! Layers from the top down; a module imports only modules on its own layer or below.
 //!
-//! - [`cli`]: parses the command line and prints results; nothing else.
+//! - [`cli`]: parses the command line and prints results; nothing else. Its
+//!   [`cli::settings`] is the table of settings and their layering.
 //! - [`app`]: the wiring. [`app::pipeline`] starts the actors and drains them in order,
 //!   [`app::run`] is the production pipeline, [`app::demo`] the self-contained one.
 //! - [`ops`]: the operations listener (Prometheus `/metrics`, `/healthz`, `/readyz`, the
@@ -19,8 +20,8 @@
 //! - [`join`]: the `JoinShard` actor ([`join::shard`]), its decisions ([`join::state`]),
 //!   early payments ([`join::pending`]), duplicates ([`join::dedup`]) and the shard
 //!   function ([`join::router`]).
-//! - [`writer`]: the `FactWriter` actor. Batches rows, bounds writes in flight, retries, and
-//!   acks each message only after its row is durable.
+//! - [`writer`]: the `FactWriter` actor. Batches rows, bounds writes in flight, retries
+//!   (with [`retry`]), and acks each message only after its row is durable.
 //! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages), [`dlq::topic`]
 //!   (the DLQ topic on Pub/Sub) and [`dlq::replay`].
 //! - [`pubsub`]: Pub/Sub client plumbing ([`pubsub::connect`]), `setup`
@@ -28,8 +29,8 @@
 //! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
 //!   [`store::cassandra`] for Cassandra/ScyllaDB).
 //! - Ground floor: [`model`] (the wire format), [`generator`] (mock data), [`config`] (the
-//!   engine's config and the layered settings), [`telemetry`] (counters and gauges),
-//!   [`health`] (readiness), [`ack`], [`shutdown`], [`clock`], [`rng`].
+//!   engine's settings), [`telemetry`] (counters and gauges), [`health`] (readiness),
+//!   [`ack`], [`retry`], [`shutdown`], [`clock`], [`rng`].
 
 pub mod ack;
 pub mod app;

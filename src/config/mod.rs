@@ -1,26 +1,14 @@
-//! The configuration (design §4, §5): the engine's tuning knobs, typed and validated once at
-//! start, and the layered settings every command is configured by.
+//! The engine's configuration (design §4): its tuning knobs, typed and validated once at
+//! start.
 //!
-//! Owns, here: [`EngineConfig`] and its validation, [`ConfigError`], and the one duration
-//! syntax of every setting ([`parse_duration`]). Below: the serde adapters every layer is
-//! read through ([`de`]), the table of settings ([`table`]), what they resolve to
-//! ([`settings`]), their flags ([`flags`]), the layering itself ([`layers`]) and its errors
-//! ([`errors`]). Must never: let a zero capacity through (a zero-sized queue deadlocks
-//! instead of failing), or read the process environment anywhere but through the `env`
-//! function the CLI hands to [`resolve`].
+//! Owns: [`EngineConfig`] and its validation, [`RetryPolicy`], [`ConfigError`], the one
+//! duration syntax of every setting ([`parse_duration`]) and the serde adapters every
+//! settings layer reads values through ([`de`]). Which settings exist, and how the file, the
+//! `ECOM_*` variables and the flags are layered, is the command line's
+//! (`cli::settings`). Must never: let a zero capacity through (a zero-sized queue deadlocks
+//! instead of failing), or read the process environment.
 
 pub mod de;
-pub mod errors;
-pub mod flags;
-pub mod layers;
-pub mod settings;
-pub mod table;
-
-pub use errors::{LoadError, Origin, SettingError};
-pub use flags::{flag_args, given_flags};
-pub use layers::{locate, resolve, Resolved, Row, DEFAULT_FILE, GOOGLE_EMULATOR_VAR};
-pub use settings::{LogFormat, Settings, StoreKind, SyncArg, DEFAULT_DATA_DIR};
-pub use table::{by_flag, by_key, Kind, Scope, Setting, SETTINGS};
 
 use std::time::Duration;
 
@@ -271,6 +259,3 @@ mod tests {
         );
     }
 }
-
-#[cfg(test)]
-mod layering_tests;

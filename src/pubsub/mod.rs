@@ -3,8 +3,7 @@
 //! Owns: where the service is and what things are called ([`PubSubConfig`]), and the
 //! clients built from that ([`connect`]). The parts:
 //! - [`admin`]: `setup`'s topics and subscriptions;
-//! - [`producer`]: `produce`'s mock orders and payments;
-//! - [`args`]: the Pub/Sub settings of the command line.
+//! - [`producer`]: `produce`'s mock orders and payments.
 //!
 //! The clients' users live with their roles: the subscribers are a source
 //! ([`crate::source::pubsub`]), the DLQ topic publisher is part of the dead-letter queue
@@ -14,7 +13,6 @@
 //! or ack a message itself.
 
 pub mod admin;
-pub mod args;
 pub mod connect;
 pub mod producer;
 

@@ -10,6 +10,7 @@ mod config;
 mod config_table;
 mod crash;
 mod emulator;
+mod layout;
 mod ops;
 mod pipeline;
 mod pubsub;

@@ -8,9 +8,9 @@
 //! connect to anything, or read the environment (`PUBSUB_EMULATOR_HOST` is one more layer of
 //! the configuration, below the file).
 
-use super::admin::SubscriptionSettings;
-use super::{Endpoint, PubSubConfig};
 use crate::config::de;
+use crate::pubsub::admin::SubscriptionSettings;
+use crate::pubsub::{Endpoint, PubSubConfig};
 use crate::source::pubsub::SubscriberOptions;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub const DEFAULT_PROJECT: &str = "ecom-local";
 #[serde(default, deny_unknown_fields)]
 pub struct PubSubSettings {
     /// Google Cloud project of the topics and subscriptions (the file's top-level
-    /// `project`, hence skipped here: [`crate::config::Settings`] holds it).
+    /// `project`, hence skipped here: [`super::Settings`] holds it).
     #[serde(skip)]
     pub project: String,
     /// The emulator's host:port; `PUBSUB_EMULATOR_HOST` is the layer below the file.

@@ -1,6 +1,6 @@
 //! The command line (design §5): the commands, their own flags, and their output.
 //!
-//! Owns: parsing (the settings' flags come from `config::SETTINGS`, layered over the
+//! Owns: parsing (the settings' flags come from `settings::SETTINGS`, layered over the
 //! config file and the `ECOM_*` variables there), turning settings into configs, and printing
 //! results (JSON lines, the demo summary, `config`'s effective settings) and errors (one
 //! line). Must never: hold pipeline logic (each command calls into the library), or read a
@@ -10,11 +10,10 @@ use crate::app::{
     self, Access, DemoConfig, DemoOptions, DemoReport, RunConfig, RunOptions, RunReport,
     StoreConfig,
 };
-use crate::config::{self, ConfigError, EngineConfig, Resolved, Scope, Settings};
-pub use crate::config::{LogFormat, StoreKind, SyncArg};
+use crate::cli::settings::pubsub::PubSubSettings;
+use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::replay::{replay_every, replay_once};
 use crate::model::Topic;
-use crate::pubsub::args::PubSubSettings;
 use crate::pubsub::producer::{IdRange, ProduceOptions};
 use crate::pubsub::PubSubConfig;
 use crate::shutdown;
@@ -24,11 +23,15 @@ use crate::telemetry::Stats;
 use base64::Engine as _;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
+pub use settings::{LogFormat, StoreKind, SyncArg};
+use settings::{Resolved, Scope, Settings};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -140,7 +143,7 @@ pub struct DemoArgs {
     /// keep serving after the summary until Ctrl-C / SIGTERM.
     #[arg(long)]
     pub serve: bool,
-    /// From the resolved settings (not a flag of its own: see `config::SETTINGS`).
+    /// From the resolved settings (not a flag of its own: see `settings::SETTINGS`).
     #[arg(skip)]
     pub engine: EngineConfig,
 }
@@ -204,7 +207,7 @@ fn parse_topic(s: &str) -> Result<Topic, String> {
 /// The whole command line: the derived commands, plus each setting's flag on the commands
 /// of its scope (`config` takes them all).
 pub fn command() -> clap::Command {
-    let mut cmd = Cli::command().args(config::flag_args(Scope::Global));
+    let mut cmd = Cli::command().args(settings::flag_args(Scope::Global));
     for scope in [
         Scope::Engine,
         Scope::Run,
@@ -213,7 +216,7 @@ pub fn command() -> clap::Command {
         Scope::Subscription,
     ] {
         for name in scope.commands() {
-            cmd = cmd.mut_subcommand(name, |sub| sub.args(config::flag_args(scope)));
+            cmd = cmd.mut_subcommand(name, |sub| sub.args(settings::flag_args(scope)));
         }
     }
     cmd
@@ -230,11 +233,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let file = config::locate(cli.config.clone());
-    let resolved = match config::resolve(
+    let file = settings::locate(cli.config.clone());
+    let resolved = match settings::resolve(
         file.as_deref(),
         |var: &str| std::env::var_os(var),
-        config::given_flags(&matches),
+        settings::given_flags(&matches),
     ) {
         Ok(resolved) => resolved,
         Err(e) => {
@@ -297,7 +300,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let first = first.join(" ");
     // The argument clap names, as `--flag <VALUE>`: its first word is the flag.
     let setting = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => arg.split_whitespace().next().and_then(config::by_flag),
+        Some(ContextValue::String(arg)) => {
+            arg.split_whitespace().next().and_then(settings::by_flag)
+        }
         _ => None,
     };
     match setting {
@@ -324,8 +329,8 @@ fn init_logging(resolved: &Resolved) -> anyhow::Result<()> {
             let problem = format!(
                 "{filter_text:?} is not a log filter ({e}; examples: info, ecom_stream=debug,scylla=warn)"
             );
-            match (&settings.log, config::by_key("log")) {
-                (Some(_), Some(setting)) => anyhow::Error::new(config::SettingError {
+            match (&settings.log, settings::by_key("log")) {
+                (Some(_), Some(setting)) => anyhow::Error::new(settings::SettingError {
                     setting,
                     origin: resolved.origin(setting),
                     problem,
@@ -840,7 +845,7 @@ mod tests {
         let cmd = command();
         cmd.clone().debug_assert();
         let config = cmd.find_subcommand("config").expect("config");
-        for s in config::SETTINGS {
+        for s in settings::SETTINGS {
             let arg = config
                 .get_arguments()
                 .chain(cmd.get_arguments())

@@ -8,7 +8,7 @@
 //! layer (files, variables, flags: that is [`layers`](super::layers)).
 
 use super::{de, EngineConfig, RetryPolicy};
-use crate::pubsub::args::PubSubSettings;
+use crate::cli::settings::pubsub::PubSubSettings;
 use crate::store::cassandra::CassandraArgs;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
