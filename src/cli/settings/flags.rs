@@ -5,7 +5,7 @@
 //! (clap's defaults and `env` would hide the file and the variables, which are layers of
 //! their own), or parse a value (serde does, with the other layers', in one place).
 
-use super::settings::{json_values, value_at};
+use super::values::{json_values, value_at};
 use super::{by_key, Kind, Scope, Setting, Settings, SETTINGS};
 use crate::store::cassandra::CassandraArgs;
 use clap::builder::{PossibleValuesParser, ValueParser};

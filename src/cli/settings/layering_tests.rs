@@ -1,7 +1,7 @@
 //! Tests of the layered configuration: the table against [`Settings`], the order of the
 //! layers, and the errors' wording.
 
-use super::settings::json_values;
+use super::values::json_values;
 use super::*;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

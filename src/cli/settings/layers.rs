@@ -7,7 +7,7 @@
 //! Must never: put anything into the process environment, or read it other than through the
 //! `env` function it is given (tests and the CLI decide what the environment is).
 
-use super::settings::{json_values, value_at};
+use super::values::{json_values, value_at};
 use super::{by_flag, by_key, ConfigError, Kind, LoadError, Origin, Setting, SettingError};
 use super::{Settings, SETTINGS};
 use figment::value::{Dict, Map, Value};

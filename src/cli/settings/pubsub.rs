@@ -1,5 +1,5 @@
 //! The Pub/Sub settings as the layered configuration reads them (file keys `project` and
-//! `[pubsub] …`, `ECOM_PROJECT` and `ECOM_PUBSUB_*`, the flags of `config::SETTINGS`):
+//! `[pubsub] …`, `ECOM_PROJECT` and `ECOM_PUBSUB_*`, the flags of `cli::settings::SETTINGS`):
 //! where the service is, what things are called, how subscriptions are read and how `setup`
 //! creates them.
 //!
