@@ -43,8 +43,8 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use world::{
-    expected_row, peak_rss_kib, wait_until, wait_within, Ops, World, ACKED, NACKED, OUTSTANDING,
-    RECEIVED,
+    expected_row, peak_rss_kib, wait_until, wait_within, Ops, World, ACKED, DUPLICATES, NACKED,
+    OUTSTANDING, RECEIVED,
 };
 
 /// Orders and payments published in the node-loss and outage scenarios (ids `1..=N`).
@@ -169,8 +169,11 @@ fn one_node_lost_mid_stream() {
 const OUTAGE: Duration = Duration::from_secs(30);
 
 /// The subscriber's bound in the outage scenario (`--pubsub-max-outstanding-messages`):
-/// well under what is published, so that staying within it is a claim.
-const BOUND: u64 = 500;
+/// well under what is published, so that staying within it is a claim. Small, too: while
+/// the store refuses writes, every held message is retried, nacked and redelivered in a
+/// loop (no backoff across deliveries yet: RESILIENCE.md), and that loop's CPU slows the
+/// nodes' restart on 2 cores.
+const BOUND: u64 = 200;
 
 /// The whole cluster SIGKILLed for [`OUTAGE`] mid-run, then restarted on its data: while it
 /// is away `/readyz` answers 503, the subscriber stays within its bound and acks nothing;
@@ -210,9 +213,9 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
     let pid = w.run_pid();
     let mut producers = w.produce_in_background(&format!("1..={N}"), "300");
     wait_until(
-        "600 messages acked before the outage",
+        "600 messages acked and /readyz 200 before the outage",
         &mut [&mut run],
-        || ops.metrics().both(ACKED) >= 600,
+        || ops.metrics().both(ACKED) >= 600 && ops.ready_status() == 200,
     );
 
     let down_at = Instant::now();
@@ -225,7 +228,7 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
         &mut [&mut run],
         || ops.ready_status() == 503,
     );
-    // From here on no write can have succeeded: acks must stand still.
+    // From here on no write can succeed: an ack can only answer a duplicate.
     let before = ops.metrics();
     assert!(
         before.both(ACKED) < 2 * N as u64,
@@ -250,12 +253,17 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
                 "{source}: {outstanding} outstanding, over the bound of {BOUND}"
             );
             peak_outstanding = peak_outstanding.max(outstanding);
-            assert_eq!(
-                m.of(ACKED, source),
-                before.of(ACKED, source),
-                "{source}: acked while every node was down"
-            );
         }
+        // Nothing new can become durable, so every ack now must be of a duplicate: a
+        // redelivery of a message whose effect was durable before the outage, which the run
+        // acks without writing (design §4 item 5; the emulator redelivers such messages).
+        let acked = m.both(ACKED) - before.both(ACKED);
+        let duplicates = m.total(DUPLICATES) - before.total(DUPLICATES);
+        assert!(
+            acked <= duplicates,
+            "{acked} acks but only {duplicates} duplicates while every node was down: \
+             something was acked whose effect is not durable"
+        );
         samples += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -263,6 +271,7 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
     let delivered = after.both(RECEIVED) - before.both(RECEIVED);
     let nacked = after.both(NACKED) - before.both(NACKED);
     let acked = after.both(ACKED) - before.both(ACKED);
+    let duplicates = after.total(DUPLICATES) - before.total(DUPLICATES);
     let rss_kib = peak_rss_kib(pid);
 
     // The nodes come back in the background while the test watches the run: the first ack
@@ -310,9 +319,10 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
     assert!(dlq.is_empty(), "{dlq:?}");
     println!(
         "RESILIENCE: {test}: {N}+{N} messages, bound {BOUND}; all {} nodes SIGKILLed \
-         after {} acks; /readyz 503 {unready_after:.1?} after the kill and at each of \
+         after {} acks; /readyz 503 {unready_after:.1?} after the last kill and at each of \
          {samples} samples; outage {down_for:.1?} (kill to restart); during the outage: \
-         {delivered} deliveries, {acked} acks, {nacked} nacks, peak outstanding \
+         {delivered} deliveries, {acked} acks (all of duplicates: {duplicates} duplicates), \
+         {nacked} nacks, peak outstanding \
          {peak_outstanding} (of one source); peak RSS of run (VmHWM) {} MiB; after the \
          restart began: first ack {first_ack:.1?}, all 3 nodes answering {restart_took:.1?}, \
          all stored {finished:.1?}; /readyz then {} ({}); dead-lettered then replayed \
@@ -406,8 +416,8 @@ fn instances_share_the_work() {
         .sum();
     println!(
         "RESILIENCE: instances_share_the_work: 350 payments then 300 orders over 3 runs; \
-         (orders, payments) acked per run {shares:?}; payments held then joined {joined_after_hold}; \
-         dead-lettered {}",
+         (orders, payments) acked per run {shares:?}; payments held then joined \
+         {joined_after_hold}; dead-lettered {}",
         dlq.len()
     );
 }

@@ -274,6 +274,11 @@ impl Metrics {
             .sum()
     }
 
+    /// `name`, a metric without labels; 0 before the first sample.
+    pub fn total(&self, name: &str) -> u64 {
+        self.0.get(name).map_or(0, |v| *v as u64)
+    }
+
     /// `name` summed over both sources.
     pub fn both(&self, name: &str) -> u64 {
         self.of(name, "orders") + self.of(name, "payments")
@@ -283,6 +288,7 @@ impl Metrics {
 pub const RECEIVED: &str = "ecom_stream_messages_received_total";
 pub const ACKED: &str = "ecom_stream_messages_acked_total";
 pub const NACKED: &str = "ecom_stream_messages_nacked_total";
+pub const DUPLICATES: &str = "ecom_stream_duplicates_total";
 pub const OUTSTANDING: &str = "ecom_stream_subscriber_outstanding_messages";
 
 /// How long any one condition may take to come true before the test fails naming it.
