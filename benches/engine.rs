@@ -16,12 +16,12 @@ use ecom_stream::app::pipeline::{Drained, Pipeline};
 use ecom_stream::config::EngineConfig;
 use ecom_stream::dlq::TableOnly;
 use ecom_stream::generator::MockData;
-use ecom_stream::model::{decode, Event, Topic};
+use ecom_stream::model::{decode, Event, StreamKind};
 use ecom_stream::shutdown::Shutdown;
 use ecom_stream::source::in_process::{Delivery, InProcessSource, Message, SourceOptions};
 use ecom_stream::store::{
-    DeadLetterStore, DlqEntry, FactSink, FactWrite, InvalidMessage, OrderLookup, Page, Resolved,
-    StoreError,
+    DeadLetterStore, DlqEntry, FactSink, FactWrite, InvalidMessage, OrderLookup, Page,
+    ReplayedEntry, StoreError,
 };
 use ecom_stream::telemetry::Stats;
 use std::collections::{HashMap, HashSet};
@@ -38,9 +38,9 @@ fn messages() -> Vec<Message> {
     let mut pending = Vec::new();
     for id in 1..=ORDERS {
         let order = serde_json::to_vec(&mock.order(id)).unwrap();
-        out.push(message(Topic::Orders, format!("o{id}"), order));
+        out.push(message(StreamKind::Orders, format!("o{id}"), order));
         let payment = serde_json::to_vec(&mock.payment(1_000_000 + id, id)).unwrap();
-        pending.push(message(Topic::Payments, format!("p{id}"), payment));
+        pending.push(message(StreamKind::Payments, format!("p{id}"), payment));
         // Payments trail their orders by up to 8 messages.
         if pending.len() == 8 {
             out.append(&mut pending);
@@ -50,7 +50,7 @@ fn messages() -> Vec<Message> {
     out
 }
 
-fn message(topic: Topic, message_id: String, data: Vec<u8>) -> Message {
+fn message(topic: StreamKind, message_id: String, data: Vec<u8>) -> Message {
     Message {
         topic,
         message_id,
@@ -88,7 +88,7 @@ impl DeadLetterStore for NoopStore {
     ) -> Result<Page<DlqEntry, i64>, StoreError> {
         Ok(Page::last(Vec::new()))
     }
-    async fn delete_dead_letters(&self, _: &[Resolved]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(&self, _: &[ReplayedEntry]) -> Result<(), StoreError> {
         Ok(())
     }
     async fn bump_dead_letter_attempts(&self, _: &[i64]) -> Result<(), StoreError> {
@@ -99,9 +99,9 @@ impl DeadLetterStore for NoopStore {
     }
     async fn scan_invalid(
         &self,
-        _: Option<(Topic, String)>,
+        _: Option<(StreamKind, String)>,
         _: usize,
-    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError> {
         Ok(Page::last(Vec::new()))
     }
 }

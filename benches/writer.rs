@@ -16,7 +16,7 @@ use ecom_stream::generator::MockData;
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use ecom_stream::store::{FactSink, FactWrite};
 use ecom_stream::telemetry::Stats;
-use ecom_stream::writer::{FactWriter, Flush, PendingWrite, WriteBatch, WriterOptions};
+use ecom_stream::writer::{FactWriter, Flush, RowWithAck, WriteBatch, WriterOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ fn through_writer(rows: Vec<FactWrite>) -> Duration {
         let mut msgs = Vec::new();
         let mut batch = Vec::with_capacity(500);
         for write in rows {
-            batch.push(PendingWrite {
+            batch.push(RowWithAck {
                 write,
                 ack: AckHandle::new(Count(acked.clone())),
             });

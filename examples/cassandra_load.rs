@@ -28,7 +28,7 @@ use ecom_stream::store::cassandra::statements::{order_values, Cql, Stmt};
 use ecom_stream::store::cassandra::{self, CassandraArgs, CassandraStore};
 use ecom_stream::store::FactWrite;
 use ecom_stream::telemetry::Stats;
-use ecom_stream::writer::{FactWriter, Flush, PendingWrite, WriteBatch, WriterOptions};
+use ecom_stream::writer::{FactWriter, Flush, RowWithAck, WriteBatch, WriterOptions};
 use futures_util::stream::{self, StreamExt};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -292,7 +292,7 @@ async fn through_writer(
     let mut msgs = Vec::new();
     let mut batch = Vec::with_capacity(500);
     for write in rows {
-        batch.push(PendingWrite {
+        batch.push(RowWithAck {
             write,
             ack: AckHandle::new(Count(acked.clone(), nacked.clone())),
         });

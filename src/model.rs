@@ -10,29 +10,30 @@ use std::hash::{Hash, Hasher};
 /// Payment ids are the order id they pay for plus this, so they never collide with orders.
 pub const PAYMENT_ID_OFFSET: i64 = 1_000_000;
 
-/// The two input topics. Also the `source` column of `invalid_messages`.
+/// Which of the two input streams a message belongs to (the orders or the payments topic):
+/// decides how it is decoded. Also the `source` column of `invalid_messages`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Topic {
+pub enum StreamKind {
     Orders,
     Payments,
 }
 
-impl Topic {
+impl StreamKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Topic::Orders => "orders",
-            Topic::Payments => "payments",
+            StreamKind::Orders => "orders",
+            StreamKind::Payments => "payments",
         }
     }
 }
 
-impl std::str::FromStr for Topic {
+impl std::str::FromStr for StreamKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "orders" => Ok(Topic::Orders),
-            "payments" => Ok(Topic::Payments),
+            "orders" => Ok(StreamKind::Orders),
+            "payments" => Ok(StreamKind::Payments),
             other => Err(format!(
                 "unknown source {other:?} (expected orders or payments)"
             )),
@@ -40,7 +41,7 @@ impl std::str::FromStr for Topic {
     }
 }
 
-impl std::fmt::Display for Topic {
+impl std::fmt::Display for StreamKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -134,18 +135,18 @@ impl InvalidPayload {
 }
 
 /// Decodes and validates one message of `topic`.
-pub fn decode(topic: Topic, data: &[u8]) -> Result<Event, InvalidPayload> {
+pub fn decode(topic: StreamKind, data: &[u8]) -> Result<Event, InvalidPayload> {
     if data.is_empty() {
         return Err(InvalidPayload::new("empty payload"));
     }
     match topic {
-        Topic::Orders => {
+        StreamKind::Orders => {
             let order: Order = serde_json::from_slice(data)
                 .map_err(|e| InvalidPayload::new(format!("invalid order: {e}")))?;
             validate_order(&order)?;
             Ok(Event::Order(order))
         }
-        Topic::Payments => {
+        StreamKind::Payments => {
             let payment: Payment = serde_json::from_slice(data)
                 .map_err(|e| InvalidPayload::new(format!("invalid payment: {e}")))?;
             validate_payment(&payment)?;
@@ -195,12 +196,12 @@ mod tests {
 
     #[test]
     fn decodes_valid_messages_and_ignores_unknown_fields() {
-        let Ok(Event::Order(o)) = decode(Topic::Orders, ORDER.as_bytes()) else {
+        let Ok(Event::Order(o)) = decode(StreamKind::Orders, ORDER.as_bytes()) else {
             panic!("order should decode");
         };
         assert_eq!(o.order_id, 7);
         assert_eq!(o.price, 999.5);
-        let Ok(Event::Payment(p)) = decode(Topic::Payments, PAYMENT.as_bytes()) else {
+        let Ok(Event::Payment(p)) = decode(StreamKind::Payments, PAYMENT.as_bytes()) else {
             panic!("payment should decode");
         };
         assert_eq!((p.payment_id, p.order_id), (70, 7));
@@ -208,34 +209,34 @@ mod tests {
 
     #[test]
     fn rejects_bad_payloads_with_a_reason() {
-        let cases: &[(Topic, &[u8], &str)] = &[
-            (Topic::Orders, b"", "empty payload"),
-            (Topic::Orders, b"not json", "invalid order"),
-            (Topic::Orders, b"\xff\xfe\x00", "invalid order"),
-            (Topic::Orders, br#"{"order_id":1}"#, "missing field"),
-            (Topic::Payments, br#"[1,2,3]"#, "invalid payment"),
+        let cases: &[(StreamKind, &[u8], &str)] = &[
+            (StreamKind::Orders, b"", "empty payload"),
+            (StreamKind::Orders, b"not json", "invalid order"),
+            (StreamKind::Orders, b"\xff\xfe\x00", "invalid order"),
+            (StreamKind::Orders, br#"{"order_id":1}"#, "missing field"),
+            (StreamKind::Payments, br#"[1,2,3]"#, "invalid payment"),
             (
-                Topic::Orders,
+                StreamKind::Orders,
                 br#"{"order_id":"7","customer_id":3,"item":"x","quantity":1,"price":1.0,"shipping_address":"a","order_status":"s","creation_date":"d"}"#,
                 "invalid type",
             ),
             (
-                Topic::Orders,
+                StreamKind::Orders,
                 br#"{"order_id":7,"customer_id":3,"item":"x","quantity":-1,"price":1.0,"shipping_address":"a","order_status":"s","creation_date":"d"}"#,
                 "quantity must not be negative",
             ),
             (
-                Topic::Orders,
+                StreamKind::Orders,
                 br#"{"order_id":7,"customer_id":3,"item":"x","quantity":1,"price":-0.5,"shipping_address":"a","order_status":"s","creation_date":"d"}"#,
                 "price must be",
             ),
             (
-                Topic::Payments,
+                StreamKind::Payments,
                 br#"{"payment_id":0,"order_id":7,"payment_method":"m","card_last_four":"1","payment_status":"s","payment_datetime":"d"}"#,
                 "payment_id must be positive",
             ),
             (
-                Topic::Payments,
+                StreamKind::Payments,
                 br#"{"payment_id":1,"order_id":7.5,"payment_method":"m","card_last_four":"1","payment_status":"s","payment_datetime":"d"}"#,
                 "invalid type",
             ),
@@ -254,17 +255,17 @@ mod tests {
     #[test]
     fn huge_garbage_is_rejected_with_a_short_error() {
         let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-        let err = decode(Topic::Payments, &garbage).expect_err("garbage");
+        let err = decode(StreamKind::Payments, &garbage).expect_err("garbage");
         assert!(err.0.len() <= MAX_ERROR_LEN);
     }
 
     #[test]
     fn content_hash_separates_updates_from_duplicates() {
-        let Ok(a) = decode(Topic::Orders, ORDER.as_bytes()) else {
+        let Ok(a) = decode(StreamKind::Orders, ORDER.as_bytes()) else {
             panic!()
         };
         let b = decode(
-            Topic::Orders,
+            StreamKind::Orders,
             ORDER.replace("Shipped", "Delivered").as_bytes(),
         )
         .expect("valid");

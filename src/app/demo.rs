@@ -22,7 +22,7 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::replay::{replay_once, ReplayReport};
 use crate::dlq::TableOnly;
 use crate::generator::MockData;
-use crate::model::{Topic, PAYMENT_ID_OFFSET};
+use crate::model::{StreamKind, PAYMENT_ID_OFFSET};
 use crate::shutdown::Shutdown;
 use crate::source::in_process::{Delivery, InProcessSource, Message, SourceCounts, SourceOptions};
 use crate::store::{Store, StoreError};
@@ -127,7 +127,7 @@ pub fn scenario(opts: &DemoOptions) -> Scenario {
     let mut keyed: Vec<(i64, Message)> = Vec::new();
     let mut late = Vec::new();
     for id in 1..=orders {
-        let msg = json_message(Topic::Orders, format!("order-{id}"), &mock.order(id));
+        let msg = json_message(StreamKind::Orders, format!("order-{id}"), &mock.order(id));
         if late_ids.contains(&id) {
             late.push(msg);
         } else {
@@ -150,7 +150,11 @@ pub fn scenario(opts: &DemoOptions) -> Scenario {
         let payment = mock.payment(payment_id, order_id);
         keyed.push((
             key,
-            json_message(Topic::Payments, format!("payment-{payment_id}"), &payment),
+            json_message(
+                StreamKind::Payments,
+                format!("payment-{payment_id}"),
+                &payment,
+            ),
         ));
     }
     let duplicates = ((keyed.len() as f64 * opts.duplicates).round() as usize).min(keyed.len());
@@ -186,7 +190,7 @@ pub fn scenario(opts: &DemoOptions) -> Scenario {
     }
 }
 
-fn json_message<T: Serialize>(topic: Topic, message_id: String, record: &T) -> Message {
+fn json_message<T: Serialize>(topic: StreamKind, message_id: String, record: &T) -> Message {
     // Serialising plain structs of strings and numbers cannot fail.
     let data = serde_json::to_vec(record).unwrap_or_default();
     Message {
@@ -198,23 +202,23 @@ fn json_message<T: Serialize>(topic: Topic, message_id: String, record: &T) -> M
 }
 
 /// The garbage real producers send sooner or later.
-fn invalid_payloads() -> Vec<(Topic, Vec<u8>)> {
+fn invalid_payloads() -> Vec<(StreamKind, Vec<u8>)> {
     vec![
-        (Topic::Orders, b"this is not json".to_vec()),
-        (Topic::Orders, br#"{"order_id": 9001, "item": "Laptop"}"#.to_vec()),
+        (StreamKind::Orders, b"this is not json".to_vec()),
+        (StreamKind::Orders, br#"{"order_id": 9001, "item": "Laptop"}"#.to_vec()),
         (
-            Topic::Orders,
+            StreamKind::Orders,
             br#"{"order_id":9002,"customer_id":1,"item":"Mouse","quantity":-3,"price":9.5,"shipping_address":"x","order_status":"Pending","creation_date":"2024-01-01 00:00:00"}"#.to_vec(),
         ),
         (
-            Topic::Payments,
+            StreamKind::Payments,
             br#"{"payment_id":"abc","order_id":1,"payment_method":"PayPal","card_last_four":"1234","payment_status":"Completed","payment_datetime":"2024-01-01 00:00:00"}"#.to_vec(),
         ),
         (
-            Topic::Payments,
+            StreamKind::Payments,
             br#"{"payment_id":0,"order_id":1,"payment_method":"PayPal","card_last_four":"1234","payment_status":"Completed","payment_datetime":"2024-01-01 00:00:00"}"#.to_vec(),
         ),
-        (Topic::Payments, Vec::new()),
+        (StreamKind::Payments, Vec::new()),
     ]
 }
 
@@ -310,8 +314,8 @@ mod tests {
                 })
                 .count()
         };
-        assert_eq!(count(Topic::Orders), 80);
-        assert_eq!(count(Topic::Payments), 500);
+        assert_eq!(count(StreamKind::Orders), 80);
+        assert_eq!(count(StreamKind::Payments), 500);
         assert_eq!(sc.late.len(), 3);
         assert_eq!(
             (sc.expected_rows, sc.expected_joined, sc.expected_dlq),

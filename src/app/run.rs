@@ -11,13 +11,13 @@ use crate::app::pipeline::{Drained, Pipeline};
 use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::topic::DlqTopic;
 use crate::health::{Component, Readiness};
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::pubsub::connect::ConnectError;
 use crate::pubsub::PubSubConfig;
 use crate::shutdown::Shutdown;
 use crate::source::pubsub::{
-    AckOnly, Close, Counts, Sink, StopPulling, SubscriberActor, SubscriberCounts, SubscriberFailed,
-    SubscriberOptions,
+    AckOnly, Close, GetCounts, Sink, StopPulling, SubscriberActor, SubscriberCounts,
+    SubscriberFailed, SubscriberOptions,
 };
 use crate::store::PipelineStore;
 use crate::telemetry::{Stats, StatsSnapshot};
@@ -106,7 +106,7 @@ pub async fn run(
     let (failures_tx, mut failures) = mpsc::unbounded_channel();
     let arbiter = Arbiter::new();
     let mut subscribers = Vec::new();
-    for topic in [Topic::Orders, Topic::Payments] {
+    for topic in [StreamKind::Orders, StreamKind::Payments] {
         let actor = SubscriberActor::connect(
             pubsub,
             topic,
@@ -201,7 +201,7 @@ pub async fn run(
 async fn counts(subscribers: &[Addr<SubscriberActor>]) -> Vec<SubscriberCounts> {
     let mut counts = Vec::with_capacity(subscribers.len());
     for s in subscribers {
-        counts.push(s.send(Counts).await.unwrap_or_default());
+        counts.push(s.send(GetCounts).await.unwrap_or_default());
     }
     counts
 }

@@ -6,7 +6,7 @@
 //! the payment is written with its original timestamp, so it never overwrites a newer one.
 
 use crate::shutdown::Shutdown;
-use crate::store::{FactWrite, PipelineStore, Resolved, StoreError};
+use crate::store::{FactWrite, PipelineStore, ReplayedEntry, StoreError};
 use crate::telemetry::Stats;
 use serde::Serialize;
 use std::time::Duration;
@@ -46,9 +46,9 @@ pub async fn replay_once(
             .partition(|e| known.contains(&e.payment.order_id));
 
         if !found.is_empty() {
-            let resolved: Vec<Resolved> = found
+            let resolved: Vec<ReplayedEntry> = found
                 .iter()
-                .map(|e| Resolved {
+                .map(|e| ReplayedEntry {
                     payment_id: e.payment.payment_id,
                     event_ts: e.event_ts,
                 })

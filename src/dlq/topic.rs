@@ -121,7 +121,7 @@ impl DlqPublisher for DlqTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Payment, Topic};
+    use crate::model::{Payment, StreamKind};
 
     #[test]
     fn dead_letters_carry_their_reason_as_attributes() {
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(back, entry.payment);
 
         let invalid = InvalidMessage {
-            source: Topic::Orders,
+            source: StreamKind::Orders,
             message_id: "m1".into(),
             payload: bytes::Bytes::from_static(b"\xff not json"),
             error: "é".repeat(600),

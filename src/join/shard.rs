@@ -12,7 +12,7 @@ use crate::join::state::{JoinLimits, JoinState};
 use crate::join::Routed;
 use crate::store::OrderLookup;
 use crate::telemetry::{ActorKind, PendingGauge, Stats, StoreOp};
-use crate::writer::{FactWriter, PendingWrite, WriteBatch};
+use crate::writer::{FactWriter, RowWithAck, WriteBatch};
 use actix::prelude::*;
 use std::collections::HashSet;
 use std::future::Future;
@@ -56,7 +56,12 @@ pub struct JoinShard {
     /// How often expired holds are looked for: a tenth of the hold time, kept between 5 ms
     /// (no busy timer for tiny holds) and 500 ms (no long overstay for long ones).
     tick: Duration,
+    /// When shard 0 last probed a store whose last read failed (see [`Self::probe_reads`]).
+    last_probe: Option<Instant>,
 }
+
+/// How often shard 0 reads the store while its reads are failing.
+const READ_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 impl JoinShard {
     pub fn new(
@@ -78,6 +83,7 @@ impl JoinShard {
             stats,
             mailbox_capacity,
             tick: (limits.hold / 10).clamp(Duration::from_millis(5), Duration::from_millis(500)),
+            last_probe: None,
         }
     }
 
@@ -143,7 +149,7 @@ impl JoinShard {
     /// If either actor is gone the message is dropped, and dropping nacks its deliveries.
     fn forward(
         &self,
-        writes: Vec<PendingWrite>,
+        writes: Vec<RowWithAck>,
         unmatched: Vec<UnmatchedPayment>,
     ) -> ResponseActFuture<Self, ()> {
         let writer = self.writer.clone();
@@ -172,7 +178,34 @@ impl JoinShard {
         )
     }
 
+    /// A failed read marks the store down until a read succeeds, but once the store is back
+    /// a run whose payments all find their order in the cache never reads again, and
+    /// `/readyz` would stay 503 while everything works. So while reads are failing, shard 0
+    /// (one probe per process, not per shard) reads one key a second; its outcome is
+    /// recorded like any read's.
+    fn probe_reads(&mut self, ctx: &mut Context<Self>) {
+        if self.id != 0 || !self.stats.store_failing(StoreOp::Read) {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_probe
+            .is_some_and(|at| now.duration_since(at) < READ_PROBE_EVERY)
+        {
+            return;
+        }
+        self.last_probe = Some(now);
+        let probe = self.lookup(vec![1]);
+        ctx.spawn(
+            async move {
+                let _ = probe.await;
+            }
+            .into_actor(self),
+        );
+    }
+
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        self.probe_reads(ctx);
         let expired = self.state.expired(Instant::now());
         self.report_pending();
         if !expired.is_empty() {

@@ -13,7 +13,7 @@ use crate::join::Routed;
 use crate::model::{Event, Order, Payment};
 use crate::store::FactWrite;
 use crate::telemetry::Stats;
-use crate::writer::PendingWrite;
+use crate::writer::RowWithAck;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,16 +38,16 @@ pub struct JoinLimits {
 #[derive(Debug, Default)]
 pub struct Effects {
     /// Rows for the writer.
-    pub writes: Vec<PendingWrite>,
+    pub writes: Vec<RowWithAck>,
     /// Held payments taken out early (buffer full): recheck the store, then dead-letter.
     pub spilled: Vec<HeldPayment>,
 }
 
 /// What a recheck decided for held payments.
 #[derive(Debug, Default)]
-pub struct Resolved {
+pub struct RecheckOutcome {
     /// Payments whose order turned up: joined rows for the writer.
-    pub writes: Vec<PendingWrite>,
+    pub writes: Vec<RowWithAck>,
     /// Payments whose order is still unknown: for the DLQ.
     pub unmatched: Vec<HeldPayment>,
 }
@@ -152,7 +152,7 @@ impl JoinState {
             ts,
             dead_lettered: false,
         };
-        fx.writes.push(PendingWrite {
+        fx.writes.push(RowWithAck {
             write: FactWrite::Order { order, ts },
             ack: ack.on_ack(move || dedup.remember(key, seen)),
         });
@@ -212,8 +212,8 @@ impl JoinState {
 
     /// Decides held payments after the store recheck found `in_store`. The cache counts
     /// too: it knows orders that are written but whose write is not durable yet.
-    pub fn resolve(&mut self, held: Vec<HeldPayment>, in_store: &HashSet<i64>) -> Resolved {
-        let mut out = Resolved::default();
+    pub fn resolve(&mut self, held: Vec<HeldPayment>, in_store: &HashSet<i64>) -> RecheckOutcome {
+        let mut out = RecheckOutcome::default();
         for h in held {
             let order_id = h.payment.order_id;
             if in_store.contains(&order_id) || self.orders.contains_key(&order_id) {
@@ -259,7 +259,7 @@ impl JoinState {
         Some(deadline.checked_sub(self.hold).unwrap_or(deadline))
     }
 
-    fn payment_write(&self, payment: Payment, ts: i64, hash: u64, ack: AckHandle) -> PendingWrite {
+    fn payment_write(&self, payment: Payment, ts: i64, hash: u64, ack: AckHandle) -> RowWithAck {
         let dedup = self.dedup.clone();
         let key = DedupKey::Payment(payment.payment_id);
         let seen = Seen {
@@ -267,7 +267,7 @@ impl JoinState {
             ts,
             dead_lettered: false,
         };
-        PendingWrite {
+        RowWithAck {
             write: FactWrite::Payment { payment, ts },
             ack: ack.on_ack(move || dedup.remember(key, seen)),
         }
@@ -323,7 +323,7 @@ mod tests {
         }
     }
 
-    fn ack_all(writes: Vec<PendingWrite>) {
+    fn ack_all(writes: Vec<RowWithAck>) {
         writes.into_iter().for_each(|w| w.ack.ack());
     }
 

@@ -6,7 +6,7 @@
 //! serves raw cumulative values, and the page derives rates from them.
 
 use crate::health::Readiness;
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::telemetry::{LatencySnapshot, Stats};
 use serde::Serialize;
 use serde_json::json;
@@ -76,7 +76,7 @@ impl History {
         let s = stats.snapshot();
         let g = stats.gauges();
         let src = |t| stats.source(t).snapshot();
-        let (orders, payments) = (src(Topic::Orders), src(Topic::Payments));
+        let (orders, payments) = (src(StreamKind::Orders), src(StreamKind::Payments));
         let LatencySnapshot {
             count,
             sum_seconds,

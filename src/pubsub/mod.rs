@@ -16,7 +16,7 @@ pub mod admin;
 pub mod connect;
 pub mod producer;
 
-use crate::model::Topic;
+use crate::model::StreamKind;
 
 /// Where Pub/Sub is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,18 +67,18 @@ impl PubSubConfig {
     }
 
     /// The subscription a source topic is read from.
-    pub fn subscription_of(&self, topic: Topic) -> &str {
+    pub fn subscription_of(&self, topic: StreamKind) -> &str {
         match topic {
-            Topic::Orders => &self.orders_subscription,
-            Topic::Payments => &self.payments_subscription,
+            StreamKind::Orders => &self.orders_subscription,
+            StreamKind::Payments => &self.payments_subscription,
         }
     }
 
     /// The topic a source's messages are published to.
-    pub fn topic_of(&self, topic: Topic) -> &str {
+    pub fn topic_of(&self, topic: StreamKind) -> &str {
         match topic {
-            Topic::Orders => &self.orders_topic,
-            Topic::Payments => &self.payments_topic,
+            StreamKind::Orders => &self.orders_topic,
+            StreamKind::Payments => &self.payments_topic,
         }
     }
 
@@ -151,7 +151,7 @@ mod tests {
             "projects/ecom-local/topics/orders_data"
         );
         assert_eq!(
-            c.subscription_path(c.subscription_of(Topic::Payments)),
+            c.subscription_path(c.subscription_of(StreamKind::Payments)),
             "projects/ecom-local/subscriptions/payments_data-sub"
         );
         assert_eq!(c.validate(), Ok(()));

@@ -15,7 +15,7 @@ use super::connect::{self, Batching, ClientError, ConnectError};
 use super::PubSubConfig;
 use crate::generator::MockData;
 use crate::model::PAYMENT_ID_OFFSET;
-use crate::model::{Order, Payment, Topic};
+use crate::model::{Order, Payment, StreamKind};
 use crate::rng::SplitMix64;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use google_cloud_pubsub::model::Message;
@@ -72,7 +72,7 @@ impl std::str::FromStr for IdRange {
 /// What one `produce` run publishes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceOptions {
-    pub topic: Topic,
+    pub topic: StreamKind,
     pub ids: IdRange,
     /// Messages in all; default one per id.
     pub count: Option<u64>,
@@ -161,8 +161,8 @@ pub fn records(opts: &ProduceOptions) -> impl Iterator<Item = Record> + '_ {
         let pass = (i / len) as i64;
         let id = opts.ids.first + perm.at(i % len) as i64;
         match opts.topic {
-            Topic::Orders => Record::Order(order(opts.seed, id, pass)),
-            Topic::Payments => Record::Payment(payment(opts.seed, id, pass)),
+            StreamKind::Orders => Record::Order(order(opts.seed, id, pass)),
+            StreamKind::Payments => Record::Payment(payment(opts.seed, id, pass)),
         }
     })
 }
@@ -177,16 +177,17 @@ pub enum Record {
 
 /// The order a run with `seed` publishes for `order_id` in `pass`.
 pub fn order(seed: u64, order_id: i64, pass: i64) -> Order {
-    MockData::new(record_seed(seed, Topic::Orders, order_id, pass)).order(order_id)
+    MockData::new(record_seed(seed, StreamKind::Orders, order_id, pass)).order(order_id)
 }
 
 /// The payment a run with `seed` publishes for `order_id` in `pass`.
 pub fn payment(seed: u64, order_id: i64, pass: i64) -> Payment {
     let payment_id = PAYMENT_ID_OFFSET + order_id + pass * PASS_STRIDE;
-    MockData::new(record_seed(seed, Topic::Payments, order_id, pass)).payment(payment_id, order_id)
+    MockData::new(record_seed(seed, StreamKind::Payments, order_id, pass))
+        .payment(payment_id, order_id)
 }
 
-fn record_seed(seed: u64, topic: Topic, id: i64, pass: i64) -> u64 {
+fn record_seed(seed: u64, topic: StreamKind, id: i64, pass: i64) -> u64 {
     let mut r = SplitMix64::new(
         seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ (pass as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
@@ -335,7 +336,7 @@ mod tests {
     #[test]
     fn one_pass_covers_every_id_once_and_repeats_by_seed() {
         let opts = ProduceOptions {
-            topic: Topic::Payments,
+            topic: StreamKind::Payments,
             ids: IdRange {
                 first: 1,
                 last: 500,
@@ -363,7 +364,7 @@ mod tests {
     #[test]
     fn counts_and_rates_that_would_overflow_are_refused() {
         let mut opts = ProduceOptions {
-            topic: Topic::Payments,
+            topic: StreamKind::Payments,
             ids: IdRange { first: 1, last: 1 },
             count: Some(MAX_PASSES + 1),
             rate: None,
@@ -379,7 +380,7 @@ mod tests {
     #[test]
     fn further_passes_make_new_payment_ids() {
         let opts = ProduceOptions {
-            topic: Topic::Payments,
+            topic: StreamKind::Payments,
             ids: IdRange { first: 1, last: 3 },
             count: Some(7),
             rate: None,

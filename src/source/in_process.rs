@@ -8,7 +8,7 @@
 
 use crate::ack::{AckHandle, Acknowledge};
 use crate::clock::now_micros;
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
 use crate::source::intake::Intake;
 use crate::source::Envelope;
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 /// A message as published: what the source keeps until it is acked.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub topic: Topic,
+    pub topic: StreamKind,
     pub message_id: String,
     pub data: Bytes,
     /// µs since the epoch; 0 means "stamp it when first delivered" (generation time).
@@ -75,7 +75,7 @@ pub enum Delivery {
 /// Flow-control high-water marks of the source. Deliveries, acks and nacks are counted per
 /// topic in the shared [`Stats`] (`Stats::source`), as a Pub/Sub subscriber counts them.
 #[derive(Debug, Default)]
-struct Counts {
+struct Tally {
     /// The most messages ever outstanding at once: tests assert flow control with it.
     outstanding_high_water: AtomicU64,
     /// The most payload bytes ever outstanding at once.
@@ -94,7 +94,7 @@ struct Shared {
     redeliver: Mutex<VecDeque<(Instant, Message, Permits)>>,
     /// Woken on every ack and nack.
     changed: Notify,
-    counts: Counts,
+    counts: Tally,
     /// Received / acked / nacked per topic: the source's own counters are these.
     stats: Arc<Stats>,
 }
@@ -151,7 +151,7 @@ impl InProcessSource {
                 },
                 redeliver: Mutex::new(VecDeque::new()),
                 changed: Notify::new(),
-                counts: Counts::default(),
+                counts: Tally::default(),
                 stats,
             }),
         }
@@ -161,8 +161,8 @@ impl InProcessSource {
         let c = &self.shared.counts;
         let stats = &self.shared.stats;
         let (o, p) = (
-            stats.source(Topic::Orders).snapshot(),
-            stats.source(Topic::Payments).snapshot(),
+            stats.source(StreamKind::Orders).snapshot(),
+            stats.source(StreamKind::Payments).snapshot(),
         );
         SourceCounts {
             delivered: o.received + p.received,

@@ -11,14 +11,14 @@ pub mod intake;
 pub mod pubsub;
 
 use crate::ack::AckHandle;
-use crate::model::Topic;
+use crate::model::StreamKind;
 use bytes::Bytes;
 
 /// One delivery of one message.
 #[derive(Debug)]
 pub struct Envelope {
     /// Which subscription it came from; decides how `data` is decoded.
-    pub topic: Topic,
+    pub topic: StreamKind,
     /// The source's id for the message (Pub/Sub message id); keys `invalid_messages`.
     pub message_id: String,
     /// The payload, undecoded.

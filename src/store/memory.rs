@@ -5,10 +5,10 @@
 //! embedded store (the shared contract suite runs against both), or be used where data must
 //! outlive the process. Nothing here can fail, so every call returns `Ok`.
 
-use crate::model::{Order, Payment, Topic};
+use crate::model::{Order, Payment, StreamKind};
 use crate::store::{
     DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
-    OrderLookup, Page, Resolved, StoreError,
+    OrderLookup, Page, ReplayedEntry, StoreError,
 };
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
@@ -72,7 +72,7 @@ pub struct MemoryStore {
     /// `dlq_payments`, keyed by `payment_id`.
     dead_letters: DashMap<i64, DlqEntry>,
     /// `invalid_messages`, keyed by `(source, message_id)`.
-    invalid: DashMap<(Topic, String), InvalidMessage>,
+    invalid: DashMap<(StreamKind, String), InvalidMessage>,
 }
 
 impl MemoryStore {
@@ -200,7 +200,7 @@ impl DeadLetterStore for MemoryStore {
         ))
     }
 
-    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
         for r in resolved {
             self.dead_letters
                 .remove_if(&r.payment_id, |_, e| e.event_ts == r.event_ts);
@@ -229,9 +229,9 @@ impl DeadLetterStore for MemoryStore {
 
     async fn scan_invalid(
         &self,
-        after: Option<(Topic, String)>,
+        after: Option<(StreamKind, String)>,
         limit: usize,
-    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError> {
         Ok(page_after(&self.invalid, after.as_ref(), limit, |_, e| {
             e.clone()
         }))

@@ -26,7 +26,7 @@ pub mod cassandra;
 pub mod embedded;
 pub mod memory;
 
-use crate::model::{Order, Payment, Topic};
+use crate::model::{Order, Payment, StreamKind};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -96,7 +96,7 @@ pub struct DlqEntry {
 
 /// A dead letter that replay joined: which entry, and which version of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resolved {
+pub struct ReplayedEntry {
     pub payment_id: i64,
     pub event_ts: i64,
 }
@@ -104,7 +104,7 @@ pub struct Resolved {
 /// A rejected message in `invalid_messages`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidMessage {
-    pub source: Topic,
+    pub source: StreamKind,
     pub message_id: String,
     /// The payload as received; `Bytes`, so a large one is shared, not copied, on its way.
     pub payload: bytes::Bytes,
@@ -303,7 +303,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     /// Removes dead letters that replay resolved, each only if its `event_ts` is still the
     /// one replay read: a newer version of the payment dead-lettered meanwhile (and acked)
     /// must stay until a later pass joins it.
-    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError>;
+    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError>;
 
     /// Adds one to `attempts` of these dead letters (replay found no order for them).
     async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError>;
@@ -314,9 +314,9 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     /// Up to `limit` invalid messages after key `after` (see [`Page`]).
     async fn scan_invalid(
         &self,
-        after: Option<(Topic, String)>,
+        after: Option<(StreamKind, String)>,
         limit: usize,
-    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError>;
+    ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError>;
 }
 
 /// What the pipeline and `dlq replay` write through: the fact sink, the read-through and

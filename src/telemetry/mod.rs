@@ -24,7 +24,7 @@ pub use latency::{
 };
 pub use sources::{SourceSnapshot, SourceStats};
 
-use crate::model::Topic;
+use crate::model::StreamKind;
 use gauges::Gauges;
 use serde::Serialize;
 use std::future::Future;
@@ -139,10 +139,10 @@ impl Stats {
     }
 
     /// The counters of one input topic's source (subscription).
-    pub fn source(&self, topic: Topic) -> &SourceStats {
+    pub fn source(&self, topic: StreamKind) -> &SourceStats {
         match topic {
-            Topic::Orders => &self.sources[0],
-            Topic::Payments => &self.sources[1],
+            StreamKind::Orders => &self.sources[0],
+            StreamKind::Payments => &self.sources[1],
         }
     }
 
@@ -197,6 +197,11 @@ impl Stats {
         self.gauges.store_failing.load(Ordering::Relaxed) == 0
     }
 
+    /// Whether the last store call of kind `op` failed.
+    pub fn store_failing(&self, op: StoreOp) -> bool {
+        self.gauges.store_failing.load(Ordering::Relaxed) & op as u8 != 0
+    }
+
     /// Where the join shard `shard` reports its pending buffer.
     pub fn pending_gauge(&self, shard: usize) -> Arc<PendingGauge> {
         let mut shards = lock(&self.gauges.pending);
@@ -233,8 +238,8 @@ impl Stats {
     }
 
     /// Per-source counters now, orders first.
-    pub fn sources(&self) -> [(Topic, SourceSnapshot); 2] {
-        [Topic::Orders, Topic::Payments].map(|t| (t, self.source(t).snapshot()))
+    pub fn sources(&self) -> [(StreamKind, SourceSnapshot); 2] {
+        [StreamKind::Orders, StreamKind::Payments].map(|t| (t, self.source(t).snapshot()))
     }
 }
 
@@ -260,7 +265,7 @@ mod tests {
     #[test]
     fn outstanding_never_wraps_and_sources_are_separate() {
         let stats = Stats::default();
-        let orders = stats.source(Topic::Orders);
+        let orders = stats.source(StreamKind::Orders);
         orders.on_received(10);
         orders.on_acked(7);
         orders.on_nacked(2);
@@ -268,7 +273,7 @@ mod tests {
         orders.on_acked(5);
         assert_eq!(orders.outstanding(), 0);
         assert_eq!(
-            stats.source(Topic::Payments).snapshot(),
+            stats.source(StreamKind::Payments).snapshot(),
             SourceSnapshot::default()
         );
     }

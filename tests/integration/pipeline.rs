@@ -6,7 +6,7 @@ use ecom_stream::app::pipeline::{Drained, Pipeline, Placement};
 use ecom_stream::dlq::replay::replay_once;
 use ecom_stream::dlq::{DlqPublisher, TableOnly, REASON_ORDER_NOT_FOUND};
 use ecom_stream::generator::MockData;
-use ecom_stream::model::Topic;
+use ecom_stream::model::StreamKind;
 use ecom_stream::shutdown::{self, Shutdown};
 use ecom_stream::source::in_process::{Delivery, InProcessSource, Message, SourceOptions};
 use ecom_stream::store::memory::MemoryStore;
@@ -265,12 +265,12 @@ async fn invalid_payloads_are_recorded_with_a_reason_and_the_rest_completes() {
     let mut mock = MockData::new(5);
     let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut msgs = vec![
-        raw_msg(Topic::Orders, "bad-json", &b"{not json"[..]),
-        raw_msg(Topic::Orders, "empty", &b""[..]),
-        raw_msg(Topic::Payments, "garbage", garbage.clone()),
-        raw_msg(Topic::Payments, "wrong-type", &br#"{"payment_id":"x","order_id":1,"payment_method":"m","card_last_four":"1","payment_status":"s","payment_datetime":"d"}"#[..]),
-        raw_msg(Topic::Orders, "negative-price", &br#"{"order_id":3,"customer_id":1,"item":"x","quantity":1,"price":-1.0,"shipping_address":"a","order_status":"s","creation_date":"d"}"#[..]),
-        raw_msg(Topic::Orders, "missing-field", &br#"{"order_id":3}"#[..]),
+        raw_msg(StreamKind::Orders, "bad-json", &b"{not json"[..]),
+        raw_msg(StreamKind::Orders, "empty", &b""[..]),
+        raw_msg(StreamKind::Payments, "garbage", garbage.clone()),
+        raw_msg(StreamKind::Payments, "wrong-type", &br#"{"payment_id":"x","order_id":1,"payment_method":"m","card_last_four":"1","payment_status":"s","payment_datetime":"d"}"#[..]),
+        raw_msg(StreamKind::Orders, "negative-price", &br#"{"order_id":3,"customer_id":1,"item":"x","quantity":1,"price":-1.0,"shipping_address":"a","order_status":"s","creation_date":"d"}"#[..]),
+        raw_msg(StreamKind::Orders, "missing-field", &br#"{"order_id":3}"#[..]),
     ];
     for i in 1..=10 {
         msgs.insert(i as usize % 5, order_msg(&mut mock, i, ""));
@@ -290,7 +290,7 @@ async fn invalid_payloads_are_recorded_with_a_reason_and_the_rest_completes() {
     assert!(by_id("negative-price").error.contains("price"));
     assert!(by_id("wrong-type").error.contains("invalid type"));
     assert_eq!(by_id("garbage").payload, garbage);
-    assert_eq!(by_id("garbage").source, Topic::Payments);
+    assert_eq!(by_id("garbage").source, StreamKind::Payments);
     assert!(invalid
         .iter()
         .all(|m| !m.error.is_empty() && m.error.len() <= 200));
@@ -544,7 +544,7 @@ async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
     let mut msgs: Vec<Message> = (1..=600).map(|i| order_msg(&mut mock, i, "")).collect();
     for i in 0..20 {
         msgs.push(raw_msg(
-            Topic::Payments,
+            StreamKind::Payments,
             &format!("big-{i}"),
             vec![b'x'; 1 << 20],
         ));
@@ -579,7 +579,7 @@ async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
 async fn a_stalled_dlq_write_acks_nothing_before_it_lands() {
     let mut mock = MockData::new(10);
     let mut msgs: Vec<Message> = (0..5)
-        .map(|i| raw_msg(Topic::Orders, &format!("bad-{i}"), &b"{oops"[..]))
+        .map(|i| raw_msg(StreamKind::Orders, &format!("bad-{i}"), &b"{oops"[..]))
         .collect();
     // Payments whose order never comes: dead-lettered after the hold.
     msgs.extend((1..=5).map(|i| payment_msg(&mut mock, 800 + i, 80_000 + i, "")));

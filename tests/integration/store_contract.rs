@@ -13,11 +13,13 @@
 //! failure in CI). Times written to CQL `timestamp` columns (`first_seen`, `received_at`)
 //! are whole milliseconds here, since that is what Cassandra keeps.
 
-use ecom_stream::model::{Order, Payment, Topic};
+use ecom_stream::model::{Order, Payment, StreamKind};
 use ecom_stream::store::cassandra::{self as cql_store, CassandraConfig, CassandraStore};
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use ecom_stream::store::memory::MemoryStore;
-use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Page, Resolved, Store};
+use ecom_stream::store::{
+    DlqEntry, FactRow, FactWrite, InvalidMessage, Page, ReplayedEntry, Store,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -192,7 +194,7 @@ fn dead_letter(payment_id: i64, status: &str, first_seen: i64, event_ts: i64) ->
     }
 }
 
-fn invalid(source: Topic, message_id: &str, payload: &[u8]) -> InvalidMessage {
+fn invalid(source: StreamKind, message_id: &str, payload: &[u8]) -> InvalidMessage {
     InvalidMessage {
         source,
         message_id: message_id.into(),
@@ -491,7 +493,7 @@ async fn dead_letters_put_scan_delete(store: &dyn Store) {
     let stored = all_dead_letters(store, 10).await;
     assert!(entries.iter().all(|e| stored.contains(e)), "{stored:?}");
 
-    let resolved = |payment_id, event_ts| Resolved {
+    let resolved = |payment_id, event_ts| ReplayedEntry {
         payment_id,
         event_ts,
     };
@@ -560,7 +562,7 @@ async fn deleting_an_older_version_keeps_the_newer_entry_whole(store: &dyn Store
         .await
         .expect("re-put");
     store
-        .delete_dead_letters(&[Resolved {
+        .delete_dead_letters(&[ReplayedEntry {
             payment_id: 7,
             event_ts: 10,
         }])
@@ -581,7 +583,7 @@ async fn deleting_an_older_version_keeps_the_newer_entry_whole(store: &dyn Store
         }]
     );
     store
-        .delete_dead_letters(&[Resolved {
+        .delete_dead_letters(&[ReplayedEntry {
             payment_id: 7,
             event_ts: 20,
         }])
@@ -655,8 +657,8 @@ async fn invalid_messages_put_scan_and_re_put(store: &dyn Store) {
         .map(|i| if i % 7 == 0 { 0xFF } else { (i % 256) as u8 })
         .collect();
     assert!(std::str::from_utf8(&big).is_err());
-    let first = invalid(Topic::Orders, "m-1", &big);
-    let small = invalid(Topic::Payments, "m-1", b"");
+    let first = invalid(StreamKind::Orders, "m-1", &big);
+    let small = invalid(StreamKind::Payments, "m-1", b"");
     store
         .put_invalid(&[first.clone(), small.clone()])
         .await
@@ -690,7 +692,7 @@ async fn invalid_messages_put_scan_and_re_put(store: &dyn Store) {
 
 async fn invalid_messages_page_by_source_and_message_id(store: &dyn Store) {
     let mut keys = Vec::new();
-    for source in [Topic::Payments, Topic::Orders] {
+    for source in [StreamKind::Payments, StreamKind::Orders] {
         for id in ["b", "a", "c", "aa", "ü"] {
             keys.push((source, id.to_string()));
         }
@@ -699,7 +701,7 @@ async fn invalid_messages_page_by_source_and_message_id(store: &dyn Store) {
     store.put_invalid(&entries).await.expect("put");
     // 5 is one source's worth: a page that ends exactly at the end of a partition.
     for limit in [1, 2, 5, 10, 50] {
-        let got: Vec<(Topic, String)> = all_invalid(store, limit)
+        let got: Vec<(StreamKind, String)> = all_invalid(store, limit)
             .await
             .iter()
             .map(|m| (m.source, m.message_id.clone()))
@@ -732,9 +734,9 @@ async fn local_scans_are_ascending(store: &dyn Store) {
         .collect();
     store.put_dead_letters(&dlq).await.expect("put");
     let inv: Vec<InvalidMessage> = [
-        (Topic::Payments, "a"),
-        (Topic::Orders, "b"),
-        (Topic::Orders, "a"),
+        (StreamKind::Payments, "a"),
+        (StreamKind::Orders, "b"),
+        (StreamKind::Orders, "a"),
     ]
     .iter()
     .map(|(s, id)| invalid(*s, id, b"x"))
@@ -753,15 +755,15 @@ async fn local_scans_are_ascending(store: &dyn Store) {
         .map(|d| d.payment.payment_id)
         .collect();
     assert_eq!(dead, [10, 20, 30]);
-    let invalid: Vec<(Topic, String)> = all_invalid(store, 2)
+    let invalid: Vec<(StreamKind, String)> = all_invalid(store, 2)
         .await
         .iter()
         .map(|m| (m.source, m.message_id.clone()))
         .collect();
     let expected = [
-        (Topic::Orders, "a"),
-        (Topic::Orders, "b"),
-        (Topic::Payments, "a"),
+        (StreamKind::Orders, "a"),
+        (StreamKind::Orders, "b"),
+        (StreamKind::Payments, "a"),
     ];
     assert_eq!(invalid, expected.map(|(s, id)| (s, id.to_string())));
 }
@@ -871,7 +873,7 @@ mod embedded_on_disk {
         let dir = tempfile::tempdir().expect("tempdir");
         let (o, p) = (order(1, "Shipped"), payment(10, 1, "Completed"));
         let dl = dead_letter(2, "Completed", 100, 10);
-        let inv = invalid(Topic::Payments, "m-9", b"\xff\xfe");
+        let inv = invalid(StreamKind::Payments, "m-9", b"\xff\xfe");
         {
             let store = open(&dir);
             store

@@ -5,12 +5,12 @@ use bytes::Bytes;
 use ecom_stream::config::{EngineConfig, RetryPolicy};
 use ecom_stream::dlq::{DlqPublisher, PublishError};
 use ecom_stream::generator::MockData;
-use ecom_stream::model::Topic;
+use ecom_stream::model::StreamKind;
 use ecom_stream::source::in_process::Message;
 use ecom_stream::store::memory::MemoryStore;
 use ecom_stream::store::{
     DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
-    OrderLookup, Page, Resolved, Store, StoreError,
+    OrderLookup, Page, ReplayedEntry, Store, StoreError,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +37,7 @@ pub fn engine(hold: Duration) -> EngineConfig {
 pub fn order_msg(mock: &mut MockData, order_id: i64, tag: &str) -> Message {
     let order = mock.order(order_id);
     Message {
-        topic: Topic::Orders,
+        topic: StreamKind::Orders,
         message_id: format!("order-{order_id}{tag}"),
         data: Bytes::from(serde_json::to_vec(&order).unwrap()),
         publish_time: 0,
@@ -47,14 +47,14 @@ pub fn order_msg(mock: &mut MockData, order_id: i64, tag: &str) -> Message {
 pub fn payment_msg(mock: &mut MockData, payment_id: i64, order_id: i64, tag: &str) -> Message {
     let payment = mock.payment(payment_id, order_id);
     Message {
-        topic: Topic::Payments,
+        topic: StreamKind::Payments,
         message_id: format!("payment-{payment_id}{tag}"),
         data: Bytes::from(serde_json::to_vec(&payment).unwrap()),
         publish_time: 0,
     }
 }
 
-pub fn raw_msg(topic: Topic, id: &str, data: impl Into<Bytes>) -> Message {
+pub fn raw_msg(topic: StreamKind, id: &str, data: impl Into<Bytes>) -> Message {
     Message {
         topic,
         message_id: id.to_string(),
@@ -167,7 +167,7 @@ impl<H: WriteHook> DeadLetterStore for HookedStore<H> {
     ) -> Result<Page<DlqEntry, i64>, StoreError> {
         self.inner.scan_dead_letters(after, limit).await
     }
-    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
         self.inner.delete_dead_letters(resolved).await
     }
     async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {
@@ -179,9 +179,9 @@ impl<H: WriteHook> DeadLetterStore for HookedStore<H> {
     }
     async fn scan_invalid(
         &self,
-        after: Option<(Topic, String)>,
+        after: Option<(StreamKind, String)>,
         limit: usize,
-    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError> {
         self.inner.scan_invalid(after, limit).await
     }
 }

@@ -2,14 +2,14 @@
 //! stopping them in order.
 //!
 //! Owns: the client, the streams' shutdown tokens, the messages `run` sends it
-//! ([`StopPulling`], [`Close`], [`Counts`]) and [`SubscriberFailed`]. Must never: answer a
+//! ([`StopPulling`], [`Close`], [`GetCounts`]) and [`SubscriberFailed`]. Must never: answer a
 //! message itself, or close the streams before the pipeline has answered what it holds.
 
 use super::batcher::Batcher;
 use super::counters::{Counters, SubscriberCounts};
 use super::reader::Reader;
 use super::{Sink, SubscriberOptions};
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::pubsub::connect::{self, ConnectError};
 use crate::pubsub::PubSubConfig;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -29,7 +29,7 @@ pub struct SubscriberFailed {
 }
 /// Reads one subscription; see the module doc.
 pub struct SubscriberActor {
-    topic: Topic,
+    topic: StreamKind,
     subscription: String,
     options: SubscriberOptions,
     client: google_cloud_pubsub::client::Subscriber,
@@ -48,7 +48,7 @@ impl SubscriberActor {
     /// starts; a failure to read them arrives on `failures`.
     pub async fn connect(
         config: &PubSubConfig,
-        topic: Topic,
+        topic: StreamKind,
         options: SubscriberOptions,
         sink: Arc<dyn Sink>,
         stats: Arc<Stats>,
@@ -182,12 +182,12 @@ impl Handler<Close> for SubscriberActor {
 /// The subscriber's counters now.
 #[derive(Message)]
 #[rtype(result = "SubscriberCounts")]
-pub struct Counts;
+pub struct GetCounts;
 
-impl Handler<Counts> for SubscriberActor {
+impl Handler<GetCounts> for SubscriberActor {
     type Result = SubscriberCounts;
 
-    fn handle(&mut self, _: Counts, _: &mut Self::Context) -> SubscriberCounts {
+    fn handle(&mut self, _: GetCounts, _: &mut Self::Context) -> SubscriberCounts {
         self.counters.snapshot()
     }
 }

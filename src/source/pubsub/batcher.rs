@@ -7,7 +7,7 @@
 use super::answer::Pulled;
 use super::Sink;
 use crate::clock::now_micros;
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
 use crate::source::Envelope;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 /// Gathers pulled messages into batches and hands them over, a bounded number at once.
 pub(super) struct Batcher {
     pub(super) rx: mpsc::Receiver<Pulled>,
-    pub(super) topic: Topic,
+    pub(super) topic: StreamKind,
     pub(super) sink: Arc<dyn Sink>,
     pub(super) batch_size: usize,
     pub(super) concurrency: usize,
@@ -70,7 +70,7 @@ impl Batcher {
     }
 }
 
-fn envelope(topic: Topic, p: Pulled) -> Envelope {
+fn envelope(topic: StreamKind, p: Pulled) -> Envelope {
     let Pulled { message, ack } = p;
     let publish_time = message
         .publish_time

@@ -4,7 +4,7 @@
 //! delivery or an answer of its own: those are counted once, in the pipeline's per-source
 //! [`Stats`], and read from there.
 
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::telemetry::Stats;
 use actix::prelude::*;
 use serde::Serialize;
@@ -30,7 +30,7 @@ pub struct SubscriberCounts {
 /// pipeline's per-source [`Stats`]; this adds what only the subscriber knows.
 #[derive(Debug)]
 pub(super) struct Counters {
-    topic: Topic,
+    topic: StreamKind,
     stats: Arc<Stats>,
     outstanding: AtomicU64,
     outstanding_bytes: AtomicU64,
@@ -39,7 +39,7 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    pub(super) fn new(topic: Topic, stats: Arc<Stats>) -> Self {
+    pub(super) fn new(topic: StreamKind, stats: Arc<Stats>) -> Self {
         Counters {
             topic,
             stats,
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn counters_track_the_high_water() {
-        let c = Counters::new(Topic::Payments, Arc::default());
+        let c = Counters::new(StreamKind::Payments, Arc::default());
         c.taken(10);
         c.taken(20);
         c.answered(10, true);

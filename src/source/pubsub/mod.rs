@@ -25,7 +25,7 @@ mod counters;
 mod reader;
 mod sink;
 
-pub use actor::{Close, Counts, StopPulling, SubscriberActor, SubscriberFailed};
+pub use actor::{Close, GetCounts, StopPulling, SubscriberActor, SubscriberFailed};
 pub use counters::SubscriberCounts;
 pub use sink::{AckOnly, Sink};
 

@@ -9,12 +9,12 @@ use super::statements::{
     self, AttemptsCql, DeadLetterCql, DeadLetterStateCql, InvalidCql, InvalidExistsCql, Stmt,
 };
 use super::{decisions, CassandraStore};
-use crate::model::Topic;
-use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, Page, Resolved, StoreError};
+use crate::model::StreamKind;
+use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, Page, ReplayedEntry, StoreError};
 use async_trait::async_trait;
 
 impl CassandraStore {
-    async fn delete_one(&self, r: &Resolved) -> Result<(), StoreError> {
+    async fn delete_one(&self, r: &ReplayedEntry) -> Result<(), StoreError> {
         self.execute(
             "delete dead letter (dlq_payments)",
             &self.prepared[Stmt::DeleteDeadLetter],
@@ -93,7 +93,7 @@ impl CassandraStore {
     /// Invalid messages of one source after `after` (a message id), in id order.
     async fn scan_invalid_source(
         &self,
-        source: Topic,
+        source: StreamKind,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InvalidMessage>, StoreError> {
@@ -182,7 +182,7 @@ impl DeadLetterStore for CassandraStore {
         Ok(Page::after_read(out, read, limit, last))
     }
 
-    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
         self.all_ok(resolved.iter().map(|r| self.delete_one(r)).collect())
             .await
     }
@@ -223,9 +223,9 @@ impl DeadLetterStore for CassandraStore {
 
     async fn scan_invalid(
         &self,
-        after: Option<(Topic, String)>,
+        after: Option<(StreamKind, String)>,
         limit: usize,
-    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError> {
         // Partition by partition: a source that runs out before `limit` hands on to the
         // next; the page is complete only once the last source ran out.
         let mut out = Vec::new();

@@ -7,7 +7,7 @@
 //! unit tests together cover the logic (design §7: keep the adapter thin).
 
 use super::statements::{cql_to_micros, AttemptsCql, DeadLetterStateCql};
-use crate::model::Topic;
+use crate::model::StreamKind;
 use crate::store::{DlqEntry, StoreError};
 
 /// What a dead-letter put writes: `None` when the stored version is newer (every cell of
@@ -53,8 +53,8 @@ pub fn bump(row: Option<&AttemptsCql>) -> Option<(i64, i32)> {
 /// The partitions an invalid-message scan reads, in order, each with the message id to
 /// start after: `invalid_messages` is partitioned by source, so a scan is one
 /// single-partition range read per source, in `(source, message_id)` order.
-pub fn invalid_scan(after: Option<&(Topic, String)>) -> Vec<(Topic, Option<&str>)> {
-    [Topic::Orders, Topic::Payments]
+pub fn invalid_scan(after: Option<&(StreamKind, String)>) -> Vec<(StreamKind, Option<&str>)> {
+    [StreamKind::Orders, StreamKind::Payments]
         .into_iter()
         .filter_map(|source| match after {
             Some((s, _)) if source < *s => None,
@@ -175,15 +175,21 @@ mod tests {
     fn invalid_scans_go_partition_by_partition_from_the_cursor() {
         assert_eq!(
             invalid_scan(None),
-            [(Topic::Orders, None), (Topic::Payments, None)]
+            [(StreamKind::Orders, None), (StreamKind::Payments, None)]
         );
-        let after = (Topic::Orders, "m-7".to_string());
+        let after = (StreamKind::Orders, "m-7".to_string());
         assert_eq!(
             invalid_scan(Some(&after)),
-            [(Topic::Orders, Some("m-7")), (Topic::Payments, None)]
+            [
+                (StreamKind::Orders, Some("m-7")),
+                (StreamKind::Payments, None)
+            ]
         );
-        let after = (Topic::Payments, "m-1".to_string());
-        assert_eq!(invalid_scan(Some(&after)), [(Topic::Payments, Some("m-1"))]);
+        let after = (StreamKind::Payments, "m-1".to_string());
+        assert_eq!(
+            invalid_scan(Some(&after)),
+            [(StreamKind::Payments, Some("m-1"))]
+        );
     }
 
     #[test]

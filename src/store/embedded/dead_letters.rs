@@ -4,8 +4,8 @@
 //! `first_seen` or `attempts` on a re-insert, or delete a newer version than replay read.
 
 use super::{sql_limit, EmbeddedStore};
-use crate::model::{Payment, Topic};
-use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, Page, Resolved, StoreError};
+use crate::model::{Payment, StreamKind};
+use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, Page, ReplayedEntry, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Row};
 
@@ -44,7 +44,7 @@ fn dead_letter(row: &Row<'_>) -> rusqlite::Result<DlqEntry> {
 
 fn invalid_message(row: &Row<'_>) -> rusqlite::Result<InvalidMessage> {
     let source: String = row.get(0)?;
-    let source: Topic = source.parse().map_err(|e: String| {
+    let source: StreamKind = source.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
     })?;
     Ok(InvalidMessage {
@@ -116,7 +116,7 @@ impl DeadLetterStore for EmbeddedStore {
         .map(|rows| Page::of_rows(rows, limit, |e: &DlqEntry| e.payment.payment_id))
     }
 
-    async fn delete_dead_letters(&self, resolved: &[Resolved]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
         if resolved.is_empty() {
             return Ok(());
         }
@@ -179,9 +179,9 @@ impl DeadLetterStore for EmbeddedStore {
 
     async fn scan_invalid(
         &self,
-        after: Option<(Topic, String)>,
+        after: Option<(StreamKind, String)>,
         limit: usize,
-    ) -> Result<Page<InvalidMessage, (Topic, String)>, StoreError> {
+    ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError> {
         if limit == 0 {
             return Ok(Page::last(Vec::new()));
         }

@@ -5,7 +5,7 @@
 //! `Option` or an error).
 
 use super::cql_to_micros;
-use crate::model::{Payment, Topic};
+use crate::model::{Payment, StreamKind};
 use crate::store::{DlqEntry, FactRow, InvalidMessage};
 use scylla::value::CqlTimestamp;
 
@@ -124,7 +124,7 @@ pub struct InvalidCql {
 impl InvalidCql {
     pub fn into_message(self) -> Result<InvalidMessage, String> {
         Ok(InvalidMessage {
-            source: self.source.parse::<Topic>()?,
+            source: self.source.parse::<StreamKind>()?,
             message_id: self.message_id,
             payload: bytes::Bytes::from(self.payload.unwrap_or_default()),
             error: self.error.unwrap_or_default(),

@@ -2,7 +2,7 @@
 //! about the CQL that can be checked without a server.
 
 use super::*;
-use crate::model::{Order, Payment, Topic};
+use crate::model::{Order, Payment, StreamKind};
 use crate::store::{DlqEntry, InvalidMessage};
 use scylla::value::CqlTimestamp;
 
@@ -151,7 +151,7 @@ fn invalid_messages_are_looked_up_then_inserted_without_lwt() {
     );
     assert_eq!(markers(&cql[Stmt::SelectInvalidExists]), 2);
     let m = InvalidMessage {
-        source: Topic::Payments,
+        source: StreamKind::Payments,
         message_id: "m-1".into(),
         payload: bytes::Bytes::from_static(b"\xff{"),
         error: "bad".into(),
@@ -234,7 +234,7 @@ fn bound_values_fit_the_schema_types_marker_by_marker() {
         ],
     );
     let m = InvalidMessage {
-        source: Topic::Orders,
+        source: StreamKind::Orders,
         message_id: "m".into(),
         payload: bytes::Bytes::from_static(b"x"),
         error: "e".into(),
@@ -388,7 +388,7 @@ fn rows_decode_into_store_types() {
     let m = inv.clone().into_message().expect("ok");
     assert_eq!(
         (m.source, m.payload.len(), m.received_at),
-        (Topic::Orders, 0, 2_000)
+        (StreamKind::Orders, 0, 2_000)
     );
     let bad = InvalidCql {
         source: "refunds".into(),

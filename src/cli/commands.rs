@@ -1,0 +1,270 @@
+//! The commands, each from its parsed arguments to its output: build the configs, call the
+//! library (`app`, `dlq::replay`, `pubsub::producer`, the store's readers), print.
+//!
+//! Owns: which library call each command makes. Must never: hold pipeline logic, or print
+//! anything but through [`super::output`] and the one `serving on` line.
+
+use super::output::{print_pages, write_run_summary, write_summary, DlqLine, InvalidLine};
+use super::{
+    DemoArgs, DlqCommand, ProduceArgs, QueryCommand, RunArgs, SetupArgs, StoreArgs, StoreKind,
+};
+use crate::app::{self, Access, DemoConfig, DemoOptions, RunConfig, RunOptions, StoreConfig};
+use crate::dlq::replay::{replay_every, replay_once};
+use crate::model::StreamKind;
+use crate::pubsub::producer::{IdRange, ProduceOptions};
+use crate::pubsub::PubSubConfig;
+use crate::shutdown;
+use crate::store::Store;
+use crate::telemetry::Stats;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+impl StoreArgs {
+    /// The store settings, checked.
+    fn to_config(&self) -> anyhow::Result<StoreConfig> {
+        Ok(match self.store {
+            StoreKind::Cassandra => StoreConfig::Cassandra(Box::new(self.cassandra.to_config()?)),
+            StoreKind::Embedded => StoreConfig::Embedded {
+                data_dir: self.data_dir.clone(),
+                sync: self.sync.into(),
+            },
+        })
+    }
+}
+
+async fn open_store(args: &StoreArgs, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(app::store::open(&args.to_config()?, access).await?)
+}
+
+pub(super) async fn run_demo(
+    store_args: &StoreArgs,
+    metrics_addr: std::net::SocketAddr,
+    args: DemoArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = DemoConfig {
+        store: store_args.to_config()?,
+        engine: args.engine.clone(),
+        options: DemoOptions {
+            orders: args.orders,
+            payments: args.payments,
+            rate: args.rate,
+            seed: args.seed,
+            duplicates: args.duplicates,
+        },
+        serve: args.serve.then_some(metrics_addr),
+    };
+    let (trigger, listener) = shutdown::channel();
+    actix_rt::spawn(shutdown::on_signals(trigger));
+    // Tests and scripts read the bound address (e.g. with --metrics-addr 127.0.0.1:0) from
+    // this line.
+    let outcome = app::demo(&config, listener.clone(), |addr| {
+        eprintln!("serving on http://{addr}/")
+    })
+    .await?;
+    {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&outcome.report)?)?;
+        } else {
+            write_summary(&mut out, &outcome.report, &config.store.label())?;
+        }
+        out.flush()?;
+    }
+    if let Some(server) = outcome.server {
+        let mut listener = listener;
+        if !listener.is_triggered() {
+            eprintln!(
+                "demo finished; still serving on http://{}/ until Ctrl-C",
+                server.local_addr()
+            );
+        }
+        listener.wait().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn run_pipeline(
+    store_args: &StoreArgs,
+    metrics_addr: std::net::SocketAddr,
+    args: RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = RunConfig {
+        store: store_args.to_config()?,
+        pubsub: args.pubsub.to_config()?,
+        options: RunOptions {
+            engine: args.engine.clone(),
+            subscriber: args.pubsub.to_options()?,
+            until_idle: args.until_idle,
+            ack_only: args.ack_only,
+        },
+        metrics_addr,
+    };
+    let (trigger, listener) = shutdown::channel();
+    actix_rt::spawn(shutdown::on_signals(trigger));
+    // The CLI's own line, whatever --log says: with --metrics-addr 127.0.0.1:0 it is the one
+    // place that names the port.
+    let report = app::run(&config, listener, |addr| {
+        eprintln!("serving on http://{addr}/")
+    })
+    .await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        write_run_summary(&mut out, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    // Every setting is checked before anything is created: a bad store setting must not
+    // leave topics and subscriptions behind.
+    let pubsub = args.pubsub.to_config()?;
+    let settings = args.pubsub.to_settings()?;
+    let store = store_args.to_config()?;
+    let report = app::setup(&store, &pubsub, settings).await?;
+    let mut out = std::io::stdout().lock();
+    for step in &report.steps {
+        writeln!(out, "{:<12} {:<8} {}", step.kind, step.outcome, step.name)?;
+    }
+    writeln!(out, "store        ready    {}", report.store)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let pubsub: PubSubConfig = args.pubsub.to_config()?;
+
+    let ids = args.ids.unwrap_or(match args.kind {
+        StreamKind::Orders => IdRange { first: 1, last: 80 },
+        StreamKind::Payments => IdRange {
+            first: 1,
+            last: 500,
+        },
+    });
+    let opts = ProduceOptions {
+        topic: args.kind,
+        ids,
+        count: args.count,
+        rate: args.rate,
+        seed: args.seed,
+    };
+    opts.validate()?;
+    let report = crate::pubsub::producer::produce(&pubsub, &opts, !args.json).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "published {} {} to {} in {:.2}s ({:.0} msg/s)",
+            report.published,
+            args.kind,
+            pubsub.topic_of(args.kind),
+            report.elapsed_s,
+            report.per_second
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn run_dlq(
+    store_args: &StoreArgs,
+    command: DlqCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::Replay { every: None } => {
+            let store = open_store(store_args, Access::WriteExisting).await?;
+            let report = replay_once(store.as_ref(), &Stats::default()).await?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string(&report)?
+            )?;
+        }
+        DlqCommand::Replay { every: Some(every) } => {
+            if every.is_zero() {
+                anyhow::bail!("invalid setting --every: must be longer than 0s");
+            }
+            let store = open_store(store_args, Access::WriteExisting).await?;
+            let (trigger, listener) = shutdown::channel();
+            actix_rt::spawn(shutdown::on_signals(trigger));
+            replay_every(store.as_ref(), &Stats::default(), every, listener, |r| {
+                if let Ok(report) = r {
+                    if let Ok(line) = serde_json::to_string(report) {
+                        let _ = writeln!(std::io::stdout().lock(), "{line}");
+                    }
+                }
+            })
+            .await;
+        }
+        DlqCommand::List { invalid: false } => {
+            let store = open_store(store_args, Access::Read).await?;
+            print_pages(|after| {
+                let store = store.clone();
+                async move {
+                    let page = store.scan_dead_letters(after, 1000).await?;
+                    Ok((
+                        page.items
+                            .iter()
+                            .map(DlqLine::from)
+                            .map(|l| serde_json::to_string(&l))
+                            .collect(),
+                        page.next,
+                    ))
+                }
+            })
+            .await?;
+        }
+        DlqCommand::List { invalid: true } => {
+            let store = open_store(store_args, Access::Read).await?;
+            print_pages(|after| {
+                let store = store.clone();
+                async move {
+                    let page = store.scan_invalid(after, 1000).await?;
+                    Ok((
+                        page.items
+                            .iter()
+                            .map(InvalidLine::from)
+                            .map(|l| serde_json::to_string(&l))
+                            .collect(),
+                        page.next,
+                    ))
+                }
+            })
+            .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn run_query(
+    store_args: &StoreArgs,
+    command: QueryCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(store_args, Access::Read).await?;
+    match command {
+        QueryCommand::Order { order_id } => match store.fact(order_id).await? {
+            Some(row) => {
+                writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no row for order_id {order_id}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        QueryCommand::Facts => {
+            print_pages(|after| {
+                let store = store.clone();
+                async move {
+                    let page = store.scan_facts(after, 1000).await?;
+                    let lines = page.items.iter().map(serde_json::to_string).collect();
+                    Ok((lines, page.next))
+                }
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
