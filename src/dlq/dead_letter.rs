@@ -170,7 +170,7 @@ impl DeadLetter {
                     R::publish(publisher.as_ref(), &records)
                 })
                 .await
-                .map_err(|e| format!("DLQ topic publish failed: {}", crate::retry::chain(&e))),
+                .map_err(|e| crate::retry::chain(&e)),
                 Err(e) => Err(format!("{} write failed: {}", R::TABLE, e.chain())),
             };
             match done {

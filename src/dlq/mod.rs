@@ -16,13 +16,15 @@ pub const REASON_ORDER_NOT_FOUND: &str = "order_not_found";
 /// `reason` of a message that failed validation.
 pub const REASON_INVALID_PAYLOAD: &str = "invalid_payload";
 
-/// Why a DLQ topic publish failed.
+/// Why a DLQ topic publish failed: the publisher's error is the source, so `{:#}` (or
+/// [`crate::retry::chain`]) prints the cause.
 #[derive(Debug, thiserror::Error)]
-#[error("DLQ publish failed: {message}")]
+#[error("publishing to the DLQ topic")]
 pub struct PublishError {
-    pub message: String,
     /// Whether publishing the same records again may succeed.
     pub retriable: bool,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl crate::retry::Retriable for PublishError {

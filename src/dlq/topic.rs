@@ -47,24 +47,25 @@ impl DlqTopic {
         }
         match first_error {
             None => Ok(()),
-            Some(e) => Err(classify(&e)),
+            Some(e) => Err(classify(e)),
         }
     }
 }
 
-fn classify(e: &google_cloud_pubsub::error::PublishError) -> PublishError {
+/// The publisher's error, kept whole (its line names the RPC's failure) with whether a
+/// retry may help.
+fn classify(e: google_cloud_pubsub::error::PublishError) -> PublishError {
     use google_cloud_pubsub::error::PublishError as E;
-    let retriable = match e {
+    let retriable = match &e {
         E::Rpc(inner) => connect::is_retriable(inner),
         // The client is shutting down: a retry of the same call cannot succeed.
         E::Shutdown => false,
         _ => true,
     };
-    let message = match e {
-        E::Rpc(inner) => connect::describe(inner),
-        other => other.to_string(),
-    };
-    PublishError { message, retriable }
+    PublishError {
+        retriable,
+        source: Box::new(connect::ClientError::publish(e)),
+    }
 }
 
 /// The topic message for an unmatched payment.

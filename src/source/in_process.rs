@@ -75,7 +75,7 @@ pub enum Delivery {
 /// Flow-control high-water marks of the source. Deliveries, acks and nacks are counted per
 /// topic in the shared [`Stats`] (`Stats::source`), as a Pub/Sub subscriber counts them.
 #[derive(Debug, Default)]
-struct Tally {
+struct HighWater {
     /// The most messages ever outstanding at once: tests assert flow control with it.
     outstanding_high_water: AtomicU64,
     /// The most payload bytes ever outstanding at once.
@@ -94,7 +94,7 @@ struct Shared {
     redeliver: Mutex<VecDeque<(Instant, Message, Permits)>>,
     /// Woken on every ack and nack.
     changed: Notify,
-    counts: Tally,
+    counts: HighWater,
     /// Received / acked / nacked per topic: the source's own counters are these.
     stats: Arc<Stats>,
 }
@@ -151,7 +151,7 @@ impl InProcessSource {
                 },
                 redeliver: Mutex::new(VecDeque::new()),
                 changed: Notify::new(),
-                counts: Tally::default(),
+                counts: HighWater::default(),
                 stats,
             }),
         }
