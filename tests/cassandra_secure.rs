@@ -472,15 +472,19 @@ fn no_credentials_stop_at_start_with_one_line() {
     tls(&mut cmd, "ca.pem").env("ECOM_CASSANDRA_USERNAME", USER);
     let half = run(cmd, &["query", "facts"]);
     let line = half.start_failure();
-    // The variable named once: not "--cassandra-password (or ECOM_CASSANDRA_PASSWORD)
-    // (ECOM_CASSANDRA_PASSWORD)".
+    // The setting named with its flag, its variable (once) and its file key.
     assert!(
         line.contains(
-            "invalid setting --cassandra-password (ECOM_CASSANDRA_PASSWORD): is required with \
-             --cassandra-username"
+            "invalid setting --cassandra-password (ECOM_CASSANDRA_PASSWORD, file key \
+             `cassandra.password`"
         ),
         "{line}"
     );
+    assert!(
+        line.contains("is required with --cassandra-username"),
+        "{line}"
+    );
+    assert_eq!(line.matches("ECOM_CASSANDRA_PASSWORD").count(), 1, "{line}");
 }
 
 #[test]
