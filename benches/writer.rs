@@ -45,7 +45,7 @@ impl Acknowledge for Count {
     fn ack(self: Box<Self>) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    fn nack(self: Box<Self>) {}
+    fn nack(self: Box<Self>, _: ecom_stream::ack::NackReason) {}
 }
 
 fn raw_batched(rows: &[FactWrite]) -> Duration {

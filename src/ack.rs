@@ -5,12 +5,55 @@
 //! message vanish unanswered. An [`AckHandle`] dropped without an answer nacks, so a bug or a
 //! shutdown that drops a message makes the source redeliver it instead of losing it.
 
+/// Why a message was handed back for redelivery: counted per source as
+/// `ecom_stream_messages_nacked_total{reason=…}`, so that a user sees what the nacks are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NackReason {
+    /// The pipeline is stopping: held and queued messages go back for the next run.
+    Shutdown,
+    /// A store call the message needed failed (an outage, a timeout).
+    StoreFailed,
+    /// The message's row could not be written (within the poison-row bound).
+    WriteFailed,
+    /// Its dead-letter record (table or topic) could not be written.
+    DeadLetterFailed,
+    /// Dropped unanswered: no component decided, so the drop guard nacked it.
+    Dropped,
+}
+
+impl NackReason {
+    /// Every reason, in the order their counters are kept.
+    pub const ALL: [NackReason; 5] = [
+        NackReason::Shutdown,
+        NackReason::StoreFailed,
+        NackReason::WriteFailed,
+        NackReason::DeadLetterFailed,
+        NackReason::Dropped,
+    ];
+
+    /// The label value of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NackReason::Shutdown => "shutdown",
+            NackReason::StoreFailed => "store_failed",
+            NackReason::WriteFailed => "write_failed",
+            NackReason::DeadLetterFailed => "dead_letter_failed",
+            NackReason::Dropped => "dropped",
+        }
+    }
+
+    /// The reason's position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What a source does when the pipeline answers for one of its messages.
 pub trait Acknowledge: Send + 'static {
     /// The message's effect is durable: the source may forget it.
     fn ack(self: Box<Self>);
-    /// The message was not handled: the source must deliver it again.
-    fn nack(self: Box<Self>);
+    /// The message was not handled, for `reason`: the source must deliver it again.
+    fn nack(self: Box<Self>, reason: NackReason);
 }
 
 /// A message's pending answer. Answer it exactly once with [`ack`](Self::ack) or
@@ -49,15 +92,16 @@ impl AckHandle {
         }
     }
 
-    pub fn nack(mut self) {
-        self.nack_in_place();
+    /// Hands the message back for redelivery; `reason` is counted by the source.
+    pub fn nack(mut self, reason: NackReason) {
+        self.nack_in_place(reason);
     }
 
-    fn nack_in_place(&mut self) {
+    fn nack_in_place(&mut self, reason: NackReason) {
         match std::mem::replace(&mut self.inner, Inner::None) {
             Inner::None => {}
-            Inner::One(a) => a.nack(),
-            Inner::Many(all) => all.into_iter().for_each(|a| a.nack()),
+            Inner::One(a) => a.nack(reason),
+            Inner::Many(all) => all.into_iter().for_each(|a| a.nack(reason)),
         }
     }
 
@@ -96,7 +140,7 @@ impl AckHandle {
 
 impl Drop for AckHandle {
     fn drop(&mut self) {
-        self.nack_in_place();
+        self.nack_in_place(NackReason::Dropped);
     }
 }
 
@@ -121,15 +165,15 @@ impl<F: FnOnce() + Send + 'static> Acknowledge for OnAck<F> {
         on_ack();
         handle.ack();
     }
-    fn nack(self: Box<Self>) {
-        self.handle.nack();
+    fn nack(self: Box<Self>, reason: NackReason) {
+        self.handle.nack(reason);
     }
 }
 
 /// A source stand-in for tests: counts how its messages were answered.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::Acknowledge;
+    use super::{Acknowledge, NackReason};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -145,7 +189,7 @@ pub(crate) mod testing {
         fn ack(self: Box<Self>) {
             self.0.acks.fetch_add(1, Ordering::SeqCst);
         }
-        fn nack(self: Box<Self>) {
+        fn nack(self: Box<Self>, _: NackReason) {
             self.0.nacks.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -178,7 +222,7 @@ mod tests {
 
         AckHandle::new(Probe(t.clone()))
             .on_ack(|| panic!("must not run on nack"))
-            .nack();
+            .nack(NackReason::WriteFailed);
         assert_eq!(t.nacks.load(Ordering::SeqCst), 2);
     }
 

@@ -5,7 +5,7 @@
 //! ack before the table write and the topic publish both succeeded, or take more records
 //! than its in-flight bound (its handler blocks, so senders wait).
 
-use crate::ack::AckHandle;
+use crate::ack::{AckHandle, NackReason};
 use crate::clock::now_micros;
 use crate::config::RetryPolicy;
 use crate::dlq::{DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
@@ -181,7 +181,8 @@ impl DeadLetter {
                 Err(e) => {
                     tracing::error!(table = R::TABLE, records = records.len(), error = %e, "nacking for redelivery");
                     Stats::incr(&stats.write_failures);
-                    acks.into_iter().for_each(AckHandle::nack);
+                    acks.into_iter()
+                        .for_each(|a| a.nack(NackReason::DeadLetterFailed));
                 }
             }
         })

@@ -124,7 +124,10 @@ fn only_durable_effects_make_duplicates() {
     assert_eq!(second.writes.len(), 1);
     // A failed (nacked) write teaches the window nothing: its redelivery, with the same
     // publish time, is written again.
-    first.writes.into_iter().for_each(|w| w.ack.nack());
+    first
+        .writes
+        .into_iter()
+        .for_each(|w| w.ack.nack(crate::ack::NackReason::WriteFailed));
     let third = s.apply(vec![routed(order(1), 1, &t)], &HashSet::new(), now);
     assert_eq!(third.writes.len(), 1);
     // Once durable, a redelivery of it (same publish time) is acked without a write...

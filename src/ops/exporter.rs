@@ -12,7 +12,11 @@
 //! [`install`]. One process runs one pipeline, so one `Stats` is published.
 
 use crate::health::Readiness;
-use crate::telemetry::{Stats, WRITE_LATENCY_HELP, WRITE_LATENCY_METRIC};
+use crate::model::StreamKind;
+use crate::telemetry::{
+    histogram_header, Stats, ACK_LATENCY_HELP, ACK_LATENCY_METRIC, WRITE_LATENCY_HELP,
+    WRITE_LATENCY_METRIC,
+};
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -25,6 +29,17 @@ pub const SOURCE_RECEIVED: &str = "ecom_stream_messages_received_total";
 pub const SOURCE_ACKED: &str = "ecom_stream_messages_acked_total";
 pub const SOURCE_NACKED: &str = "ecom_stream_messages_nacked_total";
 pub const SOURCE_OUTSTANDING: &str = "ecom_stream_subscriber_outstanding_messages";
+/// `{source, reason}`: the nacks of [`SOURCE_NACKED`] split by why (`ack::NackReason`).
+pub const NACKS_BY_REASON: &str = "ecom_stream_nacks_by_reason_total";
+/// `{source, how="after_ack"|"while_held"|"after_nack"}`: messages this process received
+/// again, recognised from its recent message ids.
+pub const REDELIVERED: &str = "ecom_stream_pubsub_redelivered_total";
+/// `{source}`: deliveries whose Pub/Sub `delivery_attempt` was above 1.
+pub const DELIVERY_ATTEMPT_ABOVE_ONE: &str = "ecom_stream_pubsub_delivery_attempt_above_one_total";
+/// `{source}`: the longest lease the client extends (`--pubsub-max-lease`).
+pub const MAX_LEASE: &str = "ecom_stream_pubsub_max_lease_seconds";
+/// `{source}`: unanswered messages held longer than half the maximum lease.
+pub const OVER_HALF_LEASE: &str = "ecom_stream_pubsub_unanswered_over_half_lease";
 /// Orders plus payments upserted.
 pub const ROWS_WRITTEN: &str = "ecom_stream_rows_written_total";
 pub const PENDING: &str = "ecom_stream_pending_payments";
@@ -78,6 +93,31 @@ fn describe() {
         "Messages delivered by each source and not answered yet"
     );
     describe_counter!(
+        NACKS_BY_REASON,
+        Unit::Count,
+        "Nacks to each source by reason: shutdown, store_failed, write_failed, dead_letter_failed, dropped"
+    );
+    describe_counter!(
+        REDELIVERED,
+        Unit::Count,
+        "Messages received again: after_ack (the ack was lost), while_held (the lease expired under us), after_nack"
+    );
+    describe_counter!(
+        DELIVERY_ATTEMPT_ABOVE_ONE,
+        Unit::Count,
+        "Deliveries whose Pub/Sub delivery_attempt was above 1 (subscriptions with a dead-letter policy)"
+    );
+    describe_gauge!(
+        MAX_LEASE,
+        Unit::Seconds,
+        "How long the client keeps extending an unanswered message's lease"
+    );
+    describe_gauge!(
+        OVER_HALF_LEASE,
+        Unit::Count,
+        "Unanswered messages held longer than half the maximum lease"
+    );
+    describe_counter!(
         ROWS_WRITTEN,
         Unit::Count,
         "Rows written by the fact writer (orders plus payments upserted)"
@@ -127,6 +167,14 @@ pub fn render(stats: &Stats, readiness: &Readiness) -> Option<String> {
             .write_latency
             .prometheus(WRITE_LATENCY_METRIC, WRITE_LATENCY_HELP),
     );
+    text.push_str(&histogram_header(ACK_LATENCY_METRIC, ACK_LATENCY_HELP));
+    for topic in [StreamKind::Orders, StreamKind::Payments] {
+        stats.lease(topic).snapshot().ack_latency.prometheus_series(
+            &mut text,
+            ACK_LATENCY_METRIC,
+            &format!("source=\"{}\"", topic.as_str()),
+        );
+    }
     Some(text)
 }
 
@@ -143,6 +191,17 @@ fn publish(stats: &Stats, readiness: &Readiness) {
         counter!(SOURCE_NACKED, "source" => source).absolute(s.nacked);
         gauge!(SOURCE_OUTSTANDING, "source" => source)
             .set(stats.source(topic).outstanding() as f64);
+        for (reason, n) in stats.source(topic).nacked_by_reason() {
+            counter!(NACKS_BY_REASON, "source" => source, "reason" => reason.as_str()).absolute(n);
+        }
+        let lease = stats.lease(topic).snapshot();
+        for (how, n) in &lease.redelivered {
+            counter!(REDELIVERED, "source" => source, "how" => *how).absolute(*n);
+        }
+        counter!(DELIVERY_ATTEMPT_ABOVE_ONE, "source" => source)
+            .absolute(lease.delivery_attempt_above_one);
+        gauge!(MAX_LEASE, "source" => source).set(lease.max_lease_seconds as f64);
+        gauge!(OVER_HALF_LEASE, "source" => source).set(lease.unanswered_over_half_lease as f64);
     }
     let g = stats.gauges();
     gauge!(PENDING).set(g.pending_payments as f64);

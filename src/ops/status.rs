@@ -120,9 +120,29 @@ pub fn render(stats: &Stats, readiness: &Readiness, history: &History) -> String
         .into_iter()
         .map(|(topic, s)| {
             let outstanding = stats.source(topic).outstanding();
+            let nacked_by_reason: serde_json::Map<String, serde_json::Value> = stats
+                .source(topic)
+                .nacked_by_reason()
+                .into_iter()
+                .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+                .collect();
+            let lease = stats.lease(topic).snapshot();
+            let redelivered: serde_json::Map<String, serde_json::Value> = lease
+                .redelivered
+                .iter()
+                .map(|(how, n)| (how.to_string(), json!(n)))
+                .collect();
             let v = json!({
                 "received": s.received, "acked": s.acked, "nacked": s.nacked,
                 "outstanding": outstanding,
+                "nacked_by_reason": nacked_by_reason,
+                "lease": {
+                    "max_lease_seconds": lease.max_lease_seconds,
+                    "unanswered_over_half_lease": lease.unanswered_over_half_lease,
+                    "redelivered": redelivered,
+                    "delivery_attempt_above_one": lease.delivery_attempt_above_one,
+                    "ack_latency": lease.ack_latency,
+                },
             });
             (topic.as_str().to_string(), v)
         })

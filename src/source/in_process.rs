@@ -6,7 +6,7 @@
 //! ack/nack path a Pub/Sub subscription does. Must never: count a message as done before it
 //! is acked, or hold more than `max_outstanding` un-acked messages.
 
-use crate::ack::{AckHandle, Acknowledge};
+use crate::ack::{AckHandle, Acknowledge, NackReason};
 use crate::clock::now_micros;
 use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
@@ -363,13 +363,13 @@ impl Acknowledge for InProcessAck {
         shared.changed.notify_one();
     }
 
-    fn nack(self: Box<Self>) {
+    fn nack(self: Box<Self>, reason: NackReason) {
         let InProcessAck {
             shared,
             message,
             permits,
         } = *self;
-        shared.stats.source(message.topic).on_nacked(1);
+        shared.stats.source(message.topic).on_nacked(1, reason);
         let due = Instant::now() + shared.options.redelivery_delay;
         lock(&shared.redeliver).push_back((due, message, permits));
         shared.changed.notify_one();

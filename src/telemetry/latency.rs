@@ -19,20 +19,39 @@ pub const WRITE_LATENCY_BUCKETS: [f64; 14] = [
 ];
 /// Fixed-bucket latency histogram in atomics: the status page reads its snapshot and
 /// `/metrics` renders the same snapshot ([`LatencySnapshot::prometheus`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct LatencyHistogram {
-    /// Per bound of [`WRITE_LATENCY_BUCKETS`], plus one for +Inf; not cumulative.
-    buckets: [AtomicU64; WRITE_LATENCY_BUCKETS.len() + 1],
+    /// Upper bounds of the buckets, ascending.
+    bounds: &'static [f64],
+    /// Per bound, plus one for +Inf; not cumulative.
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
     count: AtomicU64,
 }
 
+impl Default for LatencyHistogram {
+    /// The write-latency histogram.
+    fn default() -> Self {
+        LatencyHistogram::new(&WRITE_LATENCY_BUCKETS)
+    }
+}
+
 impl LatencyHistogram {
+    pub(super) fn new(bounds: &'static [f64]) -> Self {
+        LatencyHistogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
     pub(super) fn record(&self, secs: f64) {
-        let i = WRITE_LATENCY_BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&b| secs <= b)
-            .unwrap_or(WRITE_LATENCY_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         let micros = Duration::from_secs_f64(secs.max(0.0)).as_micros() as u64;
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
@@ -43,7 +62,7 @@ impl LatencyHistogram {
         LatencySnapshot {
             count: self.count.load(Ordering::Relaxed),
             sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            bounds: WRITE_LATENCY_BUCKETS.to_vec(),
+            bounds: self.bounds.to_vec(),
             buckets: self
                 .buckets
                 .iter()
@@ -71,26 +90,50 @@ impl LatencySnapshot {
     /// histogram`, one cumulative `_bucket{le="…"}` line per bound and `+Inf` (equal to
     /// `_count`), then `_sum` and `_count`.
     pub fn prometheus(&self, name: &str, help: &str) -> String {
-        let mut out = String::new();
+        let mut out = histogram_header(name, help);
+        self.prometheus_series(&mut out, name, "");
+        out
+    }
+
+    /// Appends this histogram's lines to `out` as one series of metric `name`, with
+    /// `labels` (`key="value"` pairs joined by commas, or empty) on every line.
+    pub fn prometheus_series(&self, out: &mut String, name: &str, labels: &str) {
         // Writing to a String cannot fail.
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0u64;
         for (i, n) in self.buckets.iter().enumerate() {
             cumulative += n;
             match self.bounds.get(i) {
                 Some(bound) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+                    );
                 }
                 None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+                    );
                 }
             }
         }
-        let _ = writeln!(out, "{name}_sum {}", self.sum_seconds);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-        out
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum_seconds);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
     }
+}
+
+/// The `# HELP` and `# TYPE … histogram` lines that precede a histogram's series.
+pub fn histogram_header(name: &str, help: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    out
 }
 
 #[cfg(test)]

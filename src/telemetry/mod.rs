@@ -9,18 +9,26 @@
 //! Why counters live here and not only in the `metrics` facade: the demo summary, the tests
 //! and the status page need exact values from one run's `Stats`, independent of the
 //! process-wide recorder; the exporter publishes these same atomics on every scrape, so each
-//! event is still counted in exactly one place.//!
+//! event is still counted in exactly one place.
+//!
 //! Here: [`Stats`] and its event counters. Below: `sources` (per-source counters),
-//! `gauges` (live gauges and the kinds they are labelled by) and `latency` (the one
-//! write-latency histogram, also rendered for Prometheus).
+//! `gauges` (live gauges and the kinds they are labelled by), `latency` (fixed-bucket
+//! histograms, also rendered for Prometheus) and `lease` (a subscription's lease and ack
+//! health).
 
 mod gauges;
 mod latency;
+mod lease;
 mod sources;
 
 pub use gauges::{ActorKind, GaugeSnapshot, PendingGauge, StoreOp, WriteInFlight, WriterKind};
 pub use latency::{
-    LatencySnapshot, WRITE_LATENCY_BUCKETS, WRITE_LATENCY_HELP, WRITE_LATENCY_METRIC,
+    histogram_header, LatencySnapshot, WRITE_LATENCY_BUCKETS, WRITE_LATENCY_HELP,
+    WRITE_LATENCY_METRIC,
+};
+pub use lease::{
+    LeaseSnapshot, LeaseStats, Redelivery, ACK_LATENCY_BUCKETS, ACK_LATENCY_HELP,
+    ACK_LATENCY_METRIC,
 };
 pub use sources::{SourceSnapshot, SourceStats};
 
@@ -47,6 +55,8 @@ macro_rules! counters {
             $( $(#[$doc])* pub $name: AtomicU64, )*
             /// Per input topic: received, acked, nacked (what a subscription reports).
             sources: [SourceStats; 2],
+            /// Per input topic: lease and ack health (Pub/Sub subscribers only).
+            leases: [LeaseStats; 2],
             /// Live gauges and the latency histogram (see [`Gauges`]).
             gauges: Gauges,
         }
@@ -143,6 +153,14 @@ impl Stats {
         match topic {
             StreamKind::Orders => &self.sources[0],
             StreamKind::Payments => &self.sources[1],
+        }
+    }
+
+    /// Lease and ack health of `topic`'s subscription (written by its Pub/Sub subscriber).
+    pub fn lease(&self, topic: StreamKind) -> &LeaseStats {
+        match topic {
+            StreamKind::Orders => &self.leases[0],
+            StreamKind::Payments => &self.leases[1],
         }
     }
 
@@ -268,7 +286,7 @@ mod tests {
         let orders = stats.source(StreamKind::Orders);
         orders.on_received(10);
         orders.on_acked(7);
-        orders.on_nacked(2);
+        orders.on_nacked(2, crate::ack::NackReason::Shutdown);
         assert_eq!(orders.outstanding(), 1);
         orders.on_acked(5);
         assert_eq!(orders.outstanding(), 0);

@@ -1,8 +1,9 @@
-//! What each source reports for its topic: messages received, acked and nacked.
+//! What each source reports for its topic: messages received, acked and nacked (by reason).
 //!
 //! Owns: [`SourceStats`] and its snapshot. Must never: be written by anyone but the sources
 //! (the Pub/Sub subscriber and the in-process source), which are the ones that answer.
 
+use crate::ack::NackReason;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +14,8 @@ pub struct SourceStats {
     received: AtomicU64,
     acked: AtomicU64,
     nacked: AtomicU64,
+    /// `nacked` split by [`NackReason`], in [`NackReason::ALL`]'s order.
+    nacked_by: [AtomicU64; NackReason::ALL.len()],
 }
 
 impl SourceStats {
@@ -26,9 +29,18 @@ impl SourceStats {
         self.acked.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// `n` messages were nacked (they will be redelivered).
-    pub fn on_nacked(&self, n: u64) {
+    /// `n` messages were nacked for `reason` (they will be redelivered).
+    pub fn on_nacked(&self, n: u64, reason: NackReason) {
+        self.nacked_by[reason.index()].fetch_add(n, Ordering::Relaxed);
         self.nacked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Nacks so far for each reason, in [`NackReason::ALL`]'s order.
+    pub fn nacked_by_reason(&self) -> Vec<(NackReason, u64)> {
+        NackReason::ALL
+            .iter()
+            .map(|&r| (r, self.nacked_by[r.index()].load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Delivered and not answered yet: received − acked − nacked, never below zero (the

@@ -11,7 +11,7 @@
 //! bounds the queues: actix 0.13's `send()` on a full mailbox retries through a fresh sender
 //! clone that is let through, so the mailbox capacity alone is not a hard limit.
 
-use crate::ack::AckHandle;
+use crate::ack::{AckHandle, NackReason};
 use crate::config::RetryPolicy;
 use crate::retry::{self, Retriable};
 use crate::rng::SplitMix64;
@@ -186,7 +186,7 @@ async fn write_batch(
                     Err(e) => {
                         tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed; nacking its message for redelivery");
                         Stats::incr(&stats.write_failures);
-                        ack.nack();
+                        ack.nack(NackReason::WriteFailed);
                     }
                 }
             }
@@ -194,7 +194,8 @@ async fn write_batch(
         Err(e) => {
             tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e.chain(), "write failed for good; nacking its messages for redelivery");
             Stats::incr(&stats.write_failures);
-            acks.into_iter().for_each(AckHandle::nack);
+            acks.into_iter()
+                .for_each(|a| a.nack(NackReason::WriteFailed));
         }
     }
 }
@@ -265,7 +266,7 @@ fn answer_rows(
                 tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed after retries; nacking its message for redelivery");
                 Stats::incr(&stats.write_failures);
                 failed += 1;
-                ack.nack();
+                ack.nack(NackReason::WriteFailed);
             }
             None => {
                 tracing::error!(
@@ -274,7 +275,7 @@ fn answer_rows(
                 );
                 Stats::incr(&stats.write_failures);
                 failed += 1;
-                ack.nack();
+                ack.nack(NackReason::WriteFailed);
             }
         }
     }

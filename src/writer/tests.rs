@@ -64,7 +64,7 @@ impl Acknowledge for Record {
     fn ack(self: Box<Self>) {
         self.1.lock().expect("lock").push((self.0, true));
     }
-    fn nack(self: Box<Self>) {
+    fn nack(self: Box<Self>, _: crate::ack::NackReason) {
         self.1.lock().expect("lock").push((self.0, false));
     }
 }

@@ -299,6 +299,18 @@ fn metrics_scraped_during_and_after_a_demo_agree_with_its_summary() {
     let json: Value = serde_json::from_str(&json).expect("status.json is JSON");
     assert_eq!(json["counters"], *stats);
     assert!(!json["history"].as_array().expect("history").is_empty());
+    // Nacks by reason sum to the nacks; the in-process source has no leases to report.
+    for source in ["orders", "payments"] {
+        let s = &json["sources"][source];
+        let by_reason: u64 = s["nacked_by_reason"]
+            .as_object()
+            .expect("nacked_by_reason")
+            .values()
+            .map(|v| v.as_u64().expect("a count"))
+            .sum();
+        assert_eq!(Some(by_reason), s["nacked"].as_u64(), "{s}");
+        assert_eq!(s["lease"]["max_lease_seconds"], 0, "{s}");
+    }
     // SIGTERM after the summary: a clean exit.
     child.signal("TERM");
     child.wait().ok();
@@ -571,6 +583,11 @@ fn status_page_shows_live_numbers_in_headless_chromium() {
         "joined",
         "pending",
         "writes",
+        // Lease and ack health: rendered from the sources' data (all zero for `demo`,
+        // whose in-process source has no leases).
+        "over-half-lease",
+        "redelivered-after-ack",
+        "redelivered-while-held",
     ] {
         assert!(
             shown(&second, id).is_some(),

@@ -490,6 +490,27 @@ fn payments_before_their_orders_are_joined() {
         let f = w.facts();
         f.len() == 50 && f.values().all(|r| !r["payment_id"].is_null())
     });
+    // Lease and ack health: each payment was acked once, after its hold, at default
+    // settings (a one-hour maximum lease), and none came back.
+    let payments = |name: &str| format!("{name}{{source=\"payments\"}}");
+    wait_until(&mut running, "50 payments acked", || {
+        metric(
+            &scrape(metrics),
+            &payments("ecom_stream_messages_acked_total"),
+        ) == 50
+    });
+    let m = scrape(metrics);
+    let acks_timed = payments("ecom_stream_pubsub_ack_latency_seconds_count");
+    assert_eq!(metric(&m, &acks_timed), 50, "{m:#?}");
+    let max_lease = payments("ecom_stream_pubsub_max_lease_seconds");
+    assert_eq!(metric(&m, &max_lease), 3600);
+    let at_risk = payments("ecom_stream_pubsub_unanswered_over_half_lease");
+    assert_eq!(metric(&m, &at_risk), 0);
+    for how in ["after_ack", "while_held", "after_nack"] {
+        let name =
+            format!("ecom_stream_pubsub_redelivered_total{{source=\"payments\",how=\"{how}\"}}");
+        assert_eq!(metric(&m, &name), 0, "{name}");
+    }
     let report = stop(running);
     assert!(w.dead_letters().is_empty(), "{report}");
     let facts = w.facts();

@@ -325,7 +325,7 @@ impl ecom_stream::ack::Acknowledge for Recorded {
     fn ack(self: Box<Self>) {
         self.answers.acked.lock().unwrap().push(self.id);
     }
-    fn nack(self: Box<Self>) {
+    fn nack(self: Box<Self>, _: ecom_stream::ack::NackReason) {
         self.answers.nacked.lock().unwrap().push(self.id);
     }
 }

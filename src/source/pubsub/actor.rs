@@ -78,6 +78,7 @@ impl Actor for SubscriberActor {
 
     fn started(&mut self, _ctx: &mut Self::Context) {
         let o = &self.options;
+        self.counters.started(o.max_lease);
         let messages = Arc::new(Semaphore::new(o.max_outstanding_messages));
         let bytes = Arc::new(Semaphore::new(o.max_outstanding_bytes));
         // The server's flow control is per stream; splitting the budget keeps what the

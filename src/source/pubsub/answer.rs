@@ -4,8 +4,8 @@
 //! holds) and [`Pulled`]. Must never: ack or nack on its own initiative: only the pipeline
 //! answers, through the envelope's [`AckHandle`]; a drop nacks.
 
-use super::counters::Counters;
-use crate::ack::{AckHandle, Acknowledge};
+use super::counters::{Counters, Receipt};
+use crate::ack::{AckHandle, Acknowledge, NackReason};
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler as PubSubHandler;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 /// permits it holds until answered.
 pub(super) struct PubSubAck {
     pub(super) handler: PubSubHandler,
-    pub(super) bytes: u64,
+    pub(super) receipt: Receipt,
     pub(super) counters: Arc<Counters>,
     pub(super) _message_permit: OwnedSemaphorePermit,
     pub(super) _byte_permit: OwnedSemaphorePermit,
@@ -23,12 +23,12 @@ pub(super) struct PubSubAck {
 
 impl Acknowledge for PubSubAck {
     fn ack(self: Box<Self>) {
-        self.counters.answered(self.bytes, true);
+        self.counters.answered(self.receipt, None);
         self.handler.ack();
     }
 
-    fn nack(self: Box<Self>) {
-        self.counters.answered(self.bytes, false);
+    fn nack(self: Box<Self>, reason: NackReason) {
+        self.counters.answered(self.receipt, Some(reason));
         self.handler.nack();
     }
 }

@@ -1,15 +1,19 @@
-//! A subscriber's flow-control tallies.
+//! A subscriber's flow-control tallies and lease bookkeeping.
 //!
-//! Owns: the unanswered messages and bytes and their high-water marks. Must never: count a
-//! delivery or an answer of its own: those are counted once, in the pipeline's per-source
-//! [`Stats`], and read from there.
+//! Owns: the unanswered messages and bytes and their high-water marks, and the recent
+//! message ids that recognise a redelivery. Must never: count a delivery or an answer of its
+//! own: those are counted once, in the pipeline's per-source [`Stats`] (and its lease
+//! health in [`Stats::lease`]), and read from there.
 
+use super::redelivery::{RecentIds, Seen};
+use crate::ack::NackReason;
 use crate::model::StreamKind;
 use crate::telemetry::Stats;
 use actix::prelude::*;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A subscriber's tallies, read by `run`'s summary and by tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, MessageResponse)]
@@ -36,6 +40,15 @@ pub(super) struct Counters {
     outstanding_bytes: AtomicU64,
     outstanding_high_water: AtomicU64,
     outstanding_bytes_high_water: AtomicU64,
+    ids: RecentIds,
+}
+
+/// What a received message's answer must tell [`Counters::answered`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Receipt {
+    pub(super) bytes: u64,
+    pub(super) at: Instant,
+    seen: Seen,
 }
 
 impl Counters {
@@ -47,7 +60,13 @@ impl Counters {
             outstanding_bytes: AtomicU64::new(0),
             outstanding_high_water: AtomicU64::new(0),
             outstanding_bytes_high_water: AtomicU64::new(0),
+            ids: RecentIds::default(),
         }
+    }
+
+    /// The subscriber started: its lease metrics compare ages with `max_lease`.
+    pub(super) fn started(&self, max_lease: std::time::Duration) {
+        self.stats.lease(self.topic).set_max_lease(max_lease);
     }
 
     pub(super) fn snapshot(&self) -> SubscriberCounts {
@@ -64,24 +83,43 @@ impl Counters {
     }
 
     /// A message (and its bytes) joined the unanswered set: received, from now on answered
-    /// exactly once (ack, nack, or the nack of a drop).
-    pub(super) fn taken(&self, bytes: u64) {
+    /// exactly once (ack, nack, or the nack of a drop). `delivery_attempt` is Pub/Sub's,
+    /// where the subscription has a dead-letter policy.
+    pub(super) fn taken(
+        &self,
+        bytes: u64,
+        message_id: &str,
+        delivery_attempt: Option<i32>,
+    ) -> Receipt {
+        let at = Instant::now();
         self.stats.source(self.topic).on_received(1);
+        let lease = self.stats.lease(self.topic);
+        lease.on_received(at, delivery_attempt);
+        let (seen, again) = self.ids.received(message_id);
+        if let Some(how) = again {
+            lease.on_redelivered(how);
+        }
         let n = self.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
         self.outstanding_high_water.fetch_max(n, Ordering::Relaxed);
         let b = self.outstanding_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.outstanding_bytes_high_water
             .fetch_max(b, Ordering::Relaxed);
+        Receipt { bytes, at, seen }
     }
 
-    pub(super) fn answered(&self, bytes: u64, acked: bool) {
+    /// The message of `receipt` was acked (`None`) or nacked for a reason.
+    pub(super) fn answered(&self, receipt: Receipt, nacked: Option<NackReason>) {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
-        self.outstanding_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.outstanding_bytes
+            .fetch_sub(receipt.bytes, Ordering::Relaxed);
+        self.ids.answered(receipt.seen, nacked.is_none());
+        self.stats
+            .lease(self.topic)
+            .on_answered(receipt.at, nacked.is_none());
         let source = self.stats.source(self.topic);
-        if acked {
-            source.on_acked(1);
-        } else {
-            source.on_nacked(1);
+        match nacked {
+            None => source.on_acked(1),
+            Some(reason) => source.on_nacked(1, reason),
         }
     }
 }
@@ -91,16 +129,27 @@ mod tests {
 
     #[test]
     fn counters_track_the_high_water() {
-        let c = Counters::new(StreamKind::Payments, Arc::default());
-        c.taken(10);
-        c.taken(20);
-        c.answered(10, true);
-        c.taken(5);
-        c.answered(20, false);
+        let stats = Arc::new(Stats::default());
+        let c = Counters::new(StreamKind::Payments, stats.clone());
+        let a = c.taken(10, "a", None);
+        let b = c.taken(20, "b", None);
+        c.answered(a, None);
+        c.taken(5, "c", None);
+        c.answered(b, Some(NackReason::StoreFailed));
         let s = c.snapshot();
         assert_eq!((s.outstanding, s.outstanding_high_water), (1, 2));
         assert_eq!(s.outstanding_bytes_high_water, 30);
         assert_eq!((s.acked, s.nacked), (1, 1));
         assert_eq!(s.delivered, 3);
+        let by = stats.source(StreamKind::Payments).nacked_by_reason();
+        assert!(by.contains(&(NackReason::StoreFailed, 1)), "{by:?}");
+        // "b" comes back after its nack, "a" after its ack.
+        c.taken(20, "b", Some(2));
+        c.taken(10, "a", Some(2));
+        let lease = stats.lease(StreamKind::Payments).snapshot();
+        assert_eq!(lease.delivery_attempt_above_one, 2);
+        assert!(lease.redelivered.contains(&("after_nack", 1)), "{lease:?}");
+        assert!(lease.redelivered.contains(&("after_ack", 1)), "{lease:?}");
+        assert_eq!(lease.ack_latency.count, 1);
     }
 }

@@ -16,13 +16,15 @@
 //!
 //! Here: [`SubscriberOptions`]. One job per module below: `actor` (the actor and its
 //! messages), `reader` (one streaming pull), `batcher` (batches and hand-overs),
-//! `answer` (a message's answer path and its permits), `counters`, `sink`.
+//! `answer` (a message's answer path and its permits), `counters`, `redelivery` (recent
+//! ids that recognise a message received again), `sink`.
 
 mod actor;
 mod answer;
 mod batcher;
 mod counters;
 mod reader;
+mod redelivery;
 mod sink;
 
 pub use actor::{Close, GetCounts, StopPulling, SubscriberActor, SubscriberFailed};

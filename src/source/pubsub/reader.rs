@@ -74,12 +74,14 @@ impl Reader {
                     Err(_) => return,
                 },
             };
-            self.counters.taken(size);
+            let receipt =
+                self.counters
+                    .taken(size, &message.message_id, handler.delivery_attempt());
             let pulled = Pulled {
                 message,
                 ack: AckHandle::new(PubSubAck {
                     handler,
-                    bytes: size,
+                    receipt,
                     counters: self.counters.clone(),
                     _message_permit: message_permit,
                     _byte_permit: byte_permit,

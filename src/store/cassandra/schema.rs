@@ -9,7 +9,17 @@
 
 use super::config::{CassandraConfig, Replication};
 use super::session::connect;
+use crate::config::RetryPolicy;
+use crate::retry::with_retries;
 use crate::store::StoreError;
+use scylla::statement::unprepared::Statement;
+use std::time::Duration;
+
+/// The client timeout of one schema statement. A keyspace or table change is coordinated
+/// across the cluster and flushes the schema tables, which on a busy node takes far longer
+/// than a write (10 s and more was seen with a loaded two-core machine); the request
+/// timeout of the hot path would fail `setup` there for nothing.
+const SCHEMA_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `schema.cql`, as `cqlsh -f` would apply it: keyspace `ecom_store`, `SimpleStrategy` RF 1.
 pub const SCHEMA_CQL: &str = include_str!("../../../schema.cql");
@@ -138,10 +148,22 @@ pub async fn apply_schema(config: &CassandraConfig) -> Result<SchemaApplied, Sto
     for (i, s) in statements.iter().enumerate() {
         tracing::info!(statement = %s, "applying schema ({}/{})", i + 1, statements.len());
         // Unprepared on purpose: DDL runs once, and preparing it buys nothing.
-        session
-            .query_unpaged(s.as_str(), &[])
-            .await
-            .map_err(|e| super::errors::classify("applying schema.cql", &e))?;
+        let mut statement = Statement::new(s.as_str());
+        statement.set_request_timeout(Some(SCHEMA_STATEMENT_TIMEOUT.max(config.request_timeout)));
+        // Every statement is `IF NOT EXISTS`, so one that timed out (and may have been
+        // applied anyway) is safe to send again.
+        with_retries(
+            &RetryPolicy::default(),
+            "apply schema statement",
+            || tracing::warn!(statement = %s, "schema statement failed retriably; retrying"),
+            || async {
+                session
+                    .query_unpaged(statement.clone(), &[])
+                    .await
+                    .map_err(|e| super::errors::classify("applying schema.cql", &e))
+            },
+        )
+        .await?;
     }
     let version = session
         .await_schema_agreement()
