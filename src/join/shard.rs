@@ -126,10 +126,14 @@ impl JoinShard {
                     (r.writes, r.unmatched)
                 }
                 Err(e) => {
-                    // Neither joined nor provably unmatched: nacking lets the source
-                    // redeliver them later, when the store may answer.
-                    tracing::warn!(shard = act.id, payments = held.len(), error = %e.chain(), "store recheck failed; nacking held payments for redelivery");
-                    drop(held);
+                    // Neither joined nor provably unmatched: held again for another hold
+                    // time (a nack would bring them straight back while the store is out;
+                    // the intake's gate stops new deliveries meanwhile).
+                    let payments = held.len();
+                    let overflow = act.state.hold_again(held, Instant::now());
+                    act.report_pending();
+                    tracing::warn!(shard = act.id, payments, nacked = overflow.len(), error = %e.chain(), "store recheck failed; holding the payments again");
+                    drop(overflow);
                     (Vec::new(), Vec::new())
                 }
             };

@@ -210,6 +210,21 @@ impl JoinState {
         self.pending.take_expired(now)
     }
 
+    /// Holds again payments whose recheck could not read the store (an outage): they are
+    /// neither joined nor provably unmatched, and a nack would only bring them straight
+    /// back. Each waits another hold time. Returns the ones that no longer fit (the buffer
+    /// filled meanwhile), which the caller nacks.
+    pub fn hold_again(&mut self, held: Vec<HeldPayment>, now: Instant) -> Vec<HeldPayment> {
+        let deadline = now + self.hold;
+        let mut overflow = Vec::new();
+        for h in held {
+            if let Some(spilled) = self.pending.hold(h.payment, h.ts, h.hash, h.ack, deadline) {
+                overflow.push(spilled);
+            }
+        }
+        overflow
+    }
+
     /// Decides held payments after the store recheck found `in_store`. The cache counts
     /// too: it knows orders that are written but whose write is not durable yet.
     pub fn resolve(&mut self, held: Vec<HeldPayment>, in_store: &HashSet<i64>) -> RecheckOutcome {

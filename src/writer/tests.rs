@@ -98,6 +98,7 @@ async fn a_per_row_store_gets_each_batch_once_and_only_failed_rows_are_nacked() 
             max_in_flight: 2,
             mailbox_capacity: 4,
             retry: RetryPolicy::default(),
+            max_write_attempts: 5,
         },
     )
     .start();
@@ -151,6 +152,7 @@ async fn the_writer_retries_only_the_rows_that_failed_retriably_up_to_the_bound(
                 initial_backoff: Duration::from_millis(1),
                 max_backoff: Duration::from_millis(2),
             },
+            max_write_attempts: 5,
         },
     )
     .start();

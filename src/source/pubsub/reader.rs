@@ -77,6 +77,7 @@ impl Reader {
             self.counters.taken(size);
             let pulled = Pulled {
                 message,
+                delivery_attempt: handler.delivery_attempt(),
                 ack: AckHandle::new(PubSubAck {
                     handler,
                     bytes: size,
