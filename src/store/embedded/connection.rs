@@ -203,32 +203,3 @@ pub(super) fn classify(op: &str, e: rusqlite::Error) -> StoreError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sqlite(code: i32) -> rusqlite::Error {
-        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
-    }
-
-    #[test]
-    fn outages_are_retriable_and_row_failures_are_not() {
-        for code in [
-            rusqlite::ffi::SQLITE_BUSY,
-            rusqlite::ffi::SQLITE_LOCKED,
-            rusqlite::ffi::SQLITE_FULL,
-            rusqlite::ffi::SQLITE_READONLY,
-            rusqlite::ffi::SQLITE_IOERR,
-            rusqlite::ffi::SQLITE_CANTOPEN,
-        ] {
-            assert!(classify("w", sqlite(code)).is_retriable(), "code {code}");
-        }
-        for code in [
-            rusqlite::ffi::SQLITE_CONSTRAINT,
-            rusqlite::ffi::SQLITE_CORRUPT,
-            rusqlite::ffi::SQLITE_ERROR,
-        ] {
-            assert!(!classify("w", sqlite(code)).is_retriable(), "code {code}");
-        }
-    }
-}
