@@ -3,13 +3,13 @@
 //! store.
 
 use super::gate::StoreGate;
-use crate::config::RetryPolicy;
-use crate::store::StoreError;
 use super::*;
 use crate::ack::Acknowledge;
+use crate::config::RetryPolicy;
 use crate::model::Order;
 use crate::store::memory::MemoryStore;
 use crate::store::FactReader;
+use crate::store::StoreError;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -202,4 +202,3 @@ pub(super) fn classify(op: &str, e: rusqlite::Error) -> StoreError {
         _ => StoreError::failed_from(op, e),
     }
 }
-
