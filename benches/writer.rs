@@ -76,6 +76,7 @@ fn through_writer(rows: Vec<FactWrite>) -> Duration {
                 max_in_flight: defaults.max_in_flight,
                 mailbox_capacity: defaults.mailbox_capacity,
                 retry: defaults.retry,
+                max_write_attempts: defaults.max_write_attempts,
             },
         )
         .start();

@@ -285,6 +285,7 @@ async fn through_writer(
             max_in_flight: defaults.max_in_flight,
             mailbox_capacity: defaults.mailbox_capacity,
             retry: defaults.retry,
+            max_write_attempts: defaults.max_write_attempts,
         },
     )
     .start();

@@ -61,6 +61,19 @@ pub trait Acknowledge: Send + 'static {
 #[must_use = "dropping an AckHandle nacks the message"]
 pub struct AckHandle {
     inner: Inner,
+    /// Which delivery this answers, when the source said (see [`Origin`]).
+    origin: Option<Box<Origin>>,
+}
+
+/// Which delivery a handle answers: what the fact writer needs to dead-letter a row whose
+/// write keeps failing (the message id keys `invalid_messages`; the attempt bounds retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The source's id for the message (Pub/Sub message id).
+    pub message_id: String,
+    /// How many times the source has delivered it, this delivery included, when the source
+    /// counts (Pub/Sub does only for subscriptions with a dead-letter policy).
+    pub delivery_attempt: Option<u32>,
 }
 
 /// One answer path, or several answered together. Merging flattens into `Many`, so a
@@ -76,12 +89,27 @@ impl AckHandle {
     pub fn new(inner: impl Acknowledge) -> Self {
         AckHandle {
             inner: Inner::One(Box::new(inner)),
+            origin: None,
         }
+    }
+
+    /// The same handle, saying which delivery it answers.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(Box::new(origin));
+        self
+    }
+
+    /// Which delivery this answers, if the source said.
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.as_deref()
     }
 
     /// A handle that answers nobody: for messages with no source to answer (replay, tests).
     pub fn none() -> Self {
-        AckHandle { inner: Inner::None }
+        AckHandle {
+            inner: Inner::None,
+            origin: None,
+        }
     }
 
     pub fn ack(mut self) {
@@ -122,15 +150,26 @@ impl AckHandle {
                 Inner::Many(xs)
             }
         };
-        AckHandle { inner }
+        // The first delivery names the message; the highest attempt count bounds retries.
+        let origin = match (self.origin.take(), other.origin.take()) {
+            (Some(mut a), Some(b)) => {
+                a.delivery_attempt = a.delivery_attempt.max(b.delivery_attempt);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        AckHandle { inner, origin }
     }
 
     /// Runs `on_ack` just before acking: how the dedup window learns that a write is durable.
-    pub fn on_ack(self, on_ack: impl FnOnce() + Send + 'static) -> AckHandle {
-        AckHandle::new(OnAck {
+    pub fn on_ack(mut self, on_ack: impl FnOnce() + Send + 'static) -> AckHandle {
+        let origin = self.origin.take();
+        let mut wrapped = AckHandle::new(OnAck {
             handle: self,
             on_ack,
-        })
+        });
+        wrapped.origin = origin;
+        wrapped
     }
 
     fn is_empty(&self) -> bool {

@@ -39,6 +39,17 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32, rng: &mut SplitMix64) -> Dura
     cap.mul_f64(rng.unit())
 }
 
+/// The wait before try number `attempt + 1` of a loop that does not give up (a store
+/// outage): uniform in `[cap/2, cap]` with `cap = min(max, initial * 2^(attempt-1))`, so
+/// the waits grow to the cap instead of staying near zero half the time, and still spread.
+pub fn backoff_from_half(policy: &RetryPolicy, attempt: u32, rng: &mut SplitMix64) -> Duration {
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let cap = exp.min(policy.max_backoff);
+    cap.mul_f64(0.5 + rng.unit() / 2.0)
+}
+
 /// Runs `call` until it succeeds, fails with a non-retriable error, or has been tried
 /// `policy.max_attempts` times. `on_retry` runs once per retry (before its wait): the
 /// caller's counter.
@@ -109,7 +120,11 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         for attempt in 1..30 {
             assert!(backoff(&p, attempt, &mut rng) <= p.max_backoff);
+            let held = backoff_from_half(&p, attempt, &mut rng);
+            assert!(held <= p.max_backoff);
         }
+        // Past the cap the outage wait never drops below half of it.
+        assert!(backoff_from_half(&p, 10, &mut rng) >= p.max_backoff / 2);
     }
 
     #[tokio::test(start_paused = true)]

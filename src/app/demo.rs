@@ -259,6 +259,7 @@ pub async fn run(
     let sc = scenario(opts);
     let messages = (sc.main.len() + sc.late.len()) as u64;
     let pipeline = Pipeline::start(engine, store.clone(), Arc::new(TableOnly), stats.clone())?;
+    pipeline.shut_on(shutdown.clone());
     let intake = pipeline.intake();
     let source = InProcessSource::with_stats(
         SourceOptions {

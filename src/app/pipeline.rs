@@ -13,9 +13,11 @@ use crate::dlq::dead_letter::{self, DeadLetter};
 use crate::dlq::DlqPublisher;
 use crate::join::shard::{Drain, JoinShard, PendingCount};
 use crate::join::state::JoinLimits;
+use crate::shutdown::Shutdown;
 use crate::source::intake::Intake;
 use crate::store::PipelineStore;
 use crate::telemetry::Stats;
+use crate::writer::gate::StoreGate;
 use crate::writer::{self, FactWriter, WriterOptions};
 use actix::prelude::*;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use std::time::Duration;
 pub struct Pipeline {
     /// Handed to sources.
     intake: Intake,
+    /// The store-health gate shared by the intake and the writer; shut first at shutdown.
+    gate: Arc<StoreGate>,
     /// Drained first at shutdown.
     shards: Arc<[Addr<JoinShard>]>,
     /// Flushed after the shards.
@@ -99,18 +103,23 @@ impl Pipeline {
             max_in_flight: config.max_in_flight,
             mailbox_capacity: config.mailbox_capacity,
             retry: config.retry.clone(),
+            max_write_attempts: config.max_write_attempts,
         };
-        let writer = {
-            let (store, stats) = (store.clone(), stats.clone());
-            place(io.as_ref().map(Arbiter::handle).as_ref(), move |_| {
-                FactWriter::new(store, stats, writer_options)
-            })
-        };
+        let gate = Arc::new(StoreGate::default());
         let dead_letter = {
             let (store, stats, retry) = (store.clone(), stats.clone(), config.retry.clone());
             let (in_flight, mailbox) = (config.max_in_flight, config.mailbox_capacity);
             place(io.as_ref().map(Arbiter::handle).as_ref(), move |_| {
                 DeadLetter::new(store, publisher, stats, retry, in_flight, mailbox)
+            })
+        };
+        let writer = {
+            let (store, stats, gate) = (store.clone(), stats.clone(), gate.clone());
+            let dead_letter = dead_letter.clone();
+            place(io.as_ref().map(Arbiter::handle).as_ref(), move |_| {
+                FactWriter::new(store, stats, writer_options)
+                    .with_gate(gate)
+                    .dead_letter_to(dead_letter)
             })
         };
         let limits = JoinLimits {
@@ -135,7 +144,13 @@ impl Pipeline {
         }
         let shards: Arc<[Addr<JoinShard>]> = shards.into();
         Ok(Pipeline {
-            intake: Intake::new(shards.clone(), dead_letter.clone(), stats.clone()),
+            intake: Intake::new(
+                shards.clone(),
+                dead_letter.clone(),
+                stats.clone(),
+                gate.clone(),
+            ),
+            gate,
             shards,
             writer,
             dead_letter,
@@ -152,6 +167,17 @@ impl Pipeline {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Begins the shutdown as soon as `shutdown` fires: deliveries waiting at the intake
+    /// for a failing store are nacked, and so are rows the writer holds through an outage,
+    /// so that stopping the sources never waits for the store to come back.
+    pub fn shut_on(&self, mut shutdown: Shutdown) {
+        let gate = self.gate.clone();
+        actix_rt::spawn(async move {
+            shutdown.wait().await;
+            gate.shut();
+        });
     }
 
     /// Payments held across all shards right now.
@@ -175,6 +201,7 @@ impl Pipeline {
     /// [`shutdown`](Self::shutdown) within `limit` instead of the configured deadline: for
     /// callers that spent part of the deadline already (stopping their sources).
     pub async fn shutdown_within(self, limit: Duration) -> Drained {
+        self.gate.shut();
         let drain = async {
             for shard in self.shards.iter() {
                 if let Err(e) = shard.send(Drain).await {

@@ -97,6 +97,7 @@ pub async fn run(
     validate(pubsub, opts)?;
     let dlq = DlqTopic::connect(pubsub).await?;
     let pipeline = Pipeline::start(&opts.engine, store, Arc::new(dlq), stats.clone())?;
+    pipeline.shut_on(shutdown.clone());
     let sink: Arc<dyn Sink> = if opts.ack_only {
         tracing::warn!("--ack-only: every message is acked unprocessed (benchmark ceiling)");
         Arc::new(AckOnly)

@@ -56,6 +56,9 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Retries of a store call that failed with a retriable error.
     pub retry: RetryPolicy,
+    /// Failed writes of one row (across its deliveries) before it is dead-lettered as
+    /// `write_failed` and its message acked.
+    pub max_write_attempts: u32,
     /// How long shutdown may take to flush in-flight work before it gives up (un-acked
     /// messages are then redelivered by the source).
     pub shutdown_deadline: Duration,
@@ -100,6 +103,7 @@ impl Default for EngineConfig {
             linger: Duration::from_millis(5),
             max_in_flight: 4,
             retry: RetryPolicy::default(),
+            max_write_attempts: 5,
             shutdown_deadline: Duration::from_secs(30),
         }
     }
@@ -192,6 +196,12 @@ impl EngineConfig {
         at_least_one("--retry-attempts", u64::from(self.retry.max_attempts))?;
         at_most("--retry-attempts", u64::from(self.retry.max_attempts), 1000)?;
         nonzero("--retry-backoff", self.retry.initial_backoff)?;
+        at_least_one("--max-write-attempts", u64::from(self.max_write_attempts))?;
+        at_most(
+            "--max-write-attempts",
+            u64::from(self.max_write_attempts),
+            1000,
+        )?;
         no_longer(
             "--retry-max-backoff",
             self.retry.max_backoff,

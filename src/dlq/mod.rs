@@ -1,4 +1,5 @@
-//! The dead-letter queue: unmatched payments and invalid messages (design §2, §3, §4.3, §4.9).
+//! The dead-letter queue: unmatched payments, invalid messages and rows the store kept
+//! rejecting (design §2, §3, §4.3, §4.9).
 //!
 //! Owns: the [`DeadLetter`](dead_letter::DeadLetter) actor that records them durably, the
 //! [`DlqPublisher`] seam and its Pub/Sub implementation, [`topic`], and [`replay`]. Must never: ack a payment before
@@ -15,6 +16,23 @@ use async_trait::async_trait;
 pub const REASON_ORDER_NOT_FOUND: &str = "order_not_found";
 /// `reason` of a message that failed validation.
 pub const REASON_INVALID_PAYLOAD: &str = "invalid_payload";
+/// `reason` of a valid message whose row the store kept rejecting (`--max-write-attempts`
+/// failed writes). Its `invalid_messages` error reads `write_failed: <the store's error>`.
+pub const REASON_WRITE_FAILED: &str = "write_failed";
+
+/// The `reason` of an `invalid_messages` record: `write_failed` when its error says so
+/// (the fact writer writes it that way), `invalid_payload` otherwise.
+pub fn reason_of_invalid(message: &InvalidMessage) -> &'static str {
+    let write_failed = message
+        .error
+        .strip_prefix(REASON_WRITE_FAILED)
+        .is_some_and(|rest| rest.starts_with(':'));
+    if write_failed {
+        REASON_WRITE_FAILED
+    } else {
+        REASON_INVALID_PAYLOAD
+    }
+}
 
 /// Why a DLQ topic publish failed: the publisher's error is the source, so `{:#}` (or
 /// [`crate::retry::chain`]) prints the cause.

@@ -7,7 +7,7 @@
 //! `message_id`. Must never: report success before the service has confirmed every message
 //! of the call (the `DeadLetter` actor acks the originals on that success).
 
-use crate::dlq::{DlqPublisher, PublishError, REASON_INVALID_PAYLOAD, REASON_ORDER_NOT_FOUND};
+use crate::dlq::{reason_of_invalid, DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
 use crate::pubsub::connect::{self, Batching, ConnectError};
 use crate::pubsub::PubSubConfig;
 use crate::store::{DlqEntry, InvalidMessage};
@@ -85,7 +85,7 @@ pub fn invalid_message(m: &InvalidMessage) -> Message {
     Message::new()
         .set_data(m.payload.clone())
         .set_attributes(HashMap::from([
-            ("reason".to_string(), REASON_INVALID_PAYLOAD.to_string()),
+            ("reason".to_string(), reason_of_invalid(m).to_string()),
             ("source".to_string(), m.source.as_str().to_string()),
             ("error".to_string(), truncate(&m.error, MAX_ATTRIBUTE)),
             (
@@ -158,5 +158,14 @@ mod tests {
         assert_eq!(m.attributes["source"], "orders");
         assert!(m.attributes["error"].len() <= MAX_ATTRIBUTE);
         assert_eq!(&m.data[..], b"\xff not json");
+
+        let refused = InvalidMessage {
+            error: "write_failed: store failure: write_facts: constraint".into(),
+            ..invalid
+        };
+        assert_eq!(
+            invalid_message(&refused).attributes["reason"],
+            "write_failed"
+        );
     }
 }

@@ -126,10 +126,14 @@ impl JoinShard {
                     (r.writes, r.unmatched)
                 }
                 Err(e) => {
-                    // Neither joined nor provably unmatched: nacking lets the source
-                    // redeliver them later, when the store may answer.
-                    tracing::warn!(shard = act.id, payments = held.len(), error = %e.chain(), "store recheck failed; nacking held payments for redelivery");
-                    drop(held);
+                    // Neither joined nor provably unmatched: held again for another hold
+                    // time (a nack would bring them straight back while the store is out;
+                    // the intake's gate stops new deliveries meanwhile).
+                    let payments = held.len();
+                    let overflow = act.state.hold_again(held, Instant::now());
+                    act.report_pending();
+                    tracing::warn!(shard = act.id, payments, nacked = overflow.len(), error = %e.chain(), "store recheck failed; holding the payments again");
+                    drop(overflow);
                     (Vec::new(), Vec::new())
                 }
             };
@@ -268,8 +272,9 @@ impl Handler<Drain> for JoinShard {
                 "shutdown: held payments nacked for redelivery"
             );
         }
-        // Dropping a held payment nacks its deliveries.
-        drop(held);
+        for payment in held {
+            payment.ack.nack(crate::ack::NackReason::Shutdown);
+        }
         n
     }
 }

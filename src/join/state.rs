@@ -103,9 +103,11 @@ impl JoinState {
     pub fn apply(&mut self, batch: Vec<Routed>, in_store: &HashSet<i64>, now: Instant) -> Effects {
         let mut fx = Effects::default();
         if self.draining {
-            // Shutdown began: the writer may already have flushed, so nothing new is taken.
-            // Dropping the events nacks them; the source redelivers them to the next run.
-            drop(batch);
+            // Shutdown began: the writer may already have flushed, so nothing new is taken:
+            // the source redelivers these to the next run.
+            for routed in batch {
+                routed.ack.nack(crate::ack::NackReason::Shutdown);
+            }
             return fx;
         }
         for &found in in_store {
@@ -208,6 +210,21 @@ impl JoinState {
     /// Payments whose hold ended by `now`: recheck the store, then [`resolve`](Self::resolve).
     pub fn expired(&mut self, now: Instant) -> Vec<HeldPayment> {
         self.pending.take_expired(now)
+    }
+
+    /// Holds again payments whose recheck could not read the store (an outage): they are
+    /// neither joined nor provably unmatched, and a nack would only bring them straight
+    /// back. Each waits another hold time. Returns the ones that no longer fit (the buffer
+    /// filled meanwhile), which the caller nacks.
+    pub fn hold_again(&mut self, held: Vec<HeldPayment>, now: Instant) -> Vec<HeldPayment> {
+        let deadline = now + self.hold;
+        let mut overflow = Vec::new();
+        for h in held {
+            if let Some(spilled) = self.pending.hold(h.payment, h.ts, h.hash, h.ack, deadline) {
+                overflow.push(spilled);
+            }
+        }
+        overflow
     }
 
     /// Decides held payments after the store recheck found `in_store`. The cache counts

@@ -287,6 +287,8 @@ impl InProcessSource {
             message_id: msg.message_id.clone(),
             data: msg.data.clone(),
             publish_time: msg.publish_time,
+            // Not counted here: the fact writer's own bound applies.
+            delivery_attempt: None,
             ack: AckHandle::new(InProcessAck {
                 shared: self.shared.clone(),
                 message: msg,

@@ -6,6 +6,7 @@
 //! delivery has been accepted by its shard or by the dead-letter actor: that wait is the
 //! back-pressure a source feels.
 
+use crate::ack::Origin;
 use crate::clock::now_micros;
 use crate::dlq::dead_letter::{DeadLetter, InvalidRecord, RecordInvalid};
 use crate::join::router::shard_of;
@@ -15,14 +16,20 @@ use crate::model::decode;
 use crate::source::Envelope;
 use crate::store::InvalidMessage;
 use crate::telemetry::{ActorKind, Stats};
+use crate::writer::gate::StoreGate;
 use actix::prelude::*;
 use futures_util::future::join_all;
 use std::sync::Arc;
 
-/// The pipeline stopped while a delivery was being handed on; its messages are nacked.
+/// The pipeline stopped (or began its shutdown) while a delivery was being handed on; its
+/// messages are nacked.
 #[derive(Debug, thiserror::Error)]
-#[error("pipeline is shut down: {0}")]
-pub struct PipelineClosed(#[from] MailboxError);
+pub enum PipelineClosed {
+    #[error("pipeline is shut down")]
+    Stopped(#[from] MailboxError),
+    #[error("pipeline is shutting down")]
+    ShuttingDown(#[from] crate::writer::gate::GateShut),
+}
 
 /// Cheap to clone: one per source task.
 #[derive(Clone)]
@@ -32,6 +39,9 @@ pub struct Intake {
     /// Where invalid payloads go, with their reason.
     dead_letter: Addr<DeadLetter>,
     stats: Arc<Stats>,
+    /// Closed while the store refuses writes or reads: deliveries wait here, so the
+    /// source's outstanding messages sit at their bound instead of cycling as nacks.
+    gate: Arc<StoreGate>,
 }
 
 impl Intake {
@@ -39,17 +49,28 @@ impl Intake {
         shards: Arc<[Addr<JoinShard>]>,
         dead_letter: Addr<DeadLetter>,
         stats: Arc<Stats>,
+        gate: Arc<StoreGate>,
     ) -> Self {
         Intake {
             shards,
             dead_letter,
             stats,
+            gate,
         }
     }
 
     /// Hands one delivery of messages to the pipeline. Resolves once every event has been
-    /// accepted downstream; their acks come later, when effects are durable.
+    /// accepted downstream; their acks come later, when effects are durable. While the
+    /// store is failing it first waits for the store to answer again (no timeout: the
+    /// source's leases are extended meanwhile); at shutdown the batch is nacked.
     pub async fn submit(&self, batch: Vec<Envelope>) -> Result<(), PipelineClosed> {
+        if !self.gate.is_open(&self.stats) {
+            tracing::debug!(
+                messages = batch.len(),
+                "store failing: delivery waits at the intake"
+            );
+            self.gate.wait_open(&self.stats).await?;
+        }
         Stats::add(&self.stats.received, batch.len() as u64);
         let n = self.shards.len();
         let mut per_shard: Vec<Vec<Routed>> = (0..n).map(|_| Vec::new()).collect();
@@ -59,7 +80,10 @@ impl Intake {
                 Ok(event) => per_shard[shard_of(event.order_id(), n)].push(Routed {
                     event,
                     ts: env.publish_time,
-                    ack: env.ack,
+                    ack: env.ack.with_origin(Origin {
+                        message_id: env.message_id,
+                        delivery_attempt: env.delivery_attempt,
+                    }),
                 }),
                 Err(reason) => {
                     tracing::debug!(source = %env.topic, id = %env.message_id, %reason, "invalid payload");

@@ -25,6 +25,10 @@ pub struct Envelope {
     pub data: Bytes,
     /// Publish time in µs since the Unix epoch: the write timestamp of its effect (design §4.3).
     pub publish_time: i64,
+    /// How many times the source has delivered this message, this time included, when it
+    /// counts (Pub/Sub only for subscriptions with a dead-letter policy). Bounds how often
+    /// a row whose write keeps failing is tried before it is dead-lettered.
+    pub delivery_attempt: Option<u32>,
     /// Answers the source; acked only once the effect is durable.
     pub ack: AckHandle,
 }

@@ -134,9 +134,13 @@ counters! {
     /// Store calls retried after a retriable error.
     write_retries => "ecom_stream_store_retries_total",
         "Store and DLQ calls retried after a retriable error",
-    /// Store writes that failed for good (their messages were nacked).
+    /// Row writes that failed on their own (nacked for another try, or dead-lettered at the
+    /// bound), and rows held through an outage that were nacked at shutdown.
     write_failures => "ecom_stream_write_failures_total",
-        "Writes that failed for good; their messages were nacked",
+        "Row writes that failed (nacked for another try or dead-lettered), and held rows nacked at shutdown",
+    /// Rows whose write kept failing, handed to the DLQ as `write_failed`.
+    write_dead_lettered => "ecom_stream_rows_dead_lettered_total",
+        "Rows whose write kept failing, dead-lettered as write_failed",
 }
 
 impl Stats {

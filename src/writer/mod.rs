@@ -1,9 +1,12 @@
 //! The fact writer: batches joined rows into store writes and answers each message only
 //! once its row is durable (design §4.4, §4.7).
 //!
-//! Owns: the [`FactWriter`] actor, its batch buffer, its bound on writes in flight and its
-//! retries. Must never: ack before the store confirmed, ack a failed write (it nacks, so the
-//! source redelivers), or accept rows faster than the store takes them.
+//! Owns: the [`FactWriter`] actor, its batch buffer and its bound on writes in flight. Below
+//! it: [`attempt`] (one write with the retry policy), [`outage`] (holding rows while the
+//! store refuses writes), [`poison`] (bounded retries of a row that keeps failing, then the
+//! dead-letter path) and [`gate`] (the intake's store-health gate). Must never: ack before
+//! the store confirmed (or, for a poison row, before its dead letter is durable), or accept
+//! rows faster than the store takes them.
 //!
 //! Back-pressure: a full in-flight window keeps the handler from replying, and every sender
 //! awaits the reply (`send().await`), so a shard stops until the writer takes its rows, the
@@ -11,14 +14,20 @@
 //! bounds the queues: actix 0.13's `send()` on a full mailbox retries through a fresh sender
 //! clone that is let through, so the mailbox capacity alone is not a hard limit.
 
-use crate::ack::{AckHandle, NackReason};
+mod attempt;
+pub mod gate;
+mod outage;
+mod poison;
+
+use crate::ack::AckHandle;
 use crate::config::RetryPolicy;
-use crate::retry::{self, Retriable};
-use crate::rng::SplitMix64;
-use crate::store::{FactSink, FactWrite, StoreError};
-use crate::telemetry::{Stats, StoreOp, WriterKind};
+use crate::dlq::dead_letter::DeadLetter;
+use crate::store::{FactSink, FactWrite};
+use crate::telemetry::{Stats, WriterKind};
 use actix::prelude::*;
+use gate::StoreGate;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -53,13 +62,31 @@ pub struct WriterOptions {
     pub mailbox_capacity: usize,
     /// Retries of retriable store errors.
     pub retry: RetryPolicy,
+    /// Failed writes of one row (across its deliveries) before it is dead-lettered as
+    /// `write_failed`.
+    pub max_write_attempts: u32,
+}
+
+/// What every write of one writer shares: the store, the policies, the gate, the failure
+/// counts and the dead-letter path.
+pub(crate) struct WriteContext {
+    store: Arc<dyn FactSink>,
+    stats: Arc<Stats>,
+    retry: RetryPolicy,
+    gate: Arc<StoreGate>,
+    failures: poison::FailureCounts,
+    /// Where poison rows go; without it (benches) they are nacked at every failure.
+    dead_letter: Option<Addr<DeadLetter>>,
+    max_write_attempts: u32,
+    /// Store writes that succeeded: a write that failed while another succeeded was a row
+    /// failure, not an outage.
+    successes: AtomicU64,
 }
 
 pub struct FactWriter {
-    /// Where rows go; the only component that writes facts.
-    store: Arc<dyn FactSink>,
-    stats: Arc<Stats>,
-    /// Batch size, linger, in-flight bound and retry policy, fixed at start.
+    /// Shared by the writes in flight: the store (written only here), policies, gate.
+    ctx: Arc<WriteContext>,
+    /// Batch size, linger and in-flight bound, fixed at start.
     options: WriterOptions,
     /// Rows waiting for a full batch or the linger timer. At most `batch_size - 1` rows
     /// stay here between messages; full batches leave at once.
@@ -73,14 +100,41 @@ pub struct FactWriter {
 impl FactWriter {
     pub fn new(store: Arc<dyn FactSink>, stats: Arc<Stats>, options: WriterOptions) -> Self {
         let permits = options.max_in_flight.max(1);
-        FactWriter {
+        let ctx = WriteContext {
             store,
             stats,
+            retry: options.retry.clone(),
+            gate: Arc::new(StoreGate::default()),
+            failures: poison::FailureCounts::new(),
+            dead_letter: None,
+            max_write_attempts: options.max_write_attempts.max(1),
+            successes: AtomicU64::new(0),
+        };
+        FactWriter {
+            ctx: Arc::new(ctx),
             buffer: Vec::new(),
             in_flight: Arc::new(Semaphore::new(permits)),
             linger_armed: false,
             options,
         }
+    }
+
+    /// Sends rows that failed `max_write_attempts` times to `dead_letter` (as `write_failed`).
+    /// Call before starting the actor.
+    pub fn dead_letter_to(mut self, dead_letter: Addr<DeadLetter>) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.dead_letter = Some(dead_letter);
+        }
+        self
+    }
+
+    /// Closes and opens `gate` (the one the intake waits on) instead of a gate of its own.
+    /// Call before starting the actor.
+    pub fn with_gate(mut self, gate: Arc<StoreGate>) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.gate = gate;
+        }
+        self
     }
 
     /// Takes every full batch out of the buffer.
@@ -98,20 +152,18 @@ impl FactWriter {
     /// every batch has started, not finished: finishing is the spawned write's job.
     fn dispatch(&self, batches: Vec<Vec<RowWithAck>>) -> impl Future<Output = ()> + 'static {
         let in_flight = self.in_flight.clone();
-        let store = self.store.clone();
-        let stats = self.stats.clone();
-        let retry = self.options.retry.clone();
+        let ctx = self.ctx.clone();
         async move {
             for batch in batches {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     // The semaphore is never closed; if it were, dropping the batch nacks it.
                     return;
                 };
-                let (store, stats, retry) = (store.clone(), stats.clone(), retry.clone());
+                let ctx = ctx.clone();
                 actix_rt::spawn(async move {
                     // In flight (and timed, for the latency histogram) while the permit is held.
-                    let in_flight = stats.write_started(WriterKind::Facts);
-                    write_batch(store.as_ref(), &stats, &retry, batch).await;
+                    let in_flight = ctx.stats.write_started(WriterKind::Facts);
+                    write_batch(&ctx, batch).await;
                     drop(in_flight);
                     drop(permit);
                 });
@@ -136,151 +188,43 @@ impl FactWriter {
     }
 }
 
-/// Counts one retry of one write.
-fn count_retry(stats: &Stats) -> impl FnMut() + '_ {
-    || Stats::incr(&stats.write_retries)
-}
-
-/// Writes one batch with retries, then answers every row of it. A batch that fails with an
-/// error retrying cannot fix is written again row by row, so that one bad row is nacked
-/// alone instead of taking a thousand good ones with it.
-async fn write_batch(
-    store: &dyn FactSink,
-    stats: &Stats,
-    retry: &RetryPolicy,
-    batch: Vec<RowWithAck>,
-) {
-    let (writes, acks): (Vec<FactWrite>, Vec<AckHandle>) =
-        batch.into_iter().map(|p| (p.write, p.ack)).unzip();
-    // A store that reports each row: retry only the rows that failed, answer row by row.
-    if let Some(first) = store.write_facts_per_row(&writes).await {
-        let results = retry_failed_rows(store, stats, retry, &writes, first).await;
-        answer_rows(stats, writes, acks, results);
-        return;
-    }
-    let result = retry::with_retries(retry, "write facts", count_retry(stats), || {
-        store.write_facts(&writes)
-    })
-    .await;
-    stats.on_store_result(StoreOp::Write, &result);
-    match result {
-        Ok(()) => {
-            count_written(stats, &writes);
-            Stats::incr(&stats.writer_batches);
-            acks.into_iter().for_each(AckHandle::ack);
-        }
-        Err(e) if !e.is_retriable() && writes.len() > 1 => {
-            tracing::warn!(rows = writes.len(), error = %e.chain(), "batch write failed; writing its rows one by one to isolate the failing ones");
-            for (write, ack) in writes.into_iter().zip(acks) {
-                let one = std::slice::from_ref(&write);
-                let result = retry::with_retries(retry, "write fact", count_retry(stats), || {
-                    store.write_facts(one)
-                })
-                .await;
-                stats.on_store_result(StoreOp::Write, &result);
-                match result {
-                    Ok(()) => {
-                        count_written(stats, one);
-                        ack.ack();
-                    }
-                    Err(e) => {
-                        tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed; nacking its message for redelivery");
-                        Stats::incr(&stats.write_failures);
-                        ack.nack(NackReason::WriteFailed);
-                    }
-                }
+/// Writes one batch and answers every row of it: written rows are acked; rows the store
+/// refuses because it is out are held until it takes them ([`outage`]); rows that fail on
+/// their own go the [`poison`] way (nacked, or dead-lettered once their bound is reached).
+///
+/// Outage or row failure: after the retry policy, a batch some of whose rows were written
+/// had row failures; a batch none of whose rows could be written, while no other write of
+/// this writer succeeded either, met an outage if the errors say "retry later".
+async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
+    use std::sync::atomic::Ordering;
+    let before = ctx.successes.load(Ordering::Relaxed);
+    let writes: Vec<FactWrite> = batch.iter().map(|r| r.write.clone()).collect();
+    let rows = writes.len();
+    let results = attempt::with_policy(ctx, &writes).await;
+    let any_written = results.iter().any(Result::is_ok);
+    let others_wrote = ctx.successes.load(Ordering::Relaxed) != before;
+    let mut held = Vec::new();
+    let mut first_error = None;
+    let mut written = 0usize;
+    for (row, result) in batch.into_iter().zip(results) {
+        match result {
+            Ok(()) => {
+                count_written(&ctx.stats, std::slice::from_ref(&row.write));
+                written += 1;
+                row.ack.ack();
             }
-        }
-        Err(e) => {
-            tracing::error!(rows = writes.len(), first_order_id = writes.first().map(FactWrite::order_id), error = %e.chain(), "write failed for good; nacking its messages for redelivery");
-            Stats::incr(&stats.write_failures);
-            acks.into_iter()
-                .for_each(|a| a.nack(NackReason::WriteFailed));
+            Err(e) if e.is_retriable() && !any_written && !others_wrote => {
+                first_error.get_or_insert(e);
+                held.push(row);
+            }
+            Err(e) => poison::row_failed(ctx, row, e).await,
         }
     }
-}
-
-/// Retries, through a per-row store, the rows whose first try failed retriably: each round
-/// rewrites only the rows still failing retriably, after a backoff with full jitter, until
-/// every row succeeded, failed for good, or was tried `retry.max_attempts` times. Each row
-/// counts its own attempts (rows are independent requests), and a row that succeeded is
-/// never written again.
-async fn retry_failed_rows(
-    store: &dyn FactSink,
-    stats: &Stats,
-    retry: &RetryPolicy,
-    writes: &[FactWrite],
-    first: Vec<Result<(), StoreError>>,
-) -> Vec<Result<(), StoreError>> {
-    let mut results = first;
-    let mut rng = SplitMix64::from_entropy();
-    for attempt in 1..retry.max_attempts {
-        // `take`: outcomes beyond the rows given (a broken store) name no row to retry.
-        let again: Vec<usize> = results
-            .iter()
-            .take(writes.len())
-            .enumerate()
-            .filter(|(_, r)| r.as_ref().is_err_and(Retriable::is_retriable))
-            .map(|(i, _)| i)
-            .collect();
-        if again.is_empty() {
-            break;
-        }
-        let wait = retry::backoff(retry, attempt, &mut rng);
-        tracing::warn!(
-            rows = again.len(),
-            attempt,
-            first_order_id = writes[again[0]].order_id(),
-            wait_ms = wait.as_millis() as u64,
-            "retrying failed rows"
-        );
-        Stats::add(&stats.write_retries, again.len() as u64);
-        tokio::time::sleep(wait).await;
-        let rows: Vec<FactWrite> = again.iter().map(|&i| writes[i].clone()).collect();
-        // A row the store gives no outcome for keeps its last (retriable) error.
-        let outcomes = store.write_facts_per_row(&rows).await.unwrap_or_default();
-        for (i, outcome) in again.into_iter().zip(outcomes) {
-            results[i] = outcome;
-        }
+    if written == rows {
+        Stats::incr(&ctx.stats.writer_batches);
     }
-    results
-}
-
-/// Acks each row whose write succeeded and nacks the others (a missing outcome nacks too:
-/// a store that answers fewer rows than it was given must not get them acked).
-fn answer_rows(
-    stats: &Stats,
-    writes: Vec<FactWrite>,
-    acks: Vec<AckHandle>,
-    results: Vec<Result<(), StoreError>>,
-) {
-    let mut results = results.into_iter();
-    let mut failed = 0usize;
-    for (write, ack) in writes.into_iter().zip(acks) {
-        match results.next() {
-            Some(Ok(())) => {
-                count_written(stats, std::slice::from_ref(&write));
-                ack.ack();
-            }
-            Some(Err(e)) => {
-                tracing::error!(order_id = write.order_id(), error = %e.chain(), "row write failed after retries; nacking its message for redelivery");
-                Stats::incr(&stats.write_failures);
-                failed += 1;
-                ack.nack(NackReason::WriteFailed);
-            }
-            None => {
-                tracing::error!(
-                    order_id = write.order_id(),
-                    "store returned no outcome for a row; nacking it"
-                );
-                Stats::incr(&stats.write_failures);
-                failed += 1;
-                ack.nack(NackReason::WriteFailed);
-            }
-        }
-    }
-    if failed == 0 {
-        Stats::incr(&stats.writer_batches);
+    if let Some(error) = first_error {
+        outage::hold_until_written(ctx, held, error).await;
     }
 }
 
@@ -317,6 +261,9 @@ impl Handler<Flush> for FactWriter {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        // Flush is the drain at shutdown: rows held through an outage are nacked now, or
+        // the wait below would last as long as the outage.
+        self.ctx.gate.shut();
         let rest = std::mem::take(&mut self.buffer);
         let start = self.dispatch(vec![rest].into_iter().filter(|b| !b.is_empty()).collect());
         let in_flight = self.in_flight.clone();

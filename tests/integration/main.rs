@@ -16,4 +16,5 @@ mod pipeline;
 mod pubsub;
 mod start_checks;
 mod store_contract;
+mod store_refusal;
 mod support;

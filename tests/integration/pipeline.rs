@@ -311,9 +311,9 @@ async fn a_store_that_fails_transiently_loses_nothing() {
         msgs.push(order_msg(&mut mock, i, ""));
         msgs.push(payment_msg(&mut mock, 5000 + i, i, ""));
     }
-    // More consecutive failures than one write's retries: some batches fail for good, are
-    // nacked, and come back through the source. With at most 4 writes in flight and 3 tries
-    // each, the first batch has used all its tries within the first 12 calls.
+    // More consecutive failures than one write's retries (at most 4 writes in flight, 3
+    // tries each): the writer sees an outage and holds its rows, retrying them with backoff
+    // until the store takes them, instead of nacking them into a redelivery loop.
     let store = HookedStore::new(FailFirst {
         failures: 30,
         ..FailFirst::default()
@@ -327,10 +327,11 @@ async fn a_store_that_fails_transiently_loses_nothing() {
         .values()
         .all(|r| r.has_order() && r.payment_id == Some(5000 + r.order_id)));
     let s = stats.snapshot();
-    assert!(s.write_retries >= 1, "{s:?}");
-    assert!(s.write_failures >= 1, "{s:?}");
+    assert!(s.write_retries >= 3, "{s:?}");
     let c = source.counts();
-    assert!(c.nacked >= 1, "{c:?}");
+    // Only a batch that failed while another got through counts as a row failure (nacked
+    // once, then written on redelivery); the outage itself nacks nothing.
+    assert_eq!(c.nacked, s.write_failures, "{c:?} {s:?}");
     assert_eq!(c.acked, 600);
     assert_eq!(c.outstanding, 0);
 }
@@ -549,7 +550,8 @@ async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
             vec![b'x'; 1 << 20],
         ));
     }
-    // Failing writes make messages come back for redelivery: those still count.
+    // Failing writes hold rows (an outage) or send some back for redelivery: held and
+    // waiting messages still count against the bounds.
     let store = HookedStore::new(FailFirst {
         failures: 30,
         ..FailFirst::default()
@@ -567,7 +569,6 @@ async fn flow_control_bounds_messages_and_bytes_even_while_redelivering() {
     assert_eq!(pipeline.shutdown().await, Drained::Clean);
 
     let c = source.counts();
-    assert!(c.nacked >= 1, "{c:?}");
     assert!(c.outstanding_high_water <= 100, "{c:?}");
     assert!(c.outstanding_bytes_high_water <= 3 << 20, "{c:?}");
     assert_eq!(c.acked, 620);

@@ -346,5 +346,6 @@ pub fn recorded_envelope(
         message_id: msg.message_id,
         data: msg.data,
         publish_time: ts,
+        delivery_attempt: None,
     }
 }

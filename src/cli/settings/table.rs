@@ -170,6 +170,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("retry_attempts", "retry-attempts", "ECOM_RETRY_ATTEMPTS", Integer, Engine, "Tries of a store call that fails with a retriable error."),
     setting("retry_backoff", "retry-backoff", "ECOM_RETRY_BACKOFF", Dur, Engine, "Longest wait before a store call's second try; it doubles with each further try (full jitter)."),
     setting("retry_max_backoff", "retry-max-backoff", "ECOM_RETRY_MAX_BACKOFF", Dur, Engine, "The cap on any one wait between tries."),
+    setting("max_write_attempts", "max-write-attempts", "ECOM_MAX_WRITE_ATTEMPTS", Integer, Engine, "Failed writes of one row, across its deliveries, before it is dead-lettered as write_failed and its message acked."),
     setting("shutdown_deadline", "shutdown-deadline", "ECOM_SHUTDOWN_DEADLINE", Dur, Engine, "Longest time shutdown may take to flush."),
     setting("until_idle", "until-idle", "ECOM_UNTIL_IDLE", Dur, Run, "Exit by itself once nothing arrived for DURATION and nothing is held (backfills, load runs). Unset: run until SIGINT/SIGTERM."),
     setting("project", "project", "ECOM_PROJECT", Text, PubSub, "Google Cloud project of the topics and subscriptions."),

@@ -109,6 +109,8 @@ pub struct Settings {
     pub retry_backoff: Duration,
     #[serde(with = "de::duration")]
     pub retry_max_backoff: Duration,
+    #[serde(with = "de::parsed")]
+    pub max_write_attempts: u32,
     #[serde(with = "de::duration")]
     pub shutdown_deadline: Duration,
     /// Unset: `run` runs until SIGINT/SIGTERM.
@@ -150,6 +152,7 @@ impl Default for Settings {
             retry_attempts: engine.retry.max_attempts,
             retry_backoff: engine.retry.initial_backoff,
             retry_max_backoff: engine.retry.max_backoff,
+            max_write_attempts: engine.max_write_attempts,
             shutdown_deadline: engine.shutdown_deadline,
             until_idle: None,
             pubsub,
@@ -178,6 +181,7 @@ impl Settings {
                 initial_backoff: self.retry_backoff,
                 max_backoff: self.retry_max_backoff,
             },
+            max_write_attempts: self.max_write_attempts,
             shutdown_deadline: self.shutdown_deadline,
         }
     }

@@ -38,5 +38,7 @@ impl Acknowledge for PubSubAck {
 /// and counted like any other.
 pub(super) struct Pulled {
     pub(super) message: Message,
+    /// Pub/Sub's delivery count (only on subscriptions with a dead-letter policy).
+    pub(super) delivery_attempt: Option<i32>,
     pub(super) ack: AckHandle,
 }

@@ -71,7 +71,11 @@ impl Batcher {
 }
 
 fn envelope(topic: StreamKind, p: Pulled) -> Envelope {
-    let Pulled { message, ack } = p;
+    let Pulled {
+        message,
+        delivery_attempt,
+        ack,
+    } = p;
     let publish_time = message
         .publish_time
         .as_ref()
@@ -82,6 +86,8 @@ fn envelope(topic: StreamKind, p: Pulled) -> Envelope {
         message_id: message.message_id,
         data: message.data,
         publish_time,
+        // Pub/Sub counts from 1; anything else is "not counted".
+        delivery_attempt: delivery_attempt.and_then(|n| u32::try_from(n).ok()),
         ack,
     }
 }

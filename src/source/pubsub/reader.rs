@@ -79,6 +79,7 @@ impl Reader {
                     .taken(size, &message.message_id, handler.delivery_attempt());
             let pulled = Pulled {
                 message,
+                delivery_attempt: handler.delivery_attempt(),
                 ack: AckHandle::new(PubSubAck {
                     handler,
                     receipt,

@@ -182,14 +182,23 @@ fn lock<'a>(
     })
 }
 
-/// Busy and locked mean another connection holds the lock right now: the same call may work
-/// later. Anything else (I/O, full disk, corrupt file, bad schema) will not fix itself.
-/// SQLite's error stays the source.
+/// Which SQLite errors are the store's state rather than the call's fault, so the same call
+/// may work later: busy and locked (another connection holds the lock), a full disk (space
+/// gets freed), a read-only database or file system (permissions get fixed, a volume gets
+/// remounted), and I/O errors and "cannot open" (the same causes seen from the VFS). The
+/// fact writer treats these as an outage: it holds its rows and pauses the intake instead
+/// of failing them. Anything else (a constraint or trigger, a corrupt file, a bad schema)
+/// is about the call or the data and will not fix itself. SQLite's error stays the source.
 pub(super) fn classify(op: &str, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::unavailable_from(op, e)
-        }
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen,
+        ) => StoreError::unavailable_from(op, e),
         _ => StoreError::failed_from(op, e),
     }
 }

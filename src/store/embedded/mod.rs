@@ -140,15 +140,24 @@ mod tests {
     }
 
     #[test]
-    fn busy_and_locked_are_retriable_other_errors_are_not() {
+    fn outages_are_retriable_and_row_failures_are_not() {
         let err = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
-        assert!(classify("op", err(rusqlite::ffi::SQLITE_BUSY)).is_retriable());
-        assert!(classify("op", err(rusqlite::ffi::SQLITE_LOCKED)).is_retriable());
+        // The store's state: busy, locked, full, read-only, I/O, cannot open.
         for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
             rusqlite::ffi::SQLITE_FULL,
-            rusqlite::ffi::SQLITE_IOERR,
-            rusqlite::ffi::SQLITE_CORRUPT,
             rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_CANTOPEN,
+        ] {
+            assert!(classify("op", err(code)).is_retriable(), "code {code}");
+        }
+        // The call's or the data's fault: a trigger or constraint, a corrupt file.
+        for code in [
+            rusqlite::ffi::SQLITE_CONSTRAINT,
+            rusqlite::ffi::SQLITE_CORRUPT,
+            rusqlite::ffi::SQLITE_ERROR,
         ] {
             let e = classify("write_facts (orders_payments_facts)", err(code));
             assert!(!e.is_retriable(), "{e}");
