@@ -7,7 +7,7 @@
 //! Owns: those scenarios. Must never: wait on a sleep for an ordering (every wait polls a
 //! condition: `/readyz`, the store), or assert how long anything took.
 
-use crate::cli::Running;
+use crate::cli::{assert_one_error_line, Running};
 use crate::emulator::OwnEmulator;
 use crate::ops::{get, served_addr};
 use crate::pubsub::{expected_row, stop, wait_until, World};
@@ -82,6 +82,8 @@ fn assert_one_outage_logged(running: &mut Running) {
         "the outage was seen by failed probes: {}",
         up[0]
     );
+    // The figures for RESILIENCE.md (`--nocapture`).
+    eprintln!("PUBSUB OUTAGE: {}\nPUBSUB OUTAGE: {}", down[0], up[0]);
 }
 
 #[test]
@@ -140,4 +142,35 @@ fn run_notices_a_frozen_emulator_and_recovers_when_it_thaws() {
     let report = stop(running);
     let ids: Vec<i64> = w.facts().keys().copied().collect();
     assert_eq!(ids, (1..=20).collect::<Vec<_>>(), "{report}");
+}
+
+#[test]
+fn run_exits_non_zero_naming_a_subscription_deleted_while_it_runs() {
+    let Some(w) = World::new("sub_deleted") else {
+        return;
+    };
+    let mut running = w.start(&["--pubsub-streams", "1"]);
+    let addr = served_addr(&mut running);
+    wait_for_readyz(&mut running, addr, 200, "ready");
+    let subscription = format!("projects/{}/subscriptions/orders_data-sub", w.project());
+    let config = w.pubsub_config();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            ecom_stream::pubsub::connect::subscription_admin(&config)
+                .await
+                .expect("admin client")
+                .delete_subscription()
+                .set_subscription(&subscription)
+                .send()
+                .await
+                .expect("delete the subscription");
+        });
+    // An outage first (a refusal may pass), then, once it has lasted the grace, the end.
+    wait_for_readyz(&mut running, addr, 503, "pubsub");
+    let r = running.wait().failed();
+    assert_one_error_line(&r, &[&subscription, "NOT_FOUND"]);
+    assert_eq!(r.stderr.matches(WENT_DOWN).count(), 1, "{r}");
 }
