@@ -2,7 +2,7 @@
 //! `GetSubscription` per subscription, each under a deadline, none retried by the library.
 //!
 //! Owns: [`Prober`], what one probe found ([`Probe`]), and the start-up check that waits for
-//! the first answer ([`Prober::wait_until_answered`]). Must never: retry inside a probe (a
+//! the first answer ([`Prober::wait_until_answered`]) and then looks for the DLQ topic once. Must never: retry inside a probe (a
 //! frozen or dead server must show up as a failed probe within the deadline, not as a slow
 //! one), or decide what a failure means for the run (`source::pubsub::watch` does).
 //!
@@ -16,7 +16,7 @@ use super::PubSubConfig;
 use crate::model::StreamKind;
 use google_cloud_gax::options::RequestOptionsBuilder;
 use google_cloud_gax::retry_policy::NeverRetry;
-use google_cloud_pubsub::client::SubscriptionAdmin;
+use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
 use std::time::{Duration, Instant};
 
 /// How long one probe of one subscription may take before it counts as unanswered.
@@ -42,6 +42,10 @@ pub enum StartCheckError {
         "subscription {subscription}: {cause} (has `ecom-stream setup` been run for this project?)"
     )]
     Refused { subscription: String, cause: String },
+    /// The dead-letter topic cannot be published to: unmatched payments could never be
+    /// acked. Not retriable either.
+    #[error("DLQ topic {topic}: {cause} (has `ecom-stream setup` been run for this project?)")]
+    DlqTopic { topic: String, cause: String },
     /// Retriable in principle, but start-up waited as long as it may.
     #[error("Pub/Sub ({endpoint}) did not answer for subscription {subscription} within --pubsub-connect-wait ({waited}): {cause}")]
     Unanswered {
@@ -58,6 +62,8 @@ pub struct Prober {
     admin: SubscriptionAdmin,
     subscriptions: Vec<String>,
     endpoint: String,
+    topics: TopicAdmin,
+    dlq_topic: String,
 }
 
 impl Prober {
@@ -70,6 +76,8 @@ impl Prober {
                 .map(|t| config.subscription_path(config.subscription_of(t)))
                 .collect(),
             endpoint: config.describe_endpoint(),
+            topics: connect::topic_admin(config).await?,
+            dlq_topic: config.topic_path(&config.dlq_topic),
         })
     }
 
@@ -126,6 +134,32 @@ impl Prober {
         }
     }
 
+    /// Once, after the subscriptions answered: the DLQ topic must exist. Only a refusal
+    /// fails; a call that goes unanswered now is left to the dead-letter path's retries.
+    async fn dlq_topic_exists(&self) -> Result<(), StartCheckError> {
+        let call = self
+            .topics
+            .get_topic()
+            .set_topic(&self.dlq_topic)
+            .with_retry_policy(NeverRetry)
+            .with_attempt_timeout(PROBE_DEADLINE)
+            .send();
+        match tokio::time::timeout(PROBE_DEADLINE + Duration::from_secs(1), call).await {
+            Ok(Err(e)) => {
+                let e = ClientError::rpc(e);
+                if e.is_retriable() {
+                    Ok(())
+                } else {
+                    Err(StartCheckError::DlqTopic {
+                        topic: self.dlq_topic.clone(),
+                        cause: e.to_string(),
+                    })
+                }
+            }
+            Ok(Ok(_)) | Err(_) => Ok(()),
+        }
+    }
+
     /// Start-up: probes until every subscription answers. A refusal fails at once; no answer
     /// is retried with backoff (one WARN line, then one per doubling of the wait) until
     /// `wait` has passed, then fails naming the subscription and the last cause.
@@ -135,7 +169,7 @@ impl Prober {
         let mut warned = false;
         loop {
             match self.probe().await {
-                Probe::Answered => return Ok(()),
+                Probe::Answered => return self.dlq_topic_exists().await,
                 Probe::Refused {
                     subscription,
                     cause,

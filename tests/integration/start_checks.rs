@@ -119,3 +119,41 @@ fn run_exits_non_zero_naming_a_missing_subscription_at_start() {
     let subscription = format!("projects/{}/subscriptions/orders_data-sub", w.project());
     assert_one_error_line(&r, &[&subscription, "NOT_FOUND", "ecom-stream setup"]);
 }
+
+#[test]
+fn run_exits_non_zero_naming_a_missing_dlq_topic_at_start() {
+    let Some(w) = World::new("missing_dlq") else {
+        return;
+    };
+    let topic = format!("projects/{}/topics/dlq_payments_data", w.project());
+    let config = w.pubsub_config();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            ecom_stream::pubsub::connect::topic_admin(&config)
+                .await
+                .expect("admin client")
+                .delete_topic()
+                .set_topic(&topic)
+                .send()
+                .await
+                .expect("delete the DLQ topic");
+        });
+    let r = w.run(&["run"]).failed();
+    assert_one_error_line(&r, &[&topic, "NOT_FOUND"]);
+}
+
+#[test]
+fn run_exits_non_zero_naming_a_store_it_cannot_open() {
+    // The data dir is a file: the embedded store cannot be created. No Pub/Sub is reached.
+    let dir = data_dir();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    let mut cmd = command(&file, &["run"]);
+    cmd.env("PUBSUB_EMULATOR_HOST", "127.0.0.1:9");
+    cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+    let r = Running::spawn(cmd).wait().failed();
+    assert_one_error_line(&r, &["not-a-dir"]);
+}
