@@ -2,8 +2,8 @@
 //!
 //! Owns: [`Readiness`], the state of each required [`Component`] and the shutdown flag, and
 //! the verdict rendered by `/readyz`. Must never: probe anything itself or change what the
-//! pipeline does. Components report their state (the Pub/Sub subscribers; the store once it
-//! is open), and the store's later health is read from what telemetry measured
+//! pipeline does. Components report their state (Pub/Sub: `run`'s start check, then its
+//! watch, `source::pubsub::watch`; the store once it is open), and the store's later health is read from what telemetry measured
 //! ([`Stats::store_up`]); liveness
 //! (`/healthz`) needs nothing from here, since answering at all proves the process is alive.
 //!
@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 /// What `/readyz` requires when registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
-    /// The Pub/Sub subscriptions (connected and pulling).
+    /// The Pub/Sub subscriptions: the server answered for them at start, and no outage is
+    /// under way (no unanswered probe, no failed stream since the last good look).
     PubSub,
     /// The store (its last call succeeded).
     Store,

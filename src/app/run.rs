@@ -6,6 +6,13 @@
 //! then close the streams so the client flushes those acks, all within the shutdown
 //! deadline. Must never: exit 0 having acked something that is not durable, or hide a
 //! subscription that cannot be read (that ends the run with an error).
+//!
+//! Start-up ([`check_pubsub`]): before anything is started, every subscription must answer
+//! a probe; a refusal (missing subscription, no permission) fails at once, no answer fails
+//! once `--pubsub-connect-wait` has passed. After that the watch
+//! ([`crate::source::pubsub::watch`]) probes for the whole run: an outage turns `/readyz`
+//! unready with one WARN line and back with one INFO line, and only a refusal that lasts
+//! ends the run.
 
 use crate::app::pipeline::{Drained, Pipeline};
 use crate::config::{ConfigError, EngineConfig};
@@ -13,11 +20,12 @@ use crate::dlq::topic::DlqTopic;
 use crate::health::{Component, Readiness};
 use crate::model::StreamKind;
 use crate::pubsub::connect::ConnectError;
+use crate::pubsub::probe::{Prober, StartCheckError};
 use crate::pubsub::PubSubConfig;
 use crate::shutdown::Shutdown;
 use crate::source::pubsub::{
-    AckOnly, Close, GetCounts, Sink, StopPulling, SubscriberActor, SubscriberCounts,
-    SubscriberFailed, SubscriberOptions,
+    watch, AckOnly, Close, GetCounts, Sink, StopPulling, StreamSignals, SubscriberActor,
+    SubscriberCounts, SubscriberFailed, SubscriberOptions,
 };
 use crate::store::PipelineStore;
 use crate::telemetry::{Stats, StatsSnapshot};
@@ -62,6 +70,9 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Pub/Sub refused a subscription, or did not answer within the wait, at start.
+    #[error(transparent)]
+    StartCheck(#[from] StartCheckError),
     /// Not a `source`: the line already says it all, and `{:#}` would print it twice.
     #[error("{0} (has `ecom-stream setup` been run for this project?)")]
     Subscriber(SubscriberFailed),
@@ -95,6 +106,7 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> Result<RunReport, RunError> {
     validate(pubsub, opts)?;
+    let prober = check_pubsub(pubsub, &opts.subscriber).await?;
     let dlq = DlqTopic::connect(pubsub).await?;
     let pipeline = Pipeline::start(&opts.engine, store, Arc::new(dlq), stats.clone())?;
     pipeline.shut_on(shutdown.clone());
@@ -105,6 +117,7 @@ pub async fn run(
         Arc::new(pipeline.intake())
     };
     let (failures_tx, mut failures) = mpsc::unbounded_channel();
+    let signals = Arc::new(StreamSignals::default());
     let arbiter = Arbiter::new();
     let mut subscribers = Vec::new();
     for topic in [StreamKind::Orders, StreamKind::Payments] {
@@ -114,16 +127,22 @@ pub async fn run(
             opts.subscriber.clone(),
             sink.clone(),
             stats.clone(),
-            failures_tx.clone(),
+            signals.clone(),
         )
         .await?;
         subscribers.push(SubscriberActor::start_in_arbiter(&arbiter.handle(), |_| {
             actor
         }));
     }
-    // Clients built and streams opening: a subscription that cannot be read turns this
-    // back off below.
+    // Every subscription answered the start check just now, and the streams are opening;
+    // from here the watch turns this off for the length of any outage.
     readiness.set(Component::PubSub, true);
+    let watching = actix_rt::spawn(watch(
+        prober,
+        signals,
+        readiness.clone(),
+        failures_tx.clone(),
+    ));
     tracing::info!(endpoint = %pubsub.describe_endpoint(), project = %pubsub.project, "running");
 
     let mut ticker = tokio::time::interval(TICK);
@@ -146,6 +165,8 @@ pub async fn run(
             }
         }
     };
+
+    watching.abort();
 
     // Stop pulling, drain, then let the streams flush their acks: in that order, so that
     // every ack the drain produces reaches Pub/Sub.
@@ -196,6 +217,17 @@ pub async fn run(
         drained,
         ended_by,
     })
+}
+
+/// The start check: every subscription must answer a probe before anything starts. A
+/// refusal fails at once; no answer is retried until `--pubsub-connect-wait` has passed.
+pub async fn check_pubsub(
+    pubsub: &PubSubConfig,
+    subscriber: &SubscriberOptions,
+) -> Result<Prober, RunError> {
+    let prober = Prober::connect(pubsub).await?;
+    prober.wait_until_answered(subscriber.connect_wait).await?;
+    Ok(prober)
 }
 
 /// Each subscriber's counters, orders first.

@@ -3,7 +3,9 @@
 //! Owns: where the service is and what things are called ([`PubSubConfig`]), and the
 //! clients built from that ([`connect`]). The parts:
 //! - [`admin`]: `setup`'s topics and subscriptions;
-//! - [`producer`]: `produce`'s mock orders and payments.
+//! - [`producer`]: `produce`'s mock orders and payments;
+//! - [`probe`]: the cheap round trip that tells whether Pub/Sub answers for our
+//!   subscriptions (start-up check and `run`'s liveness probe).
 //!
 //! The clients' users live with their roles: the subscribers are a source
 //! ([`crate::source::pubsub`]), the DLQ topic publisher is part of the dead-letter queue
@@ -14,6 +16,7 @@
 
 pub mod admin;
 pub mod connect;
+pub mod probe;
 pub mod producer;
 
 use crate::model::StreamKind;

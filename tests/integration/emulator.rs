@@ -52,6 +52,20 @@ fn binary() -> PathBuf {
 }
 
 fn start() -> Result<Emulator, String> {
+    let bin = prerequisites()?;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("ecom-stream-emulator-{}", std::process::id()));
+    let pid = spawn(&bin, port, &dir)?;
+    let host = format!("127.0.0.1:{port}");
+    eprintln!(
+        "Pub/Sub emulator on {host} (pid {pid}, log {})",
+        dir.join("emulator.log").display()
+    );
+    Ok(Emulator { host })
+}
+
+/// The emulator's binary, once it and Java are there.
+fn prerequisites() -> Result<PathBuf, String> {
     let bin = binary();
     if !bin.is_file() {
         return Err(format!(
@@ -68,9 +82,13 @@ fn start() -> Result<Emulator, String> {
     {
         return Err("the Pub/Sub emulator needs Java, and `java -version` failed".into());
     }
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("ecom-stream-emulator-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(bin)
+}
+
+/// Starts an emulator on `port` under its watchdog, logging to `dir/emulator.log`, and
+/// returns its PID once it serves.
+fn spawn(bin: &Path, port: u16, dir: &Path) -> Result<u32, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let log = dir.join("emulator.log");
     // The watchdog: start the emulator, print its PID, and kill it by that PID as soon as
     // the test binary (our PID) is gone.
@@ -88,7 +106,7 @@ fn start() -> Result<Emulator, String> {
         .arg("-c")
         .arg(script)
         .arg("watchdog")
-        .arg(&bin)
+        .arg(bin)
         .arg(port.to_string())
         .arg(std::process::id().to_string())
         .arg(&log)
@@ -108,13 +126,97 @@ fn start() -> Result<Emulator, String> {
         .map_err(|_| format!("the watchdog printed no PID: {line:?}"))?;
     // Reaped by nobody on purpose: it outlives this call and exits with the test binary.
     std::mem::forget(watchdog);
-    let host = format!("127.0.0.1:{port}");
-    wait_until_serving(&host, &log, pid)?;
-    eprintln!(
-        "Pub/Sub emulator on {host} (pid {pid}, log {})",
-        log.display()
-    );
-    Ok(Emulator { host })
+    wait_until_serving(&format!("127.0.0.1:{port}"), &log, pid)?;
+    Ok(pid)
+}
+
+/// An emulator of one test's own, which the test may SIGKILL, freeze (SIGSTOP) and start
+/// again on the same port. Killed by PID when dropped, and by its watchdog when the test
+/// binary exits, like the shared one.
+#[derive(Debug)]
+pub struct OwnEmulator {
+    /// `127.0.0.1:PORT`, the same across restarts.
+    pub host: String,
+    bin: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    pid: Option<u32>,
+}
+
+impl OwnEmulator {
+    /// `None` when the emulator is missing outside CI (said loudly, as [`emulator`] does).
+    pub fn start(test: &str) -> Option<OwnEmulator> {
+        let bin = match prerequisites() {
+            Ok(bin) => bin,
+            Err(missing) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{test}: the Pub/Sub emulator is required in CI: {missing}");
+                }
+                eprintln!("SKIPPED {test}: {missing}");
+                return None;
+            }
+        };
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "ecom-stream-emulator-{}-{port}",
+            std::process::id()
+        ));
+        let mut own = OwnEmulator {
+            host: format!("127.0.0.1:{port}"),
+            bin,
+            port,
+            dir,
+            pid: None,
+        };
+        own.restart();
+        Some(own)
+    }
+
+    /// Starts it (again) on the same port, with nothing in it: `setup` must run again.
+    pub fn restart(&mut self) {
+        assert!(self.pid.is_none(), "the emulator is still running");
+        let pid = spawn(&self.bin, self.port, &self.dir)
+            .unwrap_or_else(|e| panic!("starting the emulator on {}: {e}", self.host));
+        self.pid = Some(pid);
+    }
+
+    /// SIGKILL, and wait until its port refuses connections.
+    pub fn kill(&mut self) {
+        let Some(pid) = self.pid.take() else { return };
+        signal(pid, "KILL");
+        let started = Instant::now();
+        while TcpStream::connect(&self.host).is_ok() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} still accepts connections after SIGKILL",
+                self.host
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `name` (`STOP`, `CONT`) to the running emulator.
+    pub fn signal(&self, name: &str) {
+        let pid = self
+            .pid
+            .unwrap_or_else(|| panic!("the emulator is not running"));
+        signal(pid, name);
+    }
+}
+
+impl Drop for OwnEmulator {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            signal(pid, "CONT");
+            signal(pid, "KILL");
+        }
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
 }
 
 fn free_port() -> u16 {

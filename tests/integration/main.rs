@@ -14,6 +14,7 @@ mod layout;
 mod ops;
 mod pipeline;
 mod pubsub;
+mod pubsub_outage;
 mod start_checks;
 mod store_contract;
 mod store_refusal;

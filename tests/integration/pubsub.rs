@@ -96,6 +96,28 @@ impl World {
         Some(World::set_up(emulator, test, Some(KeyspaceGuard(config))))
     }
 
+    /// As [`World::new`], on an emulator of the test's own (which it may kill and restart:
+    /// `setup_again` then recreates the project's topics and subscriptions).
+    pub(crate) fn on_own(emulator: &crate::emulator::OwnEmulator, test: &str) -> World {
+        // Only the host is kept; a few bytes per test, for the binary's lifetime.
+        let host: &'static Emulator = Box::leak(Box::new(Emulator {
+            host: emulator.host.clone(),
+        }));
+        World::set_up(host, test, None)
+    }
+
+    /// `setup` as [`World::new`] ran it (after an emulator restart).
+    pub(crate) fn setup_again(&self) {
+        self.run(&[
+            "setup",
+            "--ack-deadline",
+            ACK_DEADLINE,
+            "--retention",
+            "10m",
+        ])
+        .ok();
+    }
+
     /// A project on the emulator where nothing was set up yet.
     pub(crate) fn without_setup(test: &str) -> Option<World> {
         let emulator = emulator(test)?;
@@ -115,15 +137,7 @@ impl World {
             cassandra,
         };
         // Short ack deadlines, so that what a killed run held comes back quickly.
-        world
-            .run(&[
-                "setup",
-                "--ack-deadline",
-                ACK_DEADLINE,
-                "--retention",
-                "10m",
-            ])
-            .ok();
+        world.setup_again();
         world
     }
 
@@ -182,6 +196,11 @@ impl World {
 
     pub(crate) fn invalid(&self) -> Vec<Value> {
         self.run(&["dlq", "list", "--invalid"]).ok().json_lines()
+    }
+
+    /// This world's project id.
+    pub(crate) fn project(&self) -> &str {
+        &self.project
     }
 
     /// The embedded store's directory of this world.

@@ -87,3 +87,73 @@ fn run_names_the_address_it_serves_whatever_the_log_level() {
     crate::pubsub::stop(running);
     assert_eq!(status, 200, "http://{addr}/healthz");
 }
+
+#[test]
+fn run_exits_non_zero_naming_pubsub_when_it_is_unreachable_at_start() {
+    // A port nobody listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let dir = data_dir();
+    let mut cmd = command(dir.path(), &["run", "--pubsub-connect-wait", "2s"]);
+    cmd.env("PUBSUB_EMULATOR_HOST", &host);
+    cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+    let r = Running::spawn(cmd).wait().failed();
+    assert_one_error_line(
+        &r,
+        &[&host, "--pubsub-connect-wait (2s)", "orders_data-sub"],
+    );
+    // Waiting was said once, not once per retry.
+    let waiting = r.stderr.matches("does not answer yet").count();
+    assert_eq!(waiting, 1, "{r}");
+}
+
+#[test]
+fn run_exits_non_zero_naming_a_missing_subscription_at_start() {
+    let Some(w) = World::without_setup("missing_sub") else {
+        return;
+    };
+    let r = w.run(&["run"]).failed();
+    let subscription = format!("projects/{}/subscriptions/orders_data-sub", w.project());
+    assert_one_error_line(&r, &[&subscription, "NOT_FOUND", "ecom-stream setup"]);
+}
+
+#[test]
+fn run_exits_non_zero_naming_a_missing_dlq_topic_at_start() {
+    let Some(w) = World::new("missing_dlq") else {
+        return;
+    };
+    let topic = format!("projects/{}/topics/dlq_payments_data", w.project());
+    let config = w.pubsub_config();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            ecom_stream::pubsub::connect::topic_admin(&config)
+                .await
+                .expect("admin client")
+                .delete_topic()
+                .set_topic(&topic)
+                .send()
+                .await
+                .expect("delete the DLQ topic");
+        });
+    let r = w.run(&["run"]).failed();
+    assert_one_error_line(&r, &[&topic, "NOT_FOUND"]);
+}
+
+#[test]
+fn run_exits_non_zero_naming_a_store_it_cannot_open() {
+    // The data dir is a file: the embedded store cannot be created. No Pub/Sub is reached.
+    let dir = data_dir();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    let mut cmd = command(&file, &["run"]);
+    cmd.env("PUBSUB_EMULATOR_HOST", "127.0.0.1:9");
+    cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+    let r = Running::spawn(cmd).wait().failed();
+    assert_one_error_line(&r, &["not-a-dir"]);
+}

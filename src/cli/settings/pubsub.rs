@@ -57,6 +57,8 @@ pub struct PubSubSettings {
     #[serde(with = "de::duration")]
     pub lease_extension: Duration,
     #[serde(with = "de::duration")]
+    pub connect_wait: Duration,
+    #[serde(with = "de::duration")]
     pub ack_deadline: Duration,
     #[serde(with = "de::duration")]
     pub retention: Duration,
@@ -83,6 +85,7 @@ impl Default for PubSubSettings {
             batch_size: subscriber.batch_size,
             max_lease: subscriber.max_lease,
             lease_extension: subscriber.lease_extension,
+            connect_wait: subscriber.connect_wait,
             ack_deadline: subscriptions.ack_deadline,
             retention: subscriptions.retention,
         }
@@ -123,6 +126,7 @@ impl PubSubSettings {
             batch_size: self.batch_size,
             max_lease: self.max_lease,
             lease_extension: self.lease_extension,
+            connect_wait: self.connect_wait,
             ..SubscriberOptions::default()
         };
         options.validate()?;

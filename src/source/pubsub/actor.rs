@@ -1,13 +1,15 @@
 //! The [`SubscriberActor`]: one per subscription, starting its readers and its batcher and
 //! stopping them in order.
 //!
-//! Owns: the client, the streams' shutdown tokens, the messages `run` sends it
-//! ([`StopPulling`], [`Close`], [`GetCounts`]) and [`SubscriberFailed`]. Must never: answer a
-//! message itself, or close the streams before the pipeline has answered what it holds.
+//! Owns: the client, how a stream is opened ([`StreamOpener`]) and every stream's shutdown
+//! token, the messages `run` sends it ([`StopPulling`], [`Close`], [`GetCounts`]) and
+//! [`SubscriberFailed`]. Must never: answer a message itself, or close the streams before
+//! the pipeline has answered what it holds.
 
 use super::batcher::Batcher;
 use super::counters::{Counters, SubscriberCounts};
 use super::reader::Reader;
+use super::watch::StreamSignals;
 use super::{Sink, SubscriberOptions};
 use crate::model::StreamKind;
 use crate::pubsub::connect::{self, ConnectError};
@@ -15,13 +17,14 @@ use crate::pubsub::PubSubConfig;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::telemetry::Stats;
 use actix::prelude::*;
-use google_cloud_pubsub::subscriber::{ShutdownBehavior, ShutdownToken};
-use std::sync::Arc;
+use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
-/// A subscription that cannot be read (it does not exist, permission denied, …): `run`
-/// stops with this line.
-#[derive(Debug, Clone, thiserror::Error)]
+/// A subscription that cannot be read (it does not exist, permission denied, …, for longer
+/// than the watch's grace): `run` stops with this line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("reading subscription {subscription}: {message}")]
 pub struct SubscriberFailed {
     pub subscription: String,
@@ -37,22 +40,22 @@ pub struct SubscriberActor {
     counters: Arc<Counters>,
     stop: ShutdownTrigger,
     stopped: Shutdown,
-    tokens: Vec<ShutdownToken>,
-    failures: mpsc::UnboundedSender<SubscriberFailed>,
+    tokens: Arc<Mutex<Vec<ShutdownToken>>>,
+    signals: Arc<StreamSignals>,
     readers: Vec<tokio::task::JoinHandle<()>>,
     batcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SubscriberActor {
     /// Connects a client for `topic`'s subscription. The streams open when the actor
-    /// starts; a failure to read them arrives on `failures`.
+    /// starts; their failures are reported to `signals`.
     pub async fn connect(
         config: &PubSubConfig,
         topic: StreamKind,
         options: SubscriberOptions,
         sink: Arc<dyn Sink>,
         stats: Arc<Stats>,
-        failures: mpsc::UnboundedSender<SubscriberFailed>,
+        signals: Arc<StreamSignals>,
     ) -> Result<Self, ConnectError> {
         let client = connect::subscriber(config, options.streams).await?;
         let (stop, stopped) = shutdown::channel();
@@ -65,8 +68,8 @@ impl SubscriberActor {
             counters: Arc::new(Counters::new(topic, stats)),
             stop,
             stopped,
-            tokens: Vec::new(),
-            failures,
+            tokens: Arc::new(Mutex::new(Vec::new())),
+            signals,
             readers: Vec::new(),
             batcher: None,
         })
@@ -88,22 +91,18 @@ impl Actor for SubscriberActor {
         // A small queue between the pulls and the batcher: enough to fill a batch while a
         // hand-over is in flight, not a second buffer.
         let (tx, rx) = mpsc::channel(o.batch_size.max(16));
+        let opener = Arc::new(StreamOpener {
+            client: self.client.clone(),
+            subscription: self.subscription.clone(),
+            max_messages: per_stream,
+            max_bytes: per_stream_bytes,
+            max_lease: o.max_lease,
+            lease_extension: o.lease_extension,
+            tokens: self.tokens.clone(),
+        });
         for stream_no in 0..o.streams {
-            let stream = self
-                .client
-                .subscribe(&self.subscription)
-                .set_max_outstanding_messages(per_stream)
-                .set_max_outstanding_bytes(per_stream_bytes)
-                .set_max_lease(o.max_lease)
-                .set_max_lease_extension(o.lease_extension)
-                // The library default, stated because shutdown relies on it: after the
-                // stream is dropped the client still takes the acks of messages the
-                // pipeline holds, and nacks the rest only once every handler is answered.
-                .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
-                .build();
-            self.tokens.push(stream.shutdown_token());
             let reader = Reader {
-                stream,
+                opener: opener.clone(),
                 stream_no,
                 subscription: self.subscription.clone(),
                 tx: tx.clone(),
@@ -112,7 +111,7 @@ impl Actor for SubscriberActor {
                 max_bytes: o.max_outstanding_bytes as u64,
                 counters: self.counters.clone(),
                 stop: self.stopped.clone(),
-                failures: self.failures.clone(),
+                signals: self.signals.clone(),
             };
             self.readers.push(tokio::task::spawn_local(reader.run()));
         }
@@ -132,6 +131,43 @@ impl Actor for SubscriberActor {
             max_outstanding_messages = o.max_outstanding_messages,
             "subscriber started"
         );
+    }
+}
+
+/// Opens the streaming pulls of one subscription, all alike, and keeps each one's shutdown
+/// token for [`Close`]. Readers open a fresh stream through it after a failure or an outage.
+pub(super) struct StreamOpener {
+    client: google_cloud_pubsub::client::Subscriber,
+    subscription: String,
+    max_messages: i64,
+    max_bytes: i64,
+    max_lease: Duration,
+    lease_extension: Duration,
+    /// One per stream ever opened: a replaced stream's lease loop still flushes the answers
+    /// of what it delivered, and [`Close`] waits for that too. Grows by one per stream per
+    /// outage, not per message.
+    tokens: Arc<Mutex<Vec<ShutdownToken>>>,
+}
+
+impl StreamOpener {
+    /// A new stream; it connects on its first read.
+    pub(super) fn open(&self) -> MessageStream {
+        let stream = self
+            .client
+            .subscribe(&self.subscription)
+            .set_max_outstanding_messages(self.max_messages)
+            .set_max_outstanding_bytes(self.max_bytes)
+            .set_max_lease(self.max_lease)
+            .set_max_lease_extension(self.lease_extension)
+            // The library default, stated because shutdown relies on it: after the
+            // stream is dropped the client still takes the acks of messages the
+            // pipeline holds, and nacks the rest only once every handler is answered.
+            .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
+            .build();
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.push(stream.shutdown_token());
+        }
+        stream
     }
 }
 
@@ -171,7 +207,10 @@ impl Handler<Close> for SubscriberActor {
 
     fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
         self.stop.trigger();
-        let tokens = std::mem::take(&mut self.tokens);
+        let tokens = match self.tokens.lock() {
+            Ok(mut tokens) => std::mem::take(&mut *tokens),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
         Box::pin(async move {
             for t in tokens {
                 t.shutdown().await;

@@ -17,7 +17,8 @@
 //! Here: [`SubscriberOptions`]. One job per module below: `actor` (the actor and its
 //! messages), `reader` (one streaming pull), `batcher` (batches and hand-overs),
 //! `answer` (a message's answer path and its permits), `counters`, `redelivery` (recent
-//! ids that recognise a message received again), `sink`.
+//! ids that recognise a message received again), `sink`, `watch` (the liveness probe and
+//! what an outage does to readiness and the logs).
 
 mod actor;
 mod answer;
@@ -26,10 +27,12 @@ mod counters;
 mod reader;
 mod redelivery;
 mod sink;
+pub mod watch;
 
 pub use actor::{Close, GetCounts, StopPulling, SubscriberActor, SubscriberFailed};
 pub use counters::SubscriberCounts;
 pub use sink::{AckOnly, Sink};
+pub use watch::{watch, StreamSignals};
 
 use std::time::Duration;
 
@@ -52,6 +55,8 @@ pub struct SubscriberOptions {
     /// How far each lease extension reaches (10 s to 600 s): after a crash, un-acked
     /// messages come back after at most this long.
     pub lease_extension: Duration,
+    /// How long `run`'s start check waits for Pub/Sub to answer before it fails.
+    pub connect_wait: Duration,
 }
 
 impl Default for SubscriberOptions {
@@ -65,6 +70,7 @@ impl Default for SubscriberOptions {
             submit_concurrency: 4,
             max_lease: Duration::from_secs(3600),
             lease_extension: Duration::from_secs(60),
+            connect_wait: Duration::from_secs(60),
         }
     }
 }
@@ -101,6 +107,12 @@ impl SubscriberOptions {
             return Err(ConfigError {
                 setting: "--pubsub-lease-extension",
                 problem: "must be between 10s and 600s".into(),
+            });
+        }
+        if self.connect_wait > Duration::from_secs(86_400) {
+            return Err(ConfigError {
+                setting: "--pubsub-connect-wait",
+                problem: "must be at most 1day".into(),
             });
         }
         if self.max_lease < self.lease_extension {
