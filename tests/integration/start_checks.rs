@@ -18,6 +18,14 @@ fn a_log_filter_that_does_not_parse_fails_at_start() {
     cmd.env("RUST_LOG", "a[[[=bogus");
     let r = Running::spawn(cmd).wait().failed();
     assert_one_error_line(&r, &["RUST_LOG"]);
+    // From the file, named by its key and the file; and nothing is opened or created first.
+    let config = dir.path().join("ecom-stream.toml");
+    std::fs::write(&config, "log = \"a[[[=bogus\"\n").expect("write config");
+    let data = dir.path().join("data");
+    let config = config.display().to_string();
+    let r = crate::cli::run(&data, &["--config", &config, "demo"]).failed();
+    assert_one_error_line(&r, &["--log", "ECOM_LOG", "`log`", &config]);
+    assert!(!data.exists(), "the demo's data dir was created: {r}");
 }
 
 #[test]
