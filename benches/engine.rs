@@ -88,8 +88,8 @@ impl DeadLetterStore for NoopStore {
     ) -> Result<Page<DlqEntry, i64>, StoreError> {
         Ok(Page::last(Vec::new()))
     }
-    async fn delete_dead_letters(&self, _: &[ReplayedEntry]) -> Result<(), StoreError> {
-        Ok(())
+    async fn delete_dead_letters(&self, _: &[ReplayedEntry]) -> Result<Vec<i64>, StoreError> {
+        Ok(Vec::new())
     }
     async fn bump_dead_letter_attempts(&self, _: &[i64]) -> Result<(), StoreError> {
         Ok(())

@@ -65,6 +65,9 @@ pub enum AppError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A Cassandra setting found wrong before connecting (a TLS file that is not PEM).
+    #[error(transparent)]
+    Cassandra(#[from] crate::store::cassandra::session::ConnectError),
 }
 
 impl AppError {
@@ -127,9 +130,12 @@ pub struct DemoOutcome {
     pub server: Option<OpsServer>,
 }
 
-/// `ecom-stream demo`: checks every setting, opens the store, serves the operations
-/// listener if asked (calling `on_serving` with its address), and runs the scenario and a
+/// `ecom-stream demo`: checks every setting, serves the operations listener if asked
+/// (calling `on_serving` with its address), opens the store, and runs the scenario and a
 /// DLQ replay.
+///
+/// As in [`run`], the listener comes before the store: a busy address fails before the
+/// store is opened (and created).
 pub async fn demo(
     config: &DemoConfig,
     shutdown: Shutdown,
@@ -137,21 +143,21 @@ pub async fn demo(
 ) -> Result<DemoOutcome, AppError> {
     config.engine.validate()?;
     config.options.validate()?;
-    let store = store::open(&config.store, Access::Write).await?;
     let stats = Arc::new(Stats::default());
+    // The demo has no Pub/Sub: the store is the one component /readyz requires.
+    let readiness = Arc::new(Readiness::new());
+    readiness.register(Component::Store);
     let server = match config.serve {
         Some(addr) => {
-            // The demo has no Pub/Sub: the store is the one component /readyz requires,
-            // and it was just opened.
-            let readiness = Arc::new(Readiness::new());
-            readiness.register(Component::Store);
-            readiness.set(Component::Store, true);
-            let server = ops::serve(addr, stats.clone(), readiness, shutdown.clone()).await?;
+            let server =
+                ops::serve(addr, stats.clone(), readiness.clone(), shutdown.clone()).await?;
             on_serving(server.local_addr());
             Some(server)
         }
         None => None,
     };
+    let store = store::open(&config.store, Access::Write).await?;
+    readiness.set(Component::Store, true);
     let report = demo::run(&config.engine, &config.options, store, stats, shutdown).await?;
     Ok(DemoOutcome { report, server })
 }
@@ -165,8 +171,9 @@ pub struct SetupReport {
 }
 
 /// `ecom-stream setup`: creates the topics and subscriptions, then the store's tables
-/// (idempotent). Every setting was checked by the caller building the configs, so a bad
-/// store setting leaves no topics behind.
+/// (idempotent). Every setting is checked before anything is created, so a bad store
+/// setting leaves no topics behind: the values by the caller building the configs, the
+/// Cassandra TLS files' contents here (they are read only when connecting otherwise).
 pub async fn setup(
     store: &StoreConfig,
     pubsub: &PubSubConfig,
@@ -174,6 +181,10 @@ pub async fn setup(
 ) -> Result<SetupReport, AppError> {
     pubsub.validate()?;
     settings.validate()?;
+    if let StoreConfig::Cassandra(c) = store {
+        // Builds the driver's configuration (TLS included) without connecting.
+        crate::store::cassandra::session::builder(c)?;
+    }
     let steps = crate::pubsub::admin::setup(pubsub, settings).await?;
     let store = match store {
         StoreConfig::Cassandra(c) => {

@@ -56,7 +56,10 @@ pub fn main() -> ExitCode {
     match system.block_on(run(cli, &resolved)) {
         Ok(code) => code,
         Err(e) => {
-            match config_error(&e).and_then(|c| resolved.explain(c)) {
+            match config_error(&e)
+                .and_then(|c| resolved.explain(c))
+                .or_else(|| bind_error(&e, &resolved))
+            {
                 Some(line) => eprintln!("error: {line}"),
                 None => eprintln!("error: {e:#}"),
             }
@@ -74,6 +77,27 @@ fn config_error(e: &anyhow::Error) -> Option<&ConfigError> {
         }
         c.downcast_ref::<app::AppError>()
             .and_then(app::AppError::config)
+    })
+}
+
+/// A listener that could not bind, as the `metrics_addr` setting's error: one line with the
+/// flag, the variable, the file key, where the address came from, and the OS error once.
+fn bind_error(e: &anyhow::Error, resolved: &Resolved) -> Option<settings::SettingError> {
+    let (addr, os) = e.chain().find_map(|c| {
+        let serve = c.downcast_ref::<app::AppError>().and_then(|a| match a {
+            app::AppError::Serve(s) => Some(s),
+            _ => None,
+        });
+        match serve.or_else(|| c.downcast_ref::<crate::ops::ServeError>())? {
+            crate::ops::ServeError::Bind { addr, source } => Some((addr, source)),
+        }
+    })?;
+    let setting = settings::by_key("metrics_addr")?;
+    Some(settings::SettingError {
+        setting,
+        origin: resolved.origin(setting),
+        problem: format!("cannot listen on {addr}: {os}"),
+        source: None,
     })
 }
 

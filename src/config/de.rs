@@ -106,6 +106,66 @@ pub mod opt_text {
     }
 }
 
+/// A file or directory: one string, like [`text`] (a number or boolean is refused the same
+/// way, and a list is no path).
+pub mod path {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    pub fn serialize<S: Serializer>(v: &Path, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        d.deserialize_any(PathText)
+    }
+}
+
+/// [`path`] for a setting that may be unset.
+pub mod opt_path {
+    use super::*;
+    use std::path::PathBuf;
+
+    pub fn serialize<S: Serializer>(v: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        d.deserialize_any(PathText).map(Some)
+    }
+}
+
+/// The visitor of a path: a string only.
+struct PathText;
+
+impl<'de> Visitor<'de> for PathText {
+    type Value = std::path::PathBuf;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a path, as a string")
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_TEXT))
+    }
+
+    fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_TEXT))
+    }
+
+    fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_TEXT))
+    }
+
+    fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_TEXT))
+    }
+}
+
 /// Why a number or boolean is refused where text is expected. The value itself is not
 /// repeated: it may be a password.
 pub const NOT_TEXT: &str = "expected a string in quotes (`key = \"…\"`), since a number or boolean would not be kept exactly as written";

@@ -19,7 +19,8 @@ const PAGE: usize = 1000;
 pub struct ReplayReport {
     /// DLQ entries looked at.
     pub scanned: u64,
-    /// Entries whose order exists: payment written, entry deleted.
+    /// Entries whose order exists, payment written and entry deleted by this pass (an
+    /// entry another replay deleted first is not counted here).
     pub replayed: u64,
     /// Entries whose order is still unknown: `attempts` increased.
     pub unmatched: u64,
@@ -63,9 +64,12 @@ pub async fn replay_once(
             // Write first, delete second: a crash between them leaves an entry that the
             // next pass replays again, harmlessly.
             store.write_facts(&writes).await?;
-            store.delete_dead_letters(&resolved).await?;
-            report.replayed += resolved.len() as u64;
-            Stats::add(&stats.replayed, resolved.len() as u64);
+            // Counted by what this pass removed, not by what it found: another replay
+            // running at the same time finds (and writes) the same entries, and each must
+            // be counted by exactly one of the two.
+            let removed = store.delete_dead_letters(&resolved).await?.len() as u64;
+            report.replayed += removed;
+            Stats::add(&stats.replayed, removed);
         }
         if !missing.is_empty() {
             let ids: Vec<i64> = missing.iter().map(|e| e.payment.payment_id).collect();

@@ -133,7 +133,9 @@ impl JoinShard {
                     let overflow = act.state.hold_again(held, Instant::now());
                     act.report_pending();
                     tracing::warn!(shard = act.id, payments, nacked = overflow.len(), error = %e.chain(), "store recheck failed; holding the payments again");
-                    drop(overflow);
+                    for payment in overflow {
+                        payment.ack.nack(crate::ack::NackReason::StoreFailed);
+                    }
                     (Vec::new(), Vec::new())
                 }
             };

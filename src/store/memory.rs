@@ -200,12 +200,19 @@ impl DeadLetterStore for MemoryStore {
         ))
     }
 
-    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
-        for r in resolved {
-            self.dead_letters
-                .remove_if(&r.payment_id, |_, e| e.event_ts == r.event_ts);
-        }
-        Ok(())
+    async fn delete_dead_letters(
+        &self,
+        resolved: &[ReplayedEntry],
+    ) -> Result<Vec<i64>, StoreError> {
+        Ok(resolved
+            .iter()
+            .filter(|r| {
+                self.dead_letters
+                    .remove_if(&r.payment_id, |_, e| e.event_ts == r.event_ts)
+                    .is_some()
+            })
+            .map(|r| r.payment_id)
+            .collect())
     }
 
     async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError> {

@@ -303,7 +303,12 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     /// Removes dead letters that replay resolved, each only if its `event_ts` is still the
     /// one replay read: a newer version of the payment dead-lettered meanwhile (and acked)
     /// must stay until a later pass joins it.
-    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError>;
+    ///
+    /// Returns the payment ids of the entries this call removed, and only those: an entry
+    /// already gone (another replay removed it) or replaced by a newer version is not
+    /// named, so two replays at once count each resolved entry once.
+    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry])
+        -> Result<Vec<i64>, StoreError>;
 
     /// Adds one to `attempts` of these dead letters (replay found no order for them).
     async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError>;

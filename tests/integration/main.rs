@@ -9,6 +9,7 @@ mod compose;
 mod config;
 mod config_table;
 mod crash;
+mod dlq_replay;
 mod emulator;
 mod layout;
 mod ops;

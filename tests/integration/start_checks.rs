@@ -18,6 +18,14 @@ fn a_log_filter_that_does_not_parse_fails_at_start() {
     cmd.env("RUST_LOG", "a[[[=bogus");
     let r = Running::spawn(cmd).wait().failed();
     assert_one_error_line(&r, &["RUST_LOG"]);
+    // From the file, named by its key and the file; and nothing is opened or created first.
+    let config = dir.path().join("ecom-stream.toml");
+    std::fs::write(&config, "log = \"a[[[=bogus\"\n").expect("write config");
+    let data = dir.path().join("data");
+    let config = config.display().to_string();
+    let r = crate::cli::run(&data, &["--config", &config, "demo"]).failed();
+    assert_one_error_line(&r, &["--log", "ECOM_LOG", "`log`", &config]);
+    assert!(!data.exists(), "the demo's data dir was created: {r}");
 }
 
 #[test]
@@ -30,7 +38,42 @@ fn a_busy_metrics_addr_fails_before_the_store_is_created_and_says_the_os_error_o
     // No Pub/Sub is reached: the listener is bound before any client is built.
     cmd.env("PUBSUB_EMULATOR_HOST", "127.0.0.1:9");
     let r = Running::spawn(cmd).wait().failed();
-    assert_one_error_line(&r, &["--metrics-addr", "ECOM_METRICS_ADDR", &addr]);
+    assert_busy_addr_line(&r, &addr);
+    assert!(
+        !data.join("ecom-stream.db").exists(),
+        "the store was created before the listener failed: {r}"
+    );
+}
+
+/// `demo --serve` too: the listener before the store.
+#[test]
+fn demo_serve_on_a_busy_metrics_addr_fails_before_the_store_is_created() {
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let dir = data_dir();
+    let data = dir.path().join("data");
+    let cmd = command(&data, &["demo", "--serve", "--metrics-addr", &addr]);
+    let r = Running::spawn(cmd).wait().failed();
+    assert_busy_addr_line(&r, &addr);
+    assert!(
+        !data.join("ecom-stream.db").exists(),
+        "the store was created before the listener failed: {r}"
+    );
+}
+
+/// One line naming the setting by its flag, variable and file key, saying where the address
+/// came from, and the OS error exactly once.
+fn assert_busy_addr_line(r: &crate::cli::Run, addr: &str) {
+    assert_one_error_line(
+        r,
+        &[
+            "--metrics-addr",
+            "ECOM_METRICS_ADDR",
+            "`metrics_addr`",
+            "set by the flag",
+            addr,
+        ],
+    );
     let line = r
         .stderr
         .lines()
@@ -42,10 +85,6 @@ fn a_busy_metrics_addr_fails_before_the_store_is_created_and_says_the_os_error_o
         "the OS error once: {line}"
     );
     assert_eq!(line.matches("ECOM_METRICS_ADDR").count(), 1, "{line}");
-    assert!(
-        !data.join("ecom-stream.db").exists(),
-        "the store was created before the listener failed: {r}"
-    );
 }
 
 #[test]
@@ -63,6 +102,16 @@ fn setup_refuses_a_bad_store_setting_before_creating_any_topic() {
         ])
         .failed();
     assert_one_error_line(&r, &["--cassandra-replication"]);
+    // A TLS CA that exists but holds no certificate: its contents are checked before any
+    // topic too (not only when connecting, after the topics).
+    let dir = data_dir();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").expect("write ca");
+    let ca = ca.display().to_string();
+    let r = w
+        .run(&["setup", "--store", "cassandra", "--cassandra-tls-ca", &ca])
+        .failed();
+    assert_one_error_line(&r, &["--cassandra-tls-ca", "no PEM certificate"]);
     // Nothing was created: a valid setup now creates every topic and subscription.
     let out = w.run(&["setup"]).ok().stdout;
     let steps: Vec<&str> = out.lines().filter(|l| !l.starts_with("store")).collect();

@@ -497,23 +497,33 @@ async fn dead_letters_put_scan_delete(store: &dyn Store) {
         payment_id,
         event_ts,
     };
-    store
+    // Each call names the entries it removed, and only those (replay counts them).
+    let removed = store
         .delete_dead_letters(&[resolved(1, 10), resolved(999, 10)])
         .await
         .expect("delete");
+    assert_eq!(removed, vec![1]);
     assert_eq!(all_dead_letters(store, 10).await, vec![entries[1].clone()]);
     // A version other than the stored one is not deleted: replay read an older entry, and
     // a newer one was dead-lettered (and acked) since.
-    store
+    let removed = store
         .delete_dead_letters(&[resolved(2, 9)])
         .await
         .expect("delete");
+    assert_eq!(removed, Vec::<i64>::new());
     assert_eq!(all_dead_letters(store, 10).await, vec![entries[1].clone()]);
-    store
+    let removed = store
         .delete_dead_letters(&[resolved(2, 10)])
         .await
         .expect("delete");
+    assert_eq!(removed, vec![2]);
     assert!(all_dead_letters(store, 10).await.is_empty());
+    // Deleting it again (a second replay that read it too) removes, and counts, nothing.
+    let removed = store
+        .delete_dead_letters(&[resolved(2, 10), resolved(1, 10)])
+        .await
+        .expect("delete again");
+    assert_eq!(removed, Vec::<i64>::new());
 }
 
 async fn a_re_put_dead_letter_keeps_one_entry_first_seen_and_attempts(store: &dyn Store) {
@@ -561,13 +571,18 @@ async fn deleting_an_older_version_keeps_the_newer_entry_whole(store: &dyn Store
         .put_dead_letters(std::slice::from_ref(&newer))
         .await
         .expect("re-put");
-    store
+    let removed = store
         .delete_dead_letters(&[ReplayedEntry {
             payment_id: 7,
             event_ts: 10,
         }])
         .await
         .expect("delete");
+    assert_eq!(
+        removed,
+        Vec::<i64>::new(),
+        "the newer version was not removed"
+    );
     let kept = DlqEntry {
         first_seen: 100_000,
         attempts: 1,
@@ -582,13 +597,14 @@ async fn deleting_an_older_version_keeps_the_newer_entry_whole(store: &dyn Store
             ..kept
         }]
     );
-    store
+    let removed = store
         .delete_dead_letters(&[ReplayedEntry {
             payment_id: 7,
             event_ts: 20,
         }])
         .await
         .expect("delete");
+    assert_eq!(removed, vec![7]);
     assert!(all_dead_letters(store, 10).await.is_empty());
 }
 

@@ -167,7 +167,10 @@ impl<H: WriteHook> DeadLetterStore for HookedStore<H> {
     ) -> Result<Page<DlqEntry, i64>, StoreError> {
         self.inner.scan_dead_letters(after, limit).await
     }
-    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(
+        &self,
+        resolved: &[ReplayedEntry],
+    ) -> Result<Vec<i64>, StoreError> {
         self.inner.delete_dead_letters(resolved).await
     }
     async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {

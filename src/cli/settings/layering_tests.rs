@@ -206,3 +206,32 @@ fn a_validation_error_is_explained_by_its_setting() {
     };
     assert!(r.explain(&own).is_none());
 }
+
+/// Every free-text setting of the table (text, secret, path) refuses a TOML number or
+/// boolean, naming its file key and the type it expects, and never echoing the value.
+#[test]
+fn every_text_setting_refuses_a_number_or_boolean_in_the_file() {
+    let text_kinds = [Kind::Text, Kind::Secret, Kind::Path];
+    let texts: Vec<&Setting> = SETTINGS
+        .iter()
+        .filter(|s| text_kinds.contains(&s.kind))
+        .collect();
+    assert!(texts.len() >= 20, "the table lost its text settings");
+    for s in texts {
+        let (table, key) = match s.key.rsplit_once('.') {
+            Some((table, key)) => (format!("[{table}]\n"), key),
+            None => (String::new(), s.key),
+        };
+        for value in ["1234", "12.5", "true"] {
+            let (_dir, path) = file(&format!("{table}{key} = {value}\n"));
+            let line = match resolve(Some(&path), no_env, Vec::new()) {
+                Ok(_) => panic!("{} = {value} was accepted", s.key),
+                Err(e) => e.to_string(),
+            };
+            assert!(line.contains(&format!("`{}`", s.key)), "{line}");
+            assert!(line.contains("expected a string"), "{line}");
+            assert!(!line.contains(value), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+}

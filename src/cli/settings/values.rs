@@ -72,6 +72,7 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub store: StoreKind,
+    #[serde(with = "de::path")]
     pub data_dir: PathBuf,
     pub sync: SyncArg,
     /// Unset: `RUST_LOG`, else `info`.

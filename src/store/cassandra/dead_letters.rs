@@ -4,6 +4,7 @@
 //! put, the timestamped bump and conditional delete, the partition-by-partition invalid
 //! scan; see the semantics in the parent module). Must never: use a lightweight
 //! transaction (ScyllaDB tablets refuse them) or delete a newer version than replay read.
+//! A delete counts only an entry its read found (see `delete_one`).
 
 use super::statements::{
     self, AttemptsCql, DeadLetterCql, DeadLetterStateCql, InvalidCql, InvalidExistsCql, Stmt,
@@ -12,16 +13,32 @@ use super::{decisions, CassandraStore};
 use crate::model::StreamKind;
 use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, Page, ReplayedEntry, StoreError};
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
 
 impl CassandraStore {
-    async fn delete_one(&self, r: &ReplayedEntry) -> Result<(), StoreError> {
+    /// Deletes the version of an entry replay read; `Some(payment_id)` if it was there to
+    /// remove. Without a lightweight transaction the check is a read just before the delete:
+    /// exact against a replay that deleted the entry earlier, but two replays deleting the
+    /// same entry in the same instant may both count it.
+    async fn delete_one(&self, r: &ReplayedEntry) -> Result<Option<i64>, StoreError> {
+        let state: Option<DeadLetterStateCql> = self
+            .rows(
+                "read dead letter (dlq_payments)",
+                &self.prepared[Stmt::SelectDeadLetterState],
+                (r.payment_id,),
+            )
+            .await?
+            .into_iter()
+            .next();
+        // Deleted whatever was read: the tombstone must also cover a re-insert of this
+        // version that the read did not see yet.
         self.execute(
             "delete dead letter (dlq_payments)",
             &self.prepared[Stmt::DeleteDeadLetter],
             (r.event_ts, r.payment_id),
         )
-        .await
-        .map(drop)
+        .await?;
+        Ok(decisions::delete_removes(state.as_ref(), r.event_ts).then_some(r.payment_id))
     }
 
     async fn put_invalid_one(&self, m: &InvalidMessage) -> Result<(), StoreError> {
@@ -182,9 +199,22 @@ impl DeadLetterStore for CassandraStore {
         Ok(Page::after_read(out, read, limit, last))
     }
 
-    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
-        self.all_ok(resolved.iter().map(|r| self.delete_one(r)).collect())
-            .await
+    async fn delete_dead_letters(
+        &self,
+        resolved: &[ReplayedEntry],
+    ) -> Result<Vec<i64>, StoreError> {
+        let calls: Vec<_> = resolved.iter().map(|r| self.delete_one(r)).collect();
+        let outcomes: Vec<Result<Option<i64>, StoreError>> = stream::iter(calls)
+            .buffer_unordered(self.max_in_flight)
+            .collect()
+            .await;
+        let mut removed = Vec::new();
+        let results = outcomes
+            .into_iter()
+            .map(|o| o.map(|id| removed.extend(id)))
+            .collect();
+        decisions::first_error(results)?;
+        Ok(removed)
     }
 
     async fn bump_dead_letter_attempts(&self, payment_ids: &[i64]) -> Result<(), StoreError> {

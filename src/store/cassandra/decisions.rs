@@ -82,6 +82,17 @@ where
     groups
 }
 
+/// Whether a replay's delete of version `event_ts` removes the entry `state` read just
+/// before it: there is one, and it is that version or an older one (`DELETE … USING
+/// TIMESTAMP event_ts` removes cells written at or before it). Only then does the delete
+/// count as this replay's: an entry already gone was another replay's, and a newer one
+/// stays.
+pub fn delete_removes(state: Option<&DeadLetterStateCql>, event_ts: i64) -> bool {
+    state
+        .and_then(|s| s.event_ts)
+        .is_some_and(|stored| stored <= event_ts)
+}
+
 /// The error a call made of many requests reports: one that retrying cannot fix if there
 /// is one (so the caller does not retry what will fail again), else the first retriable one.
 pub fn first_error(results: Vec<Result<(), StoreError>>) -> Result<(), StoreError> {
@@ -213,5 +224,20 @@ mod tests {
         assert!(!e.is_retriable());
         let e = first_error(vec![Ok(()), busy()]).expect_err("busy");
         assert!(e.is_retriable());
+    }
+
+    #[test]
+    fn a_delete_counts_only_a_version_it_removes() {
+        assert!(delete_removes(Some(&state(1, 0, 10)), 10));
+        assert!(delete_removes(Some(&state(1, 0, 9)), 10));
+        // A newer version stays; an entry already gone was removed by someone else.
+        assert!(!delete_removes(Some(&state(1, 0, 11)), 10));
+        assert!(!delete_removes(None, 10));
+        let partial = DeadLetterStateCql {
+            first_seen: None,
+            attempts: None,
+            event_ts: None,
+        };
+        assert!(!delete_removes(Some(&partial), 10));
     }
 }

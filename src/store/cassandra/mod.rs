@@ -33,7 +33,10 @@
 //!   `DELETE … USING TIMESTAMP event_ts`: it removes exactly the cells of the version replay
 //!   read (timestamps ≤ event_ts) and never a newer version's. Its tombstone also hides a
 //!   later re-insert of that same or an older version, which is right: that payment was
-//!   joined.
+//!   joined. What it removed is read just before it (`WRITETIME(reason)`): replay counts
+//!   an entry only if it was there, so a replay that comes after another's delete counts
+//!   nothing; two replays deleting the same entry in the same instant may both count it
+//!   (telling them apart would take a lightweight transaction).
 //! - `bump_dead_letter_attempts` reads `attempts` and its write time and writes
 //!   `attempts + 1` at that same timestamp. Cassandra and ScyllaDB resolve equal
 //!   timestamps by the greater value (unsigned byte order, which for a non-negative `int`

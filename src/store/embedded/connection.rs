@@ -122,10 +122,12 @@ impl EmbeddedStore {
 
     /// Runs `f` on the write connection in one IMMEDIATE transaction: all of it commits or
     /// none of it does. IMMEDIATE takes the write lock up front, so contention with another
-    /// process waits in the busy handler instead of failing mid-transaction.
-    pub(super) async fn write<F>(&self, op: &'static str, f: F) -> Result<(), StoreError>
+    /// process waits in the busy handler instead of failing mid-transaction. `f`'s value is
+    /// returned once the transaction committed (e.g. which rows a delete removed).
+    pub(super) async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         run_blocking(op, move || {
@@ -139,8 +141,9 @@ impl EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| classify(op, e))?;
-            f(&tx).map_err(|e| classify(op, e))?;
-            tx.commit().map_err(|e| classify(op, e))
+            let value = f(&tx).map_err(|e| classify(op, e))?;
+            tx.commit().map_err(|e| classify(op, e))?;
+            Ok(value)
         })
         .await
     }

@@ -116,19 +116,28 @@ impl DeadLetterStore for EmbeddedStore {
         .map(|rows| Page::of_rows(rows, limit, |e: &DlqEntry| e.payment.payment_id))
     }
 
-    async fn delete_dead_letters(&self, resolved: &[ReplayedEntry]) -> Result<(), StoreError> {
+    async fn delete_dead_letters(
+        &self,
+        resolved: &[ReplayedEntry],
+    ) -> Result<Vec<i64>, StoreError> {
         if resolved.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let resolved = resolved.to_vec();
         self.write("delete_dead_letters (dlq_payments)", move |tx| {
             let mut stmt = tx.prepare_cached(
                 "DELETE FROM dlq_payments WHERE payment_id = ?1 AND event_ts = ?2",
             )?;
+            // The rows each DELETE changed (SQLite's changes()): 1 only for the call that
+            // removed the entry. Writes are serialized, so a second replay's delete of the
+            // same entry changes nothing and is not counted.
+            let mut removed = Vec::new();
             for r in &resolved {
-                stmt.execute([r.payment_id, r.event_ts])?;
+                if stmt.execute([r.payment_id, r.event_ts])? > 0 {
+                    removed.push(r.payment_id);
+                }
             }
-            Ok(())
+            Ok(removed)
         })
         .await
     }

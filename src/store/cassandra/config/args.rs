@@ -50,15 +50,15 @@ pub struct CassandraArgs {
     pub cassandra_password: Option<Secret>,
     /// PEM file of the CA that signed the nodes' certificates: turns TLS on.
     #[arg(long, env = "ECOM_CASSANDRA_TLS_CA", global = true)]
-    #[serde(rename = "tls_ca")]
+    #[serde(rename = "tls_ca", with = "de::opt_path")]
     pub cassandra_tls_ca: Option<PathBuf>,
     /// PEM client certificate (chain) for mutual TLS (needs --cassandra-tls-key).
     #[arg(long, env = "ECOM_CASSANDRA_TLS_CERT", global = true)]
-    #[serde(rename = "tls_cert")]
+    #[serde(rename = "tls_cert", with = "de::opt_path")]
     pub cassandra_tls_cert: Option<PathBuf>,
     /// PEM private key of --cassandra-tls-cert.
     #[arg(long, env = "ECOM_CASSANDRA_TLS_KEY", global = true)]
-    #[serde(rename = "tls_key")]
+    #[serde(rename = "tls_key", with = "de::opt_path")]
     pub cassandra_tls_key: Option<PathBuf>,
     /// Check that a node's certificate names its IP address. Node certificates often carry
     /// no IP SAN; `false` still checks the chain against --cassandra-tls-ca.
