@@ -21,7 +21,9 @@
 //!   early payments ([`join::pending`]), duplicates ([`join::dedup`]) and the shard
 //!   function ([`join::router`]).
 //! - [`writer`]: the `FactWriter` actor. Batches rows, bounds writes in flight, retries
-//!   (with [`retry`]), and acks each message only after its row is durable.
+//!   (with [`retry`]), and acks each message only after its row is durable; holds rows
+//!   through a store outage behind the intake's gate ([`writer::gate`]) and dead-letters
+//!   rows that fail on their own as `write_failed`.
 //! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages), [`dlq::topic`]
 //!   (the DLQ topic on Pub/Sub) and [`dlq::replay`].
 //! - [`pubsub`]: Pub/Sub client plumbing ([`pubsub::connect`]), `setup`
@@ -29,7 +31,7 @@
 //! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
 //!   [`store::cassandra`] for Cassandra/ScyllaDB).
 //! - Ground floor: [`model`] (the wire format), [`generator`] (mock data), [`config`] (the
-//!   engine's settings), [`telemetry`] (counters and gauges), [`health`] (readiness),
+//!   engine's settings), [`telemetry`] (counters, gauges, lease and ack health), [`health`] (readiness),
 //!   [`ack`], [`retry`], [`shutdown`], [`clock`], [`rng`].
 
 pub mod ack;

@@ -355,6 +355,13 @@ fn instances_share_the_work() {
     let mut b = w.start(&args);
     let ops_a = Ops::of(&mut a);
     let ops_b = Ops::of(&mut b);
+    // Ready means Pub/Sub answered for its subscriptions and its streams are opening: a
+    // run that is still checking at start would leave every message to the other one.
+    wait_until(
+        "the first two runs to be ready",
+        &mut [&mut a, &mut b],
+        || ops_a.ready_status() == 200 && ops_b.ready_status() == 200,
+    );
     w.produce("payments", "1..=350");
     w.produce("orders", "1..=150");
     let mut c = w.start(&args);
@@ -380,14 +387,15 @@ fn instances_share_the_work() {
         assert_eq!(r["drained"], true, "{r}");
     }
     // (orders, payments) acked by each run. Which stream the emulator hands a message to is
-    // its choice, so only "both first runs took part" is asserted; the shares are printed.
+    // its choice, so only "the work was shared" (at least two runs took part) is asserted;
+    // the shares are printed.
     let shares: Vec<(i64, i64)> = reports
         .iter()
         .map(|r| (int(&r["orders"], "acked"), int(&r["payments"], "acked")))
         .collect();
     assert!(
-        shares[..2].iter().all(|(o, p)| o + p > 0),
-        "both first runs took part: {shares:?}"
+        shares.iter().filter(|(o, p)| o + p > 0).count() >= 2,
+        "at least two runs took part: {shares:?}"
     );
     let facts = w.facts();
     assert_eq!(facts.len(), 300, "{reports:?}");

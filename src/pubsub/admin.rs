@@ -1,6 +1,7 @@
 //! `ecom-stream setup`'s Pub/Sub half: the three topics and a subscription for each.
 //!
-//! Owns: creating them idempotently, with the configured ack deadline and retention. Must
+//! Owns: creating them idempotently, with the configured ack deadline, retention and (when
+//! asked) a dead-letter policy on the two source subscriptions. Must
 //! never: delete or change an existing topic or subscription (an operator may have tuned it);
 //! it reports what it found instead.
 
@@ -17,6 +18,13 @@ pub struct SubscriptionSettings {
     pub ack_deadline: Duration,
     /// How long unacked messages are kept (10 min to 7 days).
     pub retention: Duration,
+    /// When set, the orders and payments subscriptions get a dead-letter policy: after this
+    /// many deliveries (5 to 100) Pub/Sub forwards a message to the DLQ topic itself, and
+    /// every delivery carries its `delivery_attempt`, which the writer's poison-row bound
+    /// counts too. Keep `--max-write-attempts` below it, so that a row that cannot be
+    /// written reaches the DLQ with its reason (`write_failed`) before Pub/Sub forwards the
+    /// bare message.
+    pub max_delivery_attempts: Option<u32>,
 }
 
 impl Default for SubscriptionSettings {
@@ -24,6 +32,7 @@ impl Default for SubscriptionSettings {
         SubscriptionSettings {
             ack_deadline: Duration::from_secs(60),
             retention: Duration::from_secs(7 * 24 * 3600),
+            max_delivery_attempts: None,
         }
     }
 }
@@ -44,6 +53,14 @@ impl SubscriptionSettings {
                 setting: "--retention",
                 problem: "must be between 10m and 7days (Pub/Sub's range)".into(),
             });
+        }
+        if let Some(n) = self.max_delivery_attempts {
+            if !(5..=100).contains(&n) {
+                return Err(ConfigError {
+                    setting: "--max-delivery-attempts",
+                    problem: "must be between 5 and 100 (Pub/Sub's range)".into(),
+                });
+            }
         }
         Ok(())
     }
@@ -104,6 +121,15 @@ pub async fn setup(
     }
     for (topic, subscription) in pairs {
         let name = config.subscription_path(subscription);
+        // The DLQ's own subscription never dead-letters into itself.
+        let policy = settings
+            .max_delivery_attempts
+            .filter(|_| topic != &config.dlq_topic)
+            .map(|n| {
+                google_cloud_pubsub::model::DeadLetterPolicy::new()
+                    .set_dead_letter_topic(config.topic_path(&config.dlq_topic))
+                    .set_max_delivery_attempts(n as i32)
+            });
         let result = subscriptions
             .create_subscription()
             .set_name(&name)
@@ -113,6 +139,7 @@ pub async fn setup(
                 settings.retention.as_secs() as i64,
                 0,
             ))
+            .set_or_clear_dead_letter_policy(policy)
             .send()
             .await;
         steps.push(step("subscription", name, result)?);

@@ -14,6 +14,7 @@ mod emulator;
 mod layout;
 mod ops;
 mod pipeline;
+mod poison_pubsub;
 mod pubsub;
 mod pubsub_outage;
 mod start_checks;

@@ -476,7 +476,7 @@ pub(crate) fn original_scenario(w: &World) {
 }
 
 /// Quiet enough to end a drain of a subscription that only the test ever pulls.
-const UNCONTENDED_QUIET: Duration = Duration::from_secs(3);
+pub(crate) const UNCONTENDED_QUIET: Duration = Duration::from_secs(3);
 
 /// A fresh subscriber on the source subscriptions gets nothing: every message was acked.
 /// Only sound once every run of `w` has exited (they must have: a running one would take

@@ -62,6 +62,9 @@ pub struct PubSubSettings {
     pub ack_deadline: Duration,
     #[serde(with = "de::duration")]
     pub retention: Duration,
+    /// Unset: subscriptions without a dead-letter policy.
+    #[serde(with = "de::opt_parsed")]
+    pub max_delivery_attempts: Option<u32>,
 }
 
 impl Default for PubSubSettings {
@@ -88,6 +91,7 @@ impl Default for PubSubSettings {
             connect_wait: subscriber.connect_wait,
             ack_deadline: subscriptions.ack_deadline,
             retention: subscriptions.retention,
+            max_delivery_attempts: subscriptions.max_delivery_attempts,
         }
     }
 }
@@ -138,6 +142,7 @@ impl PubSubSettings {
         let settings = SubscriptionSettings {
             ack_deadline: self.ack_deadline,
             retention: self.retention,
+            max_delivery_attempts: self.max_delivery_attempts,
         };
         settings.validate()?;
         Ok(settings)

@@ -191,6 +191,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("pubsub.connect_wait", "pubsub-connect-wait", "ECOM_PUBSUB_CONNECT_WAIT", Dur, Subscriber, "How long `run` waits at start for Pub/Sub to answer for its subscriptions before it exits non-zero."),
     setting("pubsub.ack_deadline", "ack-deadline", "ECOM_PUBSUB_ACK_DEADLINE", Dur, Subscription, "Ack deadline of created subscriptions (10s to 600s)."),
     setting("pubsub.retention", "retention", "ECOM_PUBSUB_RETENTION", Dur, Subscription, "How long created subscriptions keep unacked messages (10m to 7days)."),
+    setting("pubsub.max_delivery_attempts", "max-delivery-attempts", "ECOM_PUBSUB_MAX_DELIVERY_ATTEMPTS", Integer, Subscription, "Give the created orders and payments subscriptions a dead-letter policy to the DLQ topic after this many deliveries (5 to 100); keep --max-write-attempts below it. Unset: no policy."),
     cassandra("cassandra.nodes", "cassandra-nodes", "ECOM_CASSANDRA_NODES", Text),
     cassandra("cassandra.local_dc", "cassandra-local-dc", "ECOM_CASSANDRA_LOCAL_DC", Text),
     cassandra("cassandra.username", "cassandra-username", "ECOM_CASSANDRA_USERNAME", Text),
