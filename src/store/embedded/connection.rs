@@ -25,6 +25,7 @@ impl EmbeddedStore {
         })?;
         let path = data_dir.join(DB_FILE);
         let ctx = |what: &str| format!("opening {} ({what})", path.display());
+        check_side_files_writable(&path)?;
 
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -150,6 +151,31 @@ impl EmbeddedStore {
 }
 
 /// A connection that reads an existing database: never creates one, refuses writes.
+/// Fails with a clear error when the WAL's side files exist and cannot be written. SQLite
+/// maps `-shm` into memory: a read-only one (a `chmod`, a copy from a read-only backup) made
+/// the process die of SIGBUS on its first write, with no log line at all, so it is refused
+/// here, before SQLite touches it.
+fn check_side_files_writable(db: &Path) -> Result<(), StoreError> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let side = std::path::PathBuf::from(name);
+        if std::fs::symlink_metadata(&side).is_err() {
+            continue; // absent: SQLite creates it
+        }
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&side) {
+            return Err(StoreError::failed_from(
+                format!(
+                    "{} cannot be written: SQLite needs its WAL files writable by this                      process; fix their owner or permissions (or remove them while no                      process has the store open)",
+                    side.display()
+                ),
+                e,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn open_read_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let ctx = format!("opening {} for reading", path.display());
     // READ_WRITE rather than READ_ONLY: a WAL reader must be able to create the `-shm` index

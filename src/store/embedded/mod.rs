@@ -260,4 +260,24 @@ mod tests {
         // The read side has its own connection and still works.
         assert_eq!(store.fact(1).await.expect("read"), None);
     }
+
+    #[test]
+    fn a_wal_side_file_that_cannot_be_written_fails_the_open_with_a_clear_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("first open");
+        // A `-shm` that cannot be opened for writing: a directory in its place, which fails
+        // for every user (a read-only file would not stop root, who runs CI).
+        let shm = dir.path().join(format!("{DB_FILE}-shm"));
+        let _ = std::fs::remove_file(&shm);
+        std::fs::create_dir(&shm).expect("a directory as -shm");
+        let Err(e) = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()) else {
+            panic!("an unwritable -shm must fail the open");
+        };
+        let text = e.chain();
+        assert!(
+            text.contains("-shm cannot be written") && text.contains("permissions"),
+            "{text}"
+        );
+        assert!(!e.is_retriable(), "{text}");
+    }
 }
