@@ -6,7 +6,10 @@
 //!    within its outstanding bound, nothing is acked, and once the nodes are back the run
 //!    recovers by itself and the rows are complete;
 //! 3. two, then three `run` processes sharing the subscriptions and the keyspace: the rows
-//!    of a single process, and in the DLQ exactly the payments whose order never came.
+//!    of a single process, and in the DLQ exactly the payments whose order never came;
+//! 4. `run` SIGKILLed ten times over 50,000 orders and 50,000 payments (on the embedded
+//!    store: it is `run` that is killed here, not the store): every row right, the DLQ
+//!    exactly the orphans, nothing left on the subscriptions.
 //!
 //! The figures each scenario measures are printed on lines starting `RESILIENCE:` (run
 //! with `--nocapture` to see them); RESILIENCE.md publishes them.
@@ -35,6 +38,8 @@ mod emulator;
 
 #[path = "resilience/cluster.rs"]
 mod cluster;
+#[path = "resilience/sigkills.rs"]
+mod sigkills;
 #[path = "resilience/world.rs"]
 mod world;
 
@@ -422,4 +427,18 @@ fn instances_share_the_work() {
          {joined_after_hold}; dead-lettered {}",
         dlq.len()
     );
+}
+
+/// `run` SIGKILLed ten times at progress points spread over 50,000 orders and 50,000
+/// payments, restarted each time, then left to finish: every row is the producer's record,
+/// the DLQ holds exactly the payments whose order never came, and nothing is left on the
+/// subscriptions ([`sigkills`]). It takes the cluster tests' turn without starting the
+/// cluster: it needs no node, and on 2 cores it must not compete with their JVMs.
+#[test]
+fn ten_sigkills_proven_row_by_row() {
+    let _turn = cluster::turn();
+    let Some(w) = World::embedded("ten_sigkills") else {
+        return;
+    };
+    sigkills::ten_sigkills(&w);
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriptionSettings {
     /// How long Pub/Sub waits for an ack before redelivering (10 s to 600 s); the client
-    /// extends leases of held messages, so this bounds redelivery after a crash.
+    /// extends leases of held messages, so this (with the streams' own deadline,
+    /// `--pubsub-lease-extension`) bounds redelivery after a crash. 10 s: RESILIENCE.md,
+    /// "Recovery after a SIGKILL".
     pub ack_deadline: Duration,
     /// How long unacked messages are kept (10 min to 7 days).
     pub retention: Duration,
@@ -30,7 +32,7 @@ pub struct SubscriptionSettings {
 impl Default for SubscriptionSettings {
     fn default() -> Self {
         SubscriptionSettings {
-            ack_deadline: Duration::from_secs(60),
+            ack_deadline: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_delivery_attempts: None,
         }

@@ -60,6 +60,14 @@ pub fn cluster(test: &str) -> Option<(MutexGuard<'static, ()>, &'static Cluster)
     }
 }
 
+/// The same turn as [`cluster`], without the cluster: for a test that needs neither the
+/// nodes nor their JVMs' competition for the 2 cores while it measures `run` alone.
+pub fn turn() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn script() -> PathBuf {
     repo_root().join("scripts/cassandra-cluster")
 }

@@ -33,8 +33,8 @@ const SEED: u64 = 42;
 pub struct World {
     emulator: &'static Emulator,
     project: String,
-    keyspace: String,
-    contact_points: String,
+    /// `(contact points, keyspace)`; `None`: the embedded SQLite store under `dir`.
+    cassandra: Option<(String, String)>,
     dir: TempDir,
 }
 
@@ -46,32 +46,54 @@ impl World {
         let emulator = emulator(test)?;
         let project = fresh_project(test);
         let keyspace = format!("res_{}", project.replace('-', "_"));
+        Some(World::set_up(
+            emulator,
+            project,
+            Some((cluster.contact_points.clone(), keyspace)),
+        ))
+    }
+
+    /// As [`World::new`] on the embedded SQLite store (`--store embedded` under the world's
+    /// own data dir): for the tests that kill `run`, not the store.
+    pub fn embedded(test: &str) -> Option<World> {
+        let emulator = emulator(test)?;
+        Some(World::set_up(emulator, fresh_project(test), None))
+    }
+
+    fn set_up(
+        emulator: &'static Emulator,
+        project: String,
+        cassandra: Option<(String, String)>,
+    ) -> World {
         let world = World {
             emulator,
             project,
-            keyspace,
-            contact_points: cluster.contact_points.clone(),
+            cassandra,
             dir: tempfile::tempdir().expect("data dir"),
         };
         world
             .run(&["setup", "--ack-deadline", "10s", "--retention", "10m"])
             .ok();
-        Some(world)
+        world
     }
 
-    /// The binary with this world's project, keyspace and consistency; its listener on a
-    /// free port.
+    /// The binary with this world's project and store (the keyspace and consistency, or the
+    /// embedded store); its listener on a free port.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = command(self.dir.path(), args);
         cmd.env("PUBSUB_EMULATOR_HOST", &self.emulator.host)
             .env("ECOM_PROJECT", &self.project)
-            .env("ECOM_METRICS_ADDR", "127.0.0.1:0")
-            .env("ECOM_STORE", "cassandra")
-            .env("ECOM_CASSANDRA_NODES", &self.contact_points)
-            .env("ECOM_CASSANDRA_KEYSPACE", &self.keyspace)
-            .env("ECOM_CASSANDRA_REPLICATION", "SimpleStrategy:3")
-            .env("ECOM_CASSANDRA_WRITE_CONSISTENCY", "quorum")
-            .env("ECOM_CASSANDRA_READ_CONSISTENCY", "quorum");
+            .env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+        if let Some((contact_points, keyspace)) = &self.cassandra {
+            cmd.env("ECOM_STORE", "cassandra")
+                .env("ECOM_CASSANDRA_NODES", contact_points)
+                .env("ECOM_CASSANDRA_KEYSPACE", keyspace)
+                .env("ECOM_CASSANDRA_REPLICATION", "SimpleStrategy:3")
+                .env("ECOM_CASSANDRA_WRITE_CONSISTENCY", "quorum")
+                .env("ECOM_CASSANDRA_READ_CONSISTENCY", "quorum");
+        } else {
+            cmd.env("ECOM_STORE", "embedded");
+        }
         cmd
     }
 

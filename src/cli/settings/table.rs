@@ -187,7 +187,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("pubsub.max_outstanding_bytes", "pubsub-max-outstanding-bytes", "ECOM_PUBSUB_MAX_OUTSTANDING_BYTES", Integer, Subscriber, "Unanswered payload bytes held at most, per subscription."),
     setting("pubsub.batch_size", "pubsub-batch-size", "ECOM_PUBSUB_BATCH_SIZE", Integer, Subscriber, "Messages per hand-over to the join."),
     setting("pubsub.max_lease", "pubsub-max-lease", "ECOM_PUBSUB_MAX_LEASE", Dur, Subscriber, "How long the client keeps extending an unanswered message's lease (longer than --hold)."),
-    setting("pubsub.lease_extension", "pubsub-lease-extension", "ECOM_PUBSUB_LEASE_EXTENSION", Dur, Subscriber, "How far each lease extension reaches (10s to 600s): after a crash, un-acked messages come back after at most this long."),
+    setting("pubsub.lease_extension", "pubsub-lease-extension", "ECOM_PUBSUB_LEASE_EXTENSION", Dur, Subscriber, "How far each lease extension reaches (10s to 600s), and the ack deadline each stream asks for: after a crash, what the dead run held comes back this long later (in waves of it on the emulator)."),
     setting("pubsub.connect_wait", "pubsub-connect-wait", "ECOM_PUBSUB_CONNECT_WAIT", Dur, Subscriber, "How long `run` waits at start for Pub/Sub to answer for its subscriptions before it exits non-zero."),
     setting("pubsub.ack_deadline", "ack-deadline", "ECOM_PUBSUB_ACK_DEADLINE", Dur, Subscription, "Ack deadline of created subscriptions (10s to 600s)."),
     setting("pubsub.retention", "retention", "ECOM_PUBSUB_RETENTION", Dur, Subscription, "How long created subscriptions keep unacked messages (10m to 7days)."),
