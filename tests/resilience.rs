@@ -49,7 +49,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use world::{
     expected_row, peak_rss_kib, wait_until, wait_within, Ops, World, ACKED, DUPLICATES, NACKED,
-    OUTSTANDING, RECEIVED,
+    OUTSTANDING, RECEIVED, REDELIVERED,
 };
 
 /// Orders and payments published in the node-loss and outage scenarios (ids `1..=N`).
@@ -306,6 +306,11 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
             || ops.ready_status() == 200,
         );
     }
+    // How the run's redeliveries came back (after an ack that was lost, while still held,
+    // after a nack), for the figures.
+    let end = ops.metrics();
+    let [after_ack, while_held, after_nack] = ["after_ack", "while_held", "after_nack"]
+        .map(|how| end.labelled(REDELIVERED, &format!("how=\"{how}\"")));
     let report = stop(run);
     assert_eq!(report["drained"], true, "{report}");
     // A payment whose order came back more than the hold after it is dead-lettered, as
@@ -325,7 +330,9 @@ fn cluster_outage(test: &str, readiness_must_return: bool) {
          {peak_outstanding} (of one source); peak RSS of run (VmHWM) {} MiB; after the \
          restart began: first ack {first_ack:.1?}, all 3 nodes answering {restart_took:.1?}, \
          all stored {finished:.1?}; /readyz then {} ({}); dead-lettered then replayed \
-         {dead}; over the whole run: {} deliveries, {} duplicates, write failures {}",
+         {dead}; over the whole run: {} deliveries, {} duplicates, write failures {}; \
+         received again: {after_ack} after their ack, {while_held} while held, \
+         {after_nack} after a nack",
         cluster::NODES,
         before.both(ACKED),
         rss_kib / 1024,

@@ -280,4 +280,6 @@ impl Handler<Flush> for FactWriter {
 }
 
 #[cfg(test)]
+mod failure_tests;
+#[cfg(test)]
 mod tests;

@@ -305,7 +305,19 @@ impl Metrics {
     pub fn both(&self, name: &str) -> u64 {
         self.of(name, "orders") + self.of(name, "payments")
     }
+
+    /// `name` summed over every series that has `label` (`key="value"`).
+    pub fn labelled(&self, name: &str, label: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.split('{').next() == Some(name) && k.contains(label))
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
 }
+
+/// `{source, how}`: messages the run received again, by how it recognised them.
+pub const REDELIVERED: &str = "ecom_stream_pubsub_redelivered_total";
 
 pub const RECEIVED: &str = "ecom_stream_messages_received_total";
 pub const ACKED: &str = "ecom_stream_messages_acked_total";
