@@ -6,6 +6,7 @@
 //! built-in generators of `demo`, tests and benches); the Pub/Sub subscribers plug in here.
 //! Must never: decode or judge payloads (the intake does), or ack anything itself.
 
+pub mod file;
 pub mod in_process;
 pub mod intake;
 pub mod pubsub;
