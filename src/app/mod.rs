@@ -5,11 +5,12 @@
 //! readiness, serve the operations listener, open the store once, and run; [`store`]
 //! (choosing and opening a store); [`pipeline`] (starting the actors on their threads and
 //! draining them in order); the pipelines themselves in [`mod@run`] (Pub/Sub → join →
-//! store until a signal) and [`mod@demo`] (built-in producers → join → store, then a
-//! replay). Tests call [`run`] and [`demo`] in-process. Must never: parse arguments or
+//! store until a signal), [`mod@demo`] (built-in producers → join → store, then a
+//! replay) and [`mod@ingest`] (files → join → store). Tests call [`run`] and [`demo`] in-process. Must never: parse arguments or
 //! print results (the command line does), or be imported by anything below it.
 
 pub mod demo;
+pub mod ingest;
 pub mod pipeline;
 pub mod run;
 pub mod store;
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use demo::{DemoError, DemoOptions, DemoReport};
+pub use ingest::{IngestError, IngestOptions, IngestProgress, IngestReport};
 pub use run::{RunError, RunOptions, RunReport};
 pub use store::{Access, OpenError, StoreConfig};
 
@@ -62,6 +64,8 @@ pub enum AppError {
     #[error(transparent)]
     Demo(#[from] DemoError),
     #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
     Setup(#[from] SetupError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -76,7 +80,8 @@ impl AppError {
         match self {
             AppError::Config(c)
             | AppError::Run(RunError::Config(c))
-            | AppError::Demo(DemoError::Config(c)) => Some(c),
+            | AppError::Demo(DemoError::Config(c))
+            | AppError::Ingest(IngestError::Config(c)) => Some(c),
             _ => None,
         }
     }
@@ -160,6 +165,21 @@ pub async fn demo(
     readiness.set(Component::Store, true);
     let report = demo::run(&config.engine, &config.options, store, stats, shutdown).await?;
     Ok(DemoOutcome { report, server })
+}
+
+/// `ecom-stream ingest`: checks every setting and file, opens the store, and loads the
+/// files (orders first, then payments) through a fresh pipeline. `progress` is updated as
+/// the files are read.
+pub async fn ingest(
+    store_config: &StoreConfig,
+    options: &IngestOptions,
+    progress: Arc<IngestProgress>,
+    shutdown: Shutdown,
+) -> Result<IngestReport, AppError> {
+    options.validate().map_err(IngestError::from)?;
+    let store = store::open(store_config, Access::Write).await?;
+    let stats = Arc::new(Stats::default());
+    Ok(ingest::run(options, store, stats, progress, shutdown).await?)
 }
 
 /// What `setup` did: one step per topic and subscription, then the store.

@@ -165,6 +165,12 @@ impl Pipeline {
         self.intake.clone()
     }
 
+    /// The dead-letter actor: for sources that find a record invalid before any decoding
+    /// (`ingest`'s files), so that it is recorded exactly as the intake records its own.
+    pub fn dead_letter(&self) -> Addr<DeadLetter> {
+        self.dead_letter.clone()
+    }
+
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }

@@ -36,6 +36,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// The production pipeline: Pub/Sub → join → store, until SIGINT/SIGTERM.
     Run(RunArgs),
+    /// Load orders and payments from files (JSON lines or CSV, gzip or not) through the
+    /// join into the store: orders first, then payments.
+    Ingest(IngestArgs),
     /// Create the topics and subscriptions, and the store's tables (idempotent).
     Setup(SetupArgs),
     /// Publish mock orders or payments like the original producers.
@@ -147,6 +150,26 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Orders files (all read, and durable, before any payment).
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub orders: Vec<PathBuf>,
+    /// Payments files.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub payments: Vec<PathBuf>,
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// From the resolved settings, as the two below.
+    #[arg(skip)]
+    pub engine: EngineConfig,
+    #[arg(skip)]
+    pub format: settings::IngestFormat,
+    #[arg(skip)]
+    pub timestamp_field: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct SetupArgs {
     /// From the resolved settings.
     #[arg(skip)]
@@ -195,6 +218,7 @@ pub fn command() -> clap::Command {
         Scope::PubSub,
         Scope::Subscriber,
         Scope::Subscription,
+        Scope::Ingest,
     ] {
         for name in scope.commands() {
             cmd = cmd.mut_subcommand(name, |sub| sub.args(settings::flag_args(scope)));

@@ -4,9 +4,13 @@
 //! Owns: which library call each command makes. Must never: hold pipeline logic, or print
 //! anything but through [`super::output`] and the one `serving on` line.
 
-use super::output::{print_pages, write_run_summary, write_summary, DlqLine, InvalidLine};
+use super::output::{
+    print_pages, progress_bar, write_ingest_summary, write_run_summary, write_summary, DlqLine,
+    InvalidLine,
+};
 use super::{
-    DemoArgs, DlqCommand, ProduceArgs, QueryCommand, RunArgs, SetupArgs, StoreArgs, StoreKind,
+    DemoArgs, DlqCommand, IngestArgs, ProduceArgs, QueryCommand, RunArgs, SetupArgs, StoreArgs,
+    StoreKind,
 };
 use crate::app::{self, Access, DemoConfig, DemoOptions, RunConfig, RunOptions, StoreConfig};
 use crate::dlq::replay::{replay_every, replay_once};
@@ -115,6 +119,46 @@ pub(super) async fn run_pipeline(
         write_run_summary(&mut out, &report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of an `ingest` stopped by a signal (128 + SIGINT, as shells report it): what
+/// was acked is durable, and a rerun completes the load.
+const INTERRUPTED: u8 = 130;
+
+pub(super) async fn run_ingest(
+    store_args: &StoreArgs,
+    args: IngestArgs,
+) -> anyhow::Result<ExitCode> {
+    let options = app::IngestOptions {
+        engine: args.engine.clone(),
+        orders: args.orders.clone(),
+        payments: args.payments.clone(),
+        read: crate::source::file::ReadOptions {
+            format: args.format.into(),
+            timestamp_field: args.timestamp_field.clone(),
+        },
+    };
+    let store = store_args.to_config()?;
+    let total_bytes = options.validate().map_err(app::IngestError::from)?;
+    let (trigger, listener) = shutdown::channel();
+    actix_rt::spawn(shutdown::on_signals(trigger));
+    let progress = Arc::new(app::IngestProgress::default());
+    let bar = progress_bar(total_bytes, progress.clone());
+    let report = app::ingest(&store, &options, progress, listener).await;
+    bar.finish();
+    let report = report?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        write_ingest_summary(&mut out, &report, &store.label())?;
+    }
+    out.flush()?;
+    Ok(if report.interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(super) async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {

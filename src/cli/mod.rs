@@ -19,7 +19,7 @@ mod output;
 pub mod settings;
 
 pub use args::*;
-use commands::{run_demo, run_dlq, run_pipeline, run_produce, run_query, run_setup};
+use commands::{run_demo, run_dlq, run_ingest, run_pipeline, run_produce, run_query, run_setup};
 use output::print_config;
 
 /// Parses the command line, resolves the settings (file, variables, flags), runs the
@@ -200,6 +200,12 @@ async fn run(cli: Cli, resolved: &Resolved) -> anyhow::Result<ExitCode> {
             args.engine = settings.engine();
             args.until_idle = settings.until_idle;
             run_pipeline(&store, metrics_addr, args).await
+        }
+        Command::Ingest(mut args) => {
+            args.engine = settings.engine();
+            args.format = settings.ingest_format;
+            args.timestamp_field = settings.ingest_timestamp_field.clone();
+            run_ingest(&store, args).await
         }
         Command::Setup(mut args) => {
             args.pubsub = settings.pubsub();

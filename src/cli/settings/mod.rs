@@ -19,7 +19,7 @@ pub use errors::{LoadError, Origin, SettingError};
 pub use flags::{flag_args, given_flags};
 pub use layers::{locate, resolve, Resolved, Row, DEFAULT_FILE, GOOGLE_EMULATOR_VAR};
 pub use table::{by_flag, by_key, Kind, Scope, Setting, SETTINGS};
-pub use values::{LogFormat, Settings, StoreKind, SyncArg, DEFAULT_DATA_DIR};
+pub use values::{IngestFormat, LogFormat, Settings, StoreKind, SyncArg, DEFAULT_DATA_DIR};
 
 #[cfg(test)]
 mod layering_tests;

@@ -15,7 +15,7 @@ use clap::builder::PossibleValue;
 use clap::ValueEnum;
 use serde::Serialize;
 
-use super::{LogFormat, StoreKind, SyncArg};
+use super::{IngestFormat, LogFormat, StoreKind, SyncArg};
 
 /// What a setting's value is: how `config` prints it and what its flag takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +52,8 @@ pub enum Scope {
     Subscription,
     /// `run` only.
     Run,
+    /// `ingest` only: how files are read.
+    Ingest,
 }
 
 impl Scope {
@@ -59,10 +61,11 @@ impl Scope {
     pub fn commands(self) -> &'static [&'static str] {
         match self {
             Scope::Global => &[],
-            Scope::Engine => &["demo", "run", "config"],
+            Scope::Engine => &["demo", "run", "ingest", "config"],
             Scope::PubSub => &["run", "setup", "produce", "config"],
             Scope::Subscriber | Scope::Run => &["run", "config"],
             Scope::Subscription => &["setup", "config"],
+            Scope::Ingest => &["ingest", "config"],
         }
     }
 }
@@ -146,7 +149,7 @@ fn choices<T: ValueEnum>() -> Vec<PossibleValue> {
 }
 
 use Kind::{Address, Bool, Duration as Dur, Integer, Path as PathKind, Secret, Text};
-use Scope::{Engine, Global, PubSub, Run, Subscriber, Subscription};
+use Scope::{Engine, Global, Ingest, PubSub, Run, Subscriber, Subscription};
 
 /// Every setting, in the order `config` prints them. Each has a flag, a variable and a file
 /// key; the README's tables list the same (an integration test compares them).
@@ -173,6 +176,8 @@ pub static SETTINGS: &[Setting] = &[
     setting("max_write_attempts", "max-write-attempts", "ECOM_MAX_WRITE_ATTEMPTS", Integer, Engine, "Failed writes of one row, across its deliveries, before it is dead-lettered as write_failed and its message acked."),
     setting("shutdown_deadline", "shutdown-deadline", "ECOM_SHUTDOWN_DEADLINE", Dur, Engine, "Longest time shutdown may take to flush."),
     setting("until_idle", "until-idle", "ECOM_UNTIL_IDLE", Dur, Run, "Exit by itself once nothing arrived for DURATION and nothing is held (backfills, load runs). Unset: run until SIGINT/SIGTERM."),
+    Setting { key: "ingest_format", flag: "format", env: "ECOM_INGEST_FORMAT", kind: Kind::Enum, scope: Ingest, help: Some("How `ingest` reads its files (gzip is detected by content either way). auto: `.csv` and `.csv.gz` are CSV, anything else JSON lines."), choices: Some(choices::<IngestFormat>) },
+    setting("ingest_timestamp_field", "timestamp-field", "ECOM_INGEST_TIMESTAMP_FIELD", Text, Ingest, "The field (JSON) or column (CSV) holding each record's write timestamp: RFC 3339 or µs since the epoch. Unset: the file's modification time plus the record's line number."),
     setting("project", "project", "ECOM_PROJECT", Text, PubSub, "Google Cloud project of the topics and subscriptions."),
     setting("pubsub.emulator_host", "pubsub-emulator-host", "ECOM_PUBSUB_EMULATOR_HOST", Text, PubSub, "The Pub/Sub emulator's host:port (plaintext, anonymous credentials). Unset: PUBSUB_EMULATOR_HOST, as Google's clients read it (below the config file); neither means the real service with Application Default Credentials."),
     setting("pubsub.endpoint", "pubsub-endpoint", "ECOM_PUBSUB_ENDPOINT", Text, PubSub, "A Pub/Sub endpoint other than the global one (regional, private)."),

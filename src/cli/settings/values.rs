@@ -66,6 +66,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// How `ingest` reads its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestFormat {
+    /// By the name: `.csv` and `.csv.gz` are CSV, anything else JSON lines.
+    #[default]
+    Auto,
+    /// One JSON object per line (the wire format; Cloud Storage subscription text files).
+    Jsonl,
+    /// A header row naming the facts table's columns.
+    Csv,
+}
+
+impl From<IngestFormat> for crate::source::file::Format {
+    fn from(f: IngestFormat) -> Self {
+        match f {
+            IngestFormat::Auto => Self::Auto,
+            IngestFormat::Jsonl => Self::Jsonl,
+            IngestFormat::Csv => Self::Csv,
+        }
+    }
+}
+
 /// Every setting, as the file, the variables and the flags give it. Field names are the
 /// file's keys (checked against [`SETTINGS`](super::SETTINGS) by a unit test).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +140,10 @@ pub struct Settings {
     /// Unset: `run` runs until SIGINT/SIGTERM.
     #[serde(with = "de::opt_duration")]
     pub until_idle: Option<Duration>,
+    pub ingest_format: IngestFormat,
+    /// Unset: positional write timestamps.
+    #[serde(with = "de::opt_text")]
+    pub ingest_timestamp_field: Option<String>,
     pub pubsub: PubSubSettings,
     pub cassandra: CassandraArgs,
 }
@@ -156,6 +183,8 @@ impl Default for Settings {
             max_write_attempts: engine.max_write_attempts,
             shutdown_deadline: engine.shutdown_deadline,
             until_idle: None,
+            ingest_format: IngestFormat::default(),
+            ingest_timestamp_field: None,
             pubsub,
             cassandra: CassandraArgs::default(),
         }
