@@ -16,6 +16,7 @@
 //!   [`ack::AckHandle`] that answers the source once the effect is durable;
 //!   [`source::intake`] decodes, rejects the invalid and hands events to their shards;
 //!   [`source::in_process`] is the built-in source (demo, tests, benches);
+//!   [`source::file`] reads `ingest`'s files into in-process messages;
 //!   [`source::pubsub`] holds the `OrderSubscriber` / `PaymentSubscriber` actors.
 //! - [`join`]: the `JoinShard` actor ([`join::shard`]), its decisions ([`join::state`]),
 //!   early payments ([`join::pending`]), duplicates ([`join::dedup`]) and the shard

@@ -11,6 +11,7 @@ mod config_table;
 mod crash;
 mod dlq_replay;
 mod emulator;
+mod ingest;
 mod layout;
 mod ops;
 mod pipeline;
