@@ -108,7 +108,7 @@ impl Rows {
     }
 
     /// The next row as wire JSON; `None` at the end.
-    pub fn next(&mut self) -> Result<Option<Raw>, FileError> {
+    pub fn next_row(&mut self) -> Result<Option<Raw>, FileError> {
         let more = self
             .reader
             .read_byte_record(&mut self.record)
@@ -203,7 +203,7 @@ mod tests {
         let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.to_string()));
         let mut rows = Rows::new(input, stream, ts)?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
+        while let Some(r) = rows.next_row()? {
             out.push(r);
         }
         Ok(out)

@@ -16,6 +16,7 @@ pub const MAX_LINE: usize = 10 * 1024 * 1024;
 /// Bytes of an over-long line kept as its payload in `invalid_messages`.
 const KEPT_OF_LONG_LINE: usize = 1024;
 
+#[derive(Default)]
 pub struct Lines {
     line: u64,
 }

@@ -179,7 +179,7 @@ impl FileReader {
         while !self.done && (chunk.records() as usize) < max_records && bytes < max_bytes {
             let raw = match &mut self.parser {
                 Parser::Lines(reader, lines) => lines.next(reader.as_mut())?,
-                Parser::Csv(rows) => rows.next()?,
+                Parser::Csv(rows) => rows.next_row()?,
             };
             match raw.map(|r| self.stamp(r)) {
                 None => self.done = true,
