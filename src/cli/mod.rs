@@ -15,6 +15,8 @@ use std::process::ExitCode;
 
 mod args;
 mod commands;
+mod explain;
+mod export;
 mod output;
 pub mod settings;
 

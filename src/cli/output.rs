@@ -6,7 +6,7 @@
 
 use super::settings::Resolved;
 use crate::app::{DemoReport, RunReport};
-use crate::store::{DlqEntry, InvalidMessage, StoreError};
+use crate::store::{DlqEntry, InvalidMessage};
 use base64::Engine as _;
 use serde::Serialize;
 use std::io::Write;
@@ -132,37 +132,43 @@ pub(super) fn print_config(resolved: &Resolved) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-type PageLines<K> = (Vec<serde_json::Result<String>>, Option<K>);
+/// The CSV header of `query facts`: the columns of `orders_payments_facts` in schema order
+/// (design §3), as [`crate::store::FactRow`] serializes them. `ingest` reads these names.
+pub(super) const FACT_HEADER: [&str; 13] = [
+    "order_id",
+    "customer_id",
+    "item",
+    "quantity",
+    "price",
+    "shipping_address",
+    "order_status",
+    "creation_date",
+    "payment_id",
+    "payment_method",
+    "card_last_four",
+    "payment_status",
+    "payment_datetime",
+];
 
-/// Prints JSON lines page by page, so a large table never sits in memory whole, until the
-/// store's page says the scan is complete (`next == None`, see [`crate::store::Page`]). A
-/// closed stdout (`| head`) ends the listing quietly.
-pub(super) async fn print_pages<K, F, Fut>(mut fetch: F) -> anyhow::Result<()>
-where
-    F: FnMut(Option<K>) -> Fut,
-    Fut: std::future::Future<Output = Result<PageLines<K>, StoreError>>,
-{
-    let mut after = None;
-    loop {
-        let (lines, next) = fetch(after).await?;
-        let mut out = std::io::stdout().lock();
-        for line in lines {
-            if let Err(e) = writeln!(out, "{}", line?) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(());
-                }
-                return Err(e.into());
-            }
-        }
-        match next {
-            Some(key) => after = Some(key),
-            None => return Ok(()),
-        }
-    }
-}
+/// The CSV header of `dlq list`: [`DlqLine`]'s fields.
+pub(super) const DLQ_HEADER: [&str; 9] = [
+    "payment_id",
+    "order_id",
+    "payment_method",
+    "card_last_four",
+    "payment_status",
+    "payment_datetime",
+    "reason",
+    "first_seen",
+    "attempts",
+];
+
+/// The CSV header of `dlq list --invalid`: [`InvalidLine`]'s fields.
+pub(super) const INVALID_HEADER: [&str; 5] =
+    ["source", "message_id", "payload", "error", "received_at"];
 
 /// A `dlq list` line: the payment's columns, then the DLQ's own (design §3).
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(super) struct DlqLine<'a> {
     payment_id: i64,
     order_id: i64,
@@ -193,7 +199,7 @@ impl<'a> From<&'a DlqEntry> for DlqLine<'a> {
 }
 
 /// A `dlq list --invalid` line. `payload` is base64, since a blob may be any bytes.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(super) struct InvalidLine<'a> {
     source: &'a str,
     message_id: &'a str,
@@ -217,4 +223,66 @@ impl<'a> From<&'a InvalidMessage> for InvalidLine<'a> {
 pub(super) fn rfc3339(micros: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
     humantime::format_rfc3339_micros(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Payment, StreamKind};
+    use crate::store::FactRow;
+
+    /// The header csv derives from a record's field names, for checking ours against.
+    fn derived_header<T: Serialize>(record: &T) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(record).expect("serialize");
+        let bytes = w.into_inner().expect("flush");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        text.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn the_csv_headers_are_the_records_field_names_in_order() {
+        let row = FactRow {
+            order_id: 1,
+            customer_id: None,
+            item: None,
+            quantity: None,
+            price: None,
+            shipping_address: None,
+            order_status: None,
+            creation_date: None,
+            payment_id: None,
+            payment_method: None,
+            card_last_four: None,
+            payment_status: None,
+            payment_datetime: None,
+        };
+        assert_eq!(derived_header(&row), FACT_HEADER.join(","));
+        let entry = DlqEntry {
+            payment: Payment {
+                payment_id: 2,
+                order_id: 1,
+                payment_method: "m".into(),
+                card_last_four: "1".into(),
+                payment_status: "s".into(),
+                payment_datetime: "d".into(),
+            },
+            reason: "r".into(),
+            first_seen: 0,
+            attempts: 0,
+            event_ts: 0,
+        };
+        assert_eq!(derived_header(&DlqLine::from(&entry)), DLQ_HEADER.join(","));
+        let invalid = InvalidMessage {
+            source: StreamKind::Orders,
+            message_id: "m".into(),
+            payload: bytes::Bytes::from_static(b"x"),
+            error: "e".into(),
+            received_at: 0,
+        };
+        assert_eq!(
+            derived_header(&InvalidLine::from(&invalid)),
+            INVALID_HEADER.join(",")
+        );
+    }
 }
