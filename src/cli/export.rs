@@ -68,7 +68,8 @@ impl Write for Dest {
 
 enum Sink {
     Jsonl(Dest),
-    Csv(csv::Writer<Dest>),
+    /// Boxed: the CSV writer's own buffers make it several times the size of a `Dest`.
+    Csv(Box<csv::Writer<Dest>>),
 }
 
 /// One listing being written. Dropped without [`Listing::finish`] (an error on the way),
@@ -111,12 +112,12 @@ impl Listing {
         };
         let sink = match args.format {
             ExportFormat::Jsonl => Sink::Jsonl(dest),
-            ExportFormat::Csv => Sink::Csv(
+            ExportFormat::Csv => Sink::Csv(Box::new(
                 csv::WriterBuilder::new()
                     .has_headers(false)
                     .terminator(csv::Terminator::Any(b'\n'))
                     .from_writer(dest),
-            ),
+            )),
         };
         let mut listing = Listing {
             sink: Some(sink),
@@ -148,7 +149,7 @@ impl Listing {
     pub(super) fn finish(mut self) -> Result<(), ExportError> {
         let dest = match self.sink.take() {
             Some(Sink::Jsonl(dest)) => dest,
-            Some(Sink::Csv(w)) => w.into_inner().map_err(|e| {
+            Some(Sink::Csv(w)) => (*w).into_inner().map_err(|e| {
                 let source = std::io::Error::new(e.error().kind(), e.error().to_string());
                 self.fail(WriteError::Io(source))
             })?,
