@@ -17,6 +17,7 @@ mod pipeline;
 mod poison_pubsub;
 mod pubsub;
 mod pubsub_outage;
+mod query_explain;
 mod query_export;
 mod start_checks;
 mod store_contract;

@@ -1,27 +1,22 @@
-//! What users ask of the stored rows, through the binary: `query facts` and `dlq list` as
-//! JSON lines or CSV, to stdout or `--out FILE`, and `query order ID --explain`.
+//! Exports through the binary: `query facts` and `dlq list` as JSON lines or CSV, to stdout
+//! or `--out FILE`; and the rows both this file and `query_explain.rs` read.
 //!
-//! Owns: "an export parses back to exactly the rows written" and "--explain shows exactly
-//! the timestamps written", on the embedded store and on a real Cassandra node. Rows are
-//! written through the library with chosen timestamps, then read by the binary in its own
-//! process. Must never: assume Cassandra lists rows in key order.
+//! Owns: "an export parses back to exactly the rows written", and [`seed`], the scenario
+//! written through the library with chosen timestamps and awkward text before the binary
+//! reads it in its own process. Must never: assume Cassandra lists rows in key order.
 
-use crate::cassandra_cli::cassandra_command;
-use crate::cli::{data_dir, run, Run, Running};
-use crate::pubsub::CASSANDRA_COMMAND_LIMIT;
-use crate::store_contract::{cassandra_test_config, KeyspaceGuard};
+use crate::cli::{data_dir, run, Run};
 use ecom_stream::model::{Order, Payment, StreamKind};
-use ecom_stream::store::cassandra::CassandraStore;
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use ecom_stream::store::{DlqEntry, FactRow, FactWrite, InvalidMessage, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const ORDER_TS: i64 = 1_700_000_000_123_456;
-const PAYMENT_TS: i64 = 1_700_000_000_654_321;
+pub(crate) const ORDER_TS: i64 = 1_700_000_000_123_456;
+pub(crate) const PAYMENT_TS: i64 = 1_700_000_000_654_321;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,7 +75,7 @@ fn dead_letter(order_id: i64, attempts: i32) -> DlqEntry {
 /// Writes the scenario every test here reads: order 1 joined (tricky text), order 2 order
 /// only, order 3 payment only; payments of orders 1 and 2 dead-lettered (1: replay not
 /// done removing it; 2: its order came late), one invalid message. Returns the rows.
-async fn seed(store: &dyn Store) -> Vec<FactRow> {
+pub(crate) async fn seed(store: &dyn Store) -> Vec<FactRow> {
     let writes = [
         FactWrite::Order {
             order: tricky_order(1),
@@ -126,14 +121,14 @@ async fn seed(store: &dyn Store) -> Vec<FactRow> {
     rows
 }
 
-fn seed_embedded(dir: &Path) -> Vec<FactRow> {
+pub(crate) fn seed_embedded(dir: &Path) -> Vec<FactRow> {
     block_on(async {
         let store = EmbeddedStore::open(dir, EmbeddedOptions::default()).expect("open");
         seed(&store).await
     })
 }
 
-fn as_json(rows: &[FactRow]) -> BTreeMap<i64, Value> {
+pub(crate) fn as_json(rows: &[FactRow]) -> BTreeMap<i64, Value> {
     rows.iter()
         .map(|r| (r.order_id, serde_json::to_value(r).expect("row as JSON")))
         .collect()
@@ -164,7 +159,7 @@ const INTS: [&str; 4] = ["order_id", "customer_id", "quantity", "payment_id"];
 
 /// A `query facts` CSV listing back as the rows' JSON: a cell is a missing value only when
 /// its group's id column (`customer_id`, `payment_id`) is empty (README: CSV).
-fn facts_from_csv(text: &str) -> BTreeMap<i64, Value> {
+pub(crate) fn facts_from_csv(text: &str) -> BTreeMap<i64, Value> {
     let (header, records) = parse_csv(text);
     assert_eq!(header, crate::cli::FACT_KEYS, "CSV header");
     let mut out = BTreeMap::new();
@@ -361,113 +356,4 @@ fn dlq_list_exports_csv_with_the_same_entries_as_json_lines() {
     for (key, cell) in header.iter().zip(&records[0]) {
         assert_eq!(json_line[key.as_str()], json!(cell), "{key}");
     }
-}
-
-/// `--explain --json` of order `id`, checked against what [`seed`] wrote.
-fn assert_explained(x: &Value, rows: &BTreeMap<i64, Value>) {
-    let id = x["order_id"].as_i64().expect("order_id");
-    assert_eq!(x["row"], rows[&id], "{x}");
-    assert_eq!(x["joined_by"], "not recorded", "{x}");
-    match id {
-        1 => {
-            assert_eq!(x["order_columns"]["write_ts_us"], ORDER_TS, "{x}");
-            assert_eq!(
-                x["order_columns"]["write_time"],
-                "2023-11-14T22:13:20.123456Z"
-            );
-            assert_eq!(x["payment_columns"]["write_ts_us"], PAYMENT_TS, "{x}");
-            let dl = &x["dead_letters"];
-            assert_eq!(dl.as_array().map(Vec::len), Some(1), "{x}");
-            assert_eq!(dl[0]["payment_id"], 1_000_001);
-            assert_eq!(dl[0]["entry"]["reason"], "order_not_found");
-            assert_eq!(dl[0]["entry"]["attempts"], 0);
-            assert_eq!(dl[0]["entry"]["event_ts_us"], PAYMENT_TS);
-            assert_eq!(dl[0]["entry"]["first_seen"], "2023-11-14T22:13:21.000000Z");
-        }
-        2 => {
-            assert_eq!(x["order_columns"]["write_ts_us"], ORDER_TS, "{x}");
-            assert_eq!(
-                x["payment_columns"],
-                json!({"written": false, "write_ts_us": null, "write_time": null})
-            );
-            assert_eq!(x["dead_letters"][0]["payment_id"], 1_000_002);
-            assert_eq!(x["dead_letters"][0]["entry"]["attempts"], 2);
-        }
-        3 => {
-            assert_eq!(x["order_columns"]["written"], false, "{x}");
-            assert_eq!(x["payment_columns"]["write_ts_us"], PAYMENT_TS, "{x}");
-            assert_eq!(x["dead_letters"][0]["entry"], Value::Null, "{x}");
-        }
-        other => panic!("unexpected order {other}"),
-    }
-}
-
-#[test]
-fn explain_shows_the_timestamps_written_and_the_dead_letter() {
-    let dir = data_dir();
-    let rows = as_json(&seed_embedded(dir.path()));
-    let d = dir.path();
-    for id in ["1", "2", "3"] {
-        let x = run(d, &["query", "order", id, "--explain", "--json"])
-            .ok()
-            .json();
-        assert_explained(&x, &rows);
-    }
-
-    let text = run(d, &["query", "order", "1", "--explain"]).ok().stdout;
-    for needle in [
-        "order 1\n",
-        "order columns    written at 2023-11-14T22:13:20.123456Z (1700000000123456 µs",
-        "payment columns  payment 1000001, written at 2023-11-14T22:13:20.654321Z (1700000000654321 µs",
-        "dead letter      payment 1000001 (the row's payment_id): present: reason order_not_found",
-        "joined by        not recorded",
-        "has not removed the entry yet",
-    ] {
-        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-    }
-    let text = run(d, &["query", "order", "2", "--explain"]).ok().stdout;
-    assert!(
-        text.contains("payment 1000002 is dead-lettered (order_not_found"),
-        "{text}"
-    );
-    assert!(text.contains("the next `dlq replay` joins it"), "{text}");
-
-    let missing = run(d, &["query", "order", "9", "--explain"]).failed();
-    assert_eq!(missing.stdout, "");
-    assert!(
-        missing.stderr.contains("no row for order_id 9"),
-        "{missing}"
-    );
-    let r = run(d, &["query", "order", "1", "--json"]).failed();
-    assert!(r.stderr.contains("--explain"), "{r}");
-}
-
-/// The same on a real Cassandra node: `--explain` reads the WRITETIME of known writes, and
-/// the CSV export holds exactly the rows written (in token order).
-#[test]
-fn on_cassandra_explain_reads_the_write_times_and_csv_exports_the_rows() {
-    let Some(config) = cassandra_test_config() else {
-        return;
-    };
-    block_on(ecom_stream::store::cassandra::apply_schema(&config)).expect("apply schema");
-    let _drop_keyspace = KeyspaceGuard(config.clone());
-    let rows = block_on(async {
-        let store = CassandraStore::open(&config).await.expect("open");
-        seed(&store).await
-    });
-    let rows = as_json(&rows);
-    let dir = data_dir();
-    let run_cql = |args: &[&str]| {
-        Running::spawn(cassandra_command(dir.path(), &config, args))
-            .with_limit(CASSANDRA_COMMAND_LIMIT)
-            .wait()
-    };
-    for id in ["1", "2", "3"] {
-        let x = run_cql(&["query", "order", id, "--explain", "--json"])
-            .ok()
-            .json();
-        assert_explained(&x, &rows);
-    }
-    let csv = run_cql(&["query", "facts", "--format", "csv"]).ok();
-    assert_eq!(facts_from_csv(&csv.stdout), rows, "{csv}");
 }
