@@ -2,7 +2,8 @@
 //! library (`app`, `dlq::replay`, `pubsub::producer`, the store's readers), print.
 //!
 //! Owns: which library call each command makes. Must never: hold pipeline logic, or print
-//! anything but through [`super::output`] and the one `serving on` line.
+//! anything but through [`super::output`], [`super::export`], [`super::explain`] and the one
+//! `serving on` line.
 
 use super::explain;
 use super::export::{export_pages, Listing};

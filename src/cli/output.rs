@@ -1,5 +1,6 @@
 //! What the commands print: the demo's and the run's summaries, `config`'s settings, and
-//! the JSON lines of `query` and `dlq list`.
+//! the records of `query` and `dlq list` (their fields and CSV headers; `export` writes
+//! them as JSON lines or CSV).
 //!
 //! Owns: output formats. Must never: read the store beyond the page it is handed, or hold a
 //! whole table in memory.
