@@ -67,20 +67,52 @@ pub enum DlqCommand {
         #[arg(long, value_parser = crate::config::parse_duration)]
         every: Option<Duration>,
     },
-    /// Print DLQ entries as JSON lines.
+    /// Print DLQ entries as JSON lines (or CSV).
     List {
         /// Print invalid messages instead.
         #[arg(long)]
         invalid: bool,
+        #[command(flatten)]
+        export: ExportArgs,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
     /// Print one row as a JSON line (exit 1 if there is none).
-    Order { order_id: i64 },
-    /// Print every row as JSON lines.
-    Facts,
+    Order {
+        order_id: i64,
+        /// Explain the row instead: each column group's write time (the publish time that
+        /// won), the dead letter of its payment if there is one, and what is not recorded.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: one JSON object instead of text.
+        #[arg(long, requires = "explain")]
+        json: bool,
+    },
+    /// Print every row as JSON lines (or CSV).
+    Facts {
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+}
+
+/// How a listing is written: its format, and where to.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// `jsonl`: one JSON object per line; `csv`: a header row, then one row per line.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// Write to FILE instead of stdout. FILE is replaced only once the whole listing is
+    /// written (created or overwritten); on any error it is left as it was.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 /// Where rows go: the store settings, from the resolved [`Settings`].

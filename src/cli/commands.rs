@@ -2,11 +2,15 @@
 //! library (`app`, `dlq::replay`, `pubsub::producer`, the store's readers), print.
 //!
 //! Owns: which library call each command makes. Must never: hold pipeline logic, or print
-//! anything but through [`super::output`] and the one `serving on` line.
+//! anything but through [`super::output`], [`super::export`], [`super::explain`],
+//! [`super::ingest_output`] and the one
+//! `serving on` line.
 
+use super::explain;
+use super::export::{export_pages, Listing};
+use super::ingest_output::{progress_bar, write_ingest_summary};
 use super::output::{
-    print_pages, progress_bar, write_ingest_summary, write_run_summary, write_summary, DlqLine,
-    InvalidLine,
+    write_run_summary, write_summary, DlqLine, InvalidLine, DLQ_HEADER, FACT_HEADER, INVALID_HEADER,
 };
 use super::{
     DemoArgs, DlqCommand, IngestArgs, ProduceArgs, QueryCommand, RunArgs, SetupArgs, StoreArgs,
@@ -242,71 +246,111 @@ pub(super) async fn run_dlq(
             })
             .await;
         }
-        DlqCommand::List { invalid: false } => {
+        DlqCommand::List {
+            invalid: false,
+            export,
+        } => {
+            // Opened first: an unwritable --out fails before the store is touched.
+            let listing = Listing::open(&export, &DLQ_HEADER)?;
             let store = open_store(store_args, Access::Read).await?;
-            print_pages(|after| {
-                let store = store.clone();
-                async move {
-                    let page = store.scan_dead_letters(after, 1000).await?;
-                    Ok((
-                        page.items
-                            .iter()
-                            .map(DlqLine::from)
-                            .map(|l| serde_json::to_string(&l))
-                            .collect(),
-                        page.next,
-                    ))
-                }
-            })
+            export_pages(
+                listing,
+                |after| {
+                    let store = store.clone();
+                    async move { store.scan_dead_letters(after, PAGE).await }
+                },
+                |l, e| l.write(&DlqLine::from(e)),
+            )
             .await?;
         }
-        DlqCommand::List { invalid: true } => {
+        DlqCommand::List {
+            invalid: true,
+            export,
+        } => {
+            let listing = Listing::open(&export, &INVALID_HEADER)?;
             let store = open_store(store_args, Access::Read).await?;
-            print_pages(|after| {
-                let store = store.clone();
-                async move {
-                    let page = store.scan_invalid(after, 1000).await?;
-                    Ok((
-                        page.items
-                            .iter()
-                            .map(InvalidLine::from)
-                            .map(|l| serde_json::to_string(&l))
-                            .collect(),
-                        page.next,
-                    ))
-                }
-            })
+            export_pages(
+                listing,
+                |after| {
+                    let store = store.clone();
+                    async move { store.scan_invalid(after, PAGE).await }
+                },
+                |l, m| l.write(&InvalidLine::from(m)),
+            )
             .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Rows per store read of a listing: what one page holds in memory.
+const PAGE: usize = 1000;
+
 pub(super) async fn run_query(
     store_args: &StoreArgs,
     command: QueryCommand,
 ) -> anyhow::Result<ExitCode> {
-    let store = open_store(store_args, Access::Read).await?;
     match command {
-        QueryCommand::Order { order_id } => match store.fact(order_id).await? {
-            Some(row) => {
-                writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
-                Ok(ExitCode::SUCCESS)
-            }
-            None => {
-                eprintln!("no row for order_id {order_id}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
-        QueryCommand::Facts => {
-            print_pages(|after| {
-                let store = store.clone();
-                async move {
-                    let page = store.scan_facts(after, 1000).await?;
-                    let lines = page.items.iter().map(serde_json::to_string).collect();
-                    Ok((lines, page.next))
+        QueryCommand::Order {
+            order_id,
+            explain: false,
+            ..
+        } => {
+            let store = open_store(store_args, Access::Read).await?;
+            match store.fact(order_id).await? {
+                Some(row) => {
+                    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
+                    Ok(ExitCode::SUCCESS)
                 }
-            })
+                None => {
+                    eprintln!("no row for order_id {order_id}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        QueryCommand::Order {
+            order_id,
+            explain: true,
+            json,
+        } => {
+            let store = open_store(store_args, Access::Read).await?;
+            let Some(fact) = store.fact_with_timestamps(order_id).await? else {
+                eprintln!("no row for order_id {order_id}");
+                // An order that never came leaves its payment in the DLQ: say so if it is.
+                if let Some(id) = order_id.checked_add(crate::model::PAYMENT_ID_OFFSET) {
+                    if let Some(e) = store.dead_letter(id).await? {
+                        eprintln!(
+                            "payment {id} (order_id + 1000000) is dead-lettered: {}, {} replay attempts",
+                            e.reason, e.attempts
+                        );
+                    }
+                }
+                return Ok(ExitCode::FAILURE);
+            };
+            let mut looked_up = Vec::new();
+            for (id, why) in explain::payment_ids_to_look_up(&fact.row) {
+                looked_up.push((id, why, store.dead_letter(id).await?));
+            }
+            let explanation = explain::explain(&fact, &looked_up);
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&explanation)?)?;
+            } else {
+                explain::write_text(&mut out, &explanation)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueryCommand::Facts { export } => {
+            let listing = Listing::open(&export, &FACT_HEADER)?;
+            let store = open_store(store_args, Access::Read).await?;
+            export_pages(
+                listing,
+                |after| {
+                    let store = store.clone();
+                    async move { store.scan_facts(after, PAGE).await }
+                },
+                |l, row| l.write(row),
+            )
             .await?;
             Ok(ExitCode::SUCCESS)
         }

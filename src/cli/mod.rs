@@ -15,6 +15,9 @@ use std::process::ExitCode;
 
 mod args;
 mod commands;
+mod explain;
+mod export;
+mod ingest_output;
 mod output;
 pub mod settings;
 

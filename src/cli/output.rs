@@ -1,13 +1,13 @@
-//! What the commands print: the demo's, the run's and the ingest's summaries, ingest's
-//! progress bar, `config`'s settings, and
-//! the JSON lines of `query` and `dlq list`.
+//! What the commands print: the demo's and the run's summaries, `config`'s settings, and
+//! the records of `query` and `dlq list` (their fields and CSV headers; `export` writes
+//! them as JSON lines or CSV).
 //!
 //! Owns: output formats. Must never: read the store beyond the page it is handed, or hold a
 //! whole table in memory.
 
 use super::settings::Resolved;
-use crate::app::{DemoReport, IngestProgress, IngestReport, RunReport};
-use crate::store::{DlqEntry, InvalidMessage, StoreError};
+use crate::app::{DemoReport, RunReport};
+use crate::store::{DlqEntry, InvalidMessage};
 use base64::Engine as _;
 use serde::Serialize;
 use std::io::Write;
@@ -133,37 +133,43 @@ pub(super) fn print_config(resolved: &Resolved) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-type PageLines<K> = (Vec<serde_json::Result<String>>, Option<K>);
+/// The CSV header of `query facts`: the columns of `orders_payments_facts` in schema order
+/// (design §3), as [`crate::store::FactRow`] serializes them. `ingest` reads these names.
+pub(super) const FACT_HEADER: [&str; 13] = [
+    "order_id",
+    "customer_id",
+    "item",
+    "quantity",
+    "price",
+    "shipping_address",
+    "order_status",
+    "creation_date",
+    "payment_id",
+    "payment_method",
+    "card_last_four",
+    "payment_status",
+    "payment_datetime",
+];
 
-/// Prints JSON lines page by page, so a large table never sits in memory whole, until the
-/// store's page says the scan is complete (`next == None`, see [`crate::store::Page`]). A
-/// closed stdout (`| head`) ends the listing quietly.
-pub(super) async fn print_pages<K, F, Fut>(mut fetch: F) -> anyhow::Result<()>
-where
-    F: FnMut(Option<K>) -> Fut,
-    Fut: std::future::Future<Output = Result<PageLines<K>, StoreError>>,
-{
-    let mut after = None;
-    loop {
-        let (lines, next) = fetch(after).await?;
-        let mut out = std::io::stdout().lock();
-        for line in lines {
-            if let Err(e) = writeln!(out, "{}", line?) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(());
-                }
-                return Err(e.into());
-            }
-        }
-        match next {
-            Some(key) => after = Some(key),
-            None => return Ok(()),
-        }
-    }
-}
+/// The CSV header of `dlq list`: [`DlqLine`]'s fields.
+pub(super) const DLQ_HEADER: [&str; 9] = [
+    "payment_id",
+    "order_id",
+    "payment_method",
+    "card_last_four",
+    "payment_status",
+    "payment_datetime",
+    "reason",
+    "first_seen",
+    "attempts",
+];
+
+/// The CSV header of `dlq list --invalid`: [`InvalidLine`]'s fields.
+pub(super) const INVALID_HEADER: [&str; 5] =
+    ["source", "message_id", "payload", "error", "received_at"];
 
 /// A `dlq list` line: the payment's columns, then the DLQ's own (design §3).
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(super) struct DlqLine<'a> {
     payment_id: i64,
     order_id: i64,
@@ -194,7 +200,7 @@ impl<'a> From<&'a DlqEntry> for DlqLine<'a> {
 }
 
 /// A `dlq list --invalid` line. `payload` is base64, since a blob may be any bytes.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(super) struct InvalidLine<'a> {
     source: &'a str,
     message_id: &'a str,
@@ -220,91 +226,64 @@ pub(super) fn rfc3339(micros: i64) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-pub(super) fn write_ingest_summary(
-    out: &mut impl Write,
-    r: &IngestReport,
-    store: &str,
-) -> std::io::Result<()> {
-    let interrupted = if r.interrupted {
-        " (interrupted: rerun to complete)"
-    } else {
-        ""
-    };
-    writeln!(out, "ecom-stream ingest{interrupted}")?;
-    for (name, c) in [("orders", &r.orders), ("payments", &r.payments)] {
-        writeln!(
-            out,
-            "  {name:<8} read         {:>10}  ({} files, {} invalid in the file, {} rows skipped)",
-            c.records, c.files, c.invalid_in_file, c.skipped
-        )?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Payment, StreamKind};
+    use crate::store::FactRow;
+
+    /// The header csv derives from a record's field names, for checking ours against.
+    fn derived_header<T: Serialize>(record: &T) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(record).expect("serialize");
+        let bytes = w.into_inner().expect("flush");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        text.lines().next().unwrap_or_default().to_string()
     }
-    writeln!(out, "  rows written           {:>10}", r.rows_written)?;
-    writeln!(
-        out,
-        "  dead-lettered          {:>10}  (order not found after the hold)",
-        r.dead_lettered
-    )?;
-    writeln!(
-        out,
-        "  invalid                {:>10}  (recorded with FILE:LINE and their reason)",
-        r.invalid
-    )?;
-    writeln!(out, "  duplicates             {:>10}", r.duplicates)?;
-    writeln!(
-        out,
-        "  elapsed                {:>9.2}s  ({:.0} records/s)",
-        r.elapsed_s, r.records_per_second
-    )?;
-    writeln!(out, "  store: {store}")
-}
 
-/// `ingest`'s progress bar on stderr: bytes read of the files' total (the ETA), records
-/// per second. Nothing at all when stderr is not a terminal.
-pub(super) struct ProgressBar {
-    bar: indicatif::ProgressBar,
-    ticker: Option<actix_rt::task::JoinHandle<()>>,
-}
-
-impl ProgressBar {
-    pub(super) fn finish(self) {
-        if let Some(t) = self.ticker {
-            t.abort();
-        }
-        self.bar.finish_and_clear();
-    }
-}
-
-pub(super) fn progress_bar(
-    total_bytes: u64,
-    progress: std::sync::Arc<IngestProgress>,
-) -> ProgressBar {
-    use std::io::IsTerminal;
-    use std::sync::atomic::Ordering;
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar {
-            bar: indicatif::ProgressBar::hidden(),
-            ticker: None,
+    #[test]
+    fn the_csv_headers_are_the_records_field_names_in_order() {
+        let row = FactRow {
+            order_id: 1,
+            customer_id: None,
+            item: None,
+            quantity: None,
+            price: None,
+            shipping_address: None,
+            order_status: None,
+            creation_date: None,
+            payment_id: None,
+            payment_method: None,
+            card_last_four: None,
+            payment_status: None,
+            payment_datetime: None,
         };
-    }
-    let bar = indicatif::ProgressBar::new(total_bytes);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "ingest [{bar:30}] {bytes}/{total_bytes} {msg} (eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    let started = std::time::Instant::now();
-    let ticking = bar.clone();
-    let ticker = actix_rt::spawn(async move {
-        loop {
-            let records = progress.records.load(Ordering::Relaxed);
-            let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            ticking.set_position(progress.bytes_read.load(Ordering::Relaxed));
-            ticking.set_message(format!("{records} records, {rate:.0}/s"));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    ProgressBar {
-        bar,
-        ticker: Some(ticker),
+        assert_eq!(derived_header(&row), FACT_HEADER.join(","));
+        let entry = DlqEntry {
+            payment: Payment {
+                payment_id: 2,
+                order_id: 1,
+                payment_method: "m".into(),
+                card_last_four: "1".into(),
+                payment_status: "s".into(),
+                payment_datetime: "d".into(),
+            },
+            reason: "r".into(),
+            first_seen: 0,
+            attempts: 0,
+            event_ts: 0,
+        };
+        assert_eq!(derived_header(&DlqLine::from(&entry)), DLQ_HEADER.join(","));
+        let invalid = InvalidMessage {
+            source: StreamKind::Orders,
+            message_id: "m".into(),
+            payload: bytes::Bytes::from_static(b"x"),
+            error: "e".into(),
+            received_at: 0,
+        };
+        assert_eq!(
+            derived_header(&InvalidLine::from(&invalid)),
+            INVALID_HEADER.join(",")
+        );
     }
 }

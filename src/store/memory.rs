@@ -8,7 +8,7 @@
 use crate::model::{Order, Payment, StreamKind};
 use crate::store::{
     DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
-    OrderLookup, Page, ReplayedEntry, StoreError,
+    OrderLookup, Page, ReplayedEntry, StampedFact, StoreError,
 };
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
@@ -151,6 +151,18 @@ impl OrderLookup for MemoryStore {
 impl FactReader for MemoryStore {
     async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError> {
         Ok(self.facts.get(&order_id).map(|row| row.to_row(order_id)))
+    }
+
+    async fn fact_with_timestamps(&self, order_id: i64) -> Result<Option<StampedFact>, StoreError> {
+        Ok(self.facts.get(&order_id).map(|row| StampedFact {
+            row: row.to_row(order_id),
+            order_ts: row.order.as_ref().map(|s| s.ts),
+            payment_ts: row.payment.as_ref().map(|s| s.ts),
+        }))
+    }
+
+    async fn dead_letter(&self, payment_id: i64) -> Result<Option<DlqEntry>, StoreError> {
+        Ok(self.dead_letters.get(&payment_id).map(|e| e.clone()))
     }
 
     async fn scan_facts(

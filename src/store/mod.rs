@@ -68,6 +68,16 @@ pub struct FactRow {
     pub payment_datetime: Option<String>,
 }
 
+/// A row with the write timestamp (µs) of each column group: the publish time of the
+/// message whose write won last-write-wins, `None` for a group never written. What
+/// `query order --explain` reports; the pipeline never reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StampedFact {
+    pub row: FactRow,
+    pub order_ts: Option<i64>,
+    pub payment_ts: Option<i64>,
+}
+
 impl FactRow {
     /// The row a store returns for an order-only write; tests build expectations from it.
     pub fn has_order(&self) -> bool {
@@ -272,11 +282,20 @@ pub trait OrderLookup: Send + Sync + 'static {
     async fn known_orders(&self, order_ids: &[i64]) -> Result<HashSet<i64>, StoreError>;
 }
 
-/// `query`: reads of `orders_payments_facts`.
+/// `query`: reads of `orders_payments_facts`, and the point read of a dead letter that
+/// `query order --explain` adds to a row.
 #[async_trait]
 pub trait FactReader: Send + Sync + 'static {
     /// One row of `orders_payments_facts`.
     async fn fact(&self, order_id: i64) -> Result<Option<FactRow>, StoreError>;
+
+    /// One row with its column groups' write timestamps (see [`StampedFact`]).
+    async fn fact_with_timestamps(&self, order_id: i64) -> Result<Option<StampedFact>, StoreError>;
+
+    /// The dead letter of `payment_id` in `dlq_payments`, if there is one now. A read for
+    /// one answer, not for the pipeline: `dlq_payments` keeps no history, so `None` cannot
+    /// tell "never dead-lettered" from "replayed and removed".
+    async fn dead_letter(&self, payment_id: i64) -> Result<Option<DlqEntry>, StoreError>;
 
     /// Up to `limit` rows after key `after` (see [`Page`] for where the scan ends).
     async fn scan_facts(

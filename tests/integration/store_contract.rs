@@ -13,6 +13,9 @@
 //! failure in CI). Times written to CQL `timestamp` columns (`first_seen`, `received_at`)
 //! are whole milliseconds here, since that is what Cassandra keeps.
 
+use crate::store_explain::{
+    dead_letter_reads_one_entry_by_payment_id, fact_with_timestamps_reports_the_winning_writes,
+};
 use ecom_stream::model::{Order, Payment, StreamKind};
 use ecom_stream::store::cassandra::{self as cql_store, CassandraConfig, CassandraStore};
 use ecom_stream::store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -817,6 +820,8 @@ macro_rules! contract_tests {
                 invalid_messages_put_scan_and_re_put,
                 invalid_messages_page_by_source_and_message_id,
                 empty_calls_are_no_ops,
+                fact_with_timestamps_reports_the_winning_writes,
+                dead_letter_reads_one_entry_by_payment_id,
             );
             $(contract_tests!(@$local $fixture);)?
         }

@@ -10,7 +10,7 @@ use ecom_stream::source::in_process::Message;
 use ecom_stream::store::memory::MemoryStore;
 use ecom_stream::store::{
     DeadLetterStore, DlqEntry, FactReader, FactRow, FactSink, FactWrite, InvalidMessage,
-    OrderLookup, Page, ReplayedEntry, Store, StoreError,
+    OrderLookup, Page, ReplayedEntry, StampedFact, Store, StoreError,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +144,12 @@ impl<H: WriteHook> OrderLookup for HookedStore<H> {
 impl<H: WriteHook> FactReader for HookedStore<H> {
     async fn fact(&self, id: i64) -> Result<Option<FactRow>, StoreError> {
         self.inner.fact(id).await
+    }
+    async fn fact_with_timestamps(&self, id: i64) -> Result<Option<StampedFact>, StoreError> {
+        self.inner.fact_with_timestamps(id).await
+    }
+    async fn dead_letter(&self, id: i64) -> Result<Option<DlqEntry>, StoreError> {
+        self.inner.dead_letter(id).await
     }
     async fn scan_facts(
         &self,

@@ -65,7 +65,9 @@ pub mod statements;
 pub use config::{CassandraArgs, CassandraConfig};
 pub use schema::{apply_schema, SchemaApplied};
 
-use crate::store::{FactReader, FactRow, FactSink, FactWrite, OrderLookup, Page, StoreError};
+use crate::store::{
+    DlqEntry, FactReader, FactRow, FactSink, FactWrite, OrderLookup, Page, StampedFact, StoreError,
+};
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;
@@ -74,7 +76,7 @@ use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
-use statements::{Access, Cql, FactCql, OrderKnownCql, Stmt};
+use statements::{Access, Cql, DeadLetterCql, FactCql, FactStampedCql, OrderKnownCql, Stmt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -315,6 +317,30 @@ impl FactReader for CassandraStore {
             )
             .await?;
         Ok(rows.into_iter().next().map(FactRow::from))
+    }
+
+    async fn fact_with_timestamps(&self, order_id: i64) -> Result<Option<StampedFact>, StoreError> {
+        let rows: Vec<FactStampedCql> = self
+            .rows(
+                "read fact with write times (orders_payments_facts)",
+                &self.prepared[Stmt::SelectFactStamped],
+                (order_id,),
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(StampedFact::from))
+    }
+
+    /// A partial row (written by something other than ecom-stream) is `None`, as scans skip
+    /// it.
+    async fn dead_letter(&self, payment_id: i64) -> Result<Option<DlqEntry>, StoreError> {
+        let rows: Vec<DeadLetterCql> = self
+            .rows(
+                "read dead letter (dlq_payments)",
+                &self.prepared[Stmt::SelectDeadLetter],
+                (payment_id,),
+            )
+            .await?;
+        Ok(rows.into_iter().next().and_then(DeadLetterCql::into_entry))
     }
 
     async fn scan_facts(

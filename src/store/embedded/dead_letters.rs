@@ -7,7 +7,7 @@ use super::{sql_limit, EmbeddedStore};
 use crate::model::{Payment, StreamKind};
 use crate::store::{DeadLetterStore, DlqEntry, InvalidMessage, Page, ReplayedEntry, StoreError};
 use async_trait::async_trait;
-use rusqlite::{params, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 const UPSERT_DEAD_LETTER: &str = "
 INSERT INTO dlq_payments (payment_id, order_id, payment_method, card_last_four,
@@ -54,6 +54,24 @@ fn invalid_message(row: &Row<'_>) -> rusqlite::Result<InvalidMessage> {
         error: row.get(3)?,
         received_at: row.get(4)?,
     })
+}
+
+impl EmbeddedStore {
+    /// One dead letter by its key, for `query order --explain` (see
+    /// [`FactReader::dead_letter`](crate::store::FactReader::dead_letter)).
+    pub(super) async fn dead_letter_by_id(
+        &self,
+        payment_id: i64,
+    ) -> Result<Option<DlqEntry>, StoreError> {
+        self.read("dead_letter (dlq_payments)", move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dlq_payments WHERE payment_id = ?1"
+            ))?
+            .query_row([payment_id], dead_letter)
+            .optional()
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -5,7 +5,9 @@
 
 use super::{sql_limit, EmbeddedStore};
 use crate::model::{Order, Payment};
-use crate::store::{FactReader, FactRow, FactSink, FactWrite, OrderLookup, Page, StoreError};
+use crate::store::{
+    DlqEntry, FactReader, FactRow, FactSink, FactWrite, OrderLookup, Page, StampedFact, StoreError,
+};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use std::collections::HashSet;
@@ -139,6 +141,30 @@ impl FactReader for EmbeddedStore {
             .optional()
         })
         .await
+    }
+
+    async fn fact_with_timestamps(&self, order_id: i64) -> Result<Option<StampedFact>, StoreError> {
+        // The hidden `*_ts` columns are the timestamps last-write-wins compared: exactly
+        // the publish times that won.
+        self.read("fact with timestamps (orders_payments_facts)", move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {FACT_COLUMNS}, order_ts, payment_ts FROM orders_payments_facts \
+                 WHERE order_id = ?1"
+            ))?
+            .query_row([order_id], |r| {
+                Ok(StampedFact {
+                    row: fact_row(r)?,
+                    order_ts: r.get(13)?,
+                    payment_ts: r.get(14)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, payment_id: i64) -> Result<Option<DlqEntry>, StoreError> {
+        self.dead_letter_by_id(payment_id).await
     }
 
     async fn scan_facts(

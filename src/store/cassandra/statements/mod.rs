@@ -29,6 +29,7 @@ pub enum Stmt {
     UpsertOrder,
     UpsertPayment,
     SelectFact,
+    SelectFactStamped,
     SelectOrderKnown,
     ScanFactsFirst,
     ScanFactsAfter,
@@ -36,6 +37,7 @@ pub enum Stmt {
     UpsertDeadLetter,
     ScanDeadLettersFirst,
     ScanDeadLettersAfter,
+    SelectDeadLetter,
     DeleteDeadLetter,
     SelectAttempts,
     UpdateAttempts,
@@ -69,7 +71,7 @@ pub struct Statement {
 
 /// Every statement the store prepares, once each, in [`Stmt`] order (a unit test checks
 /// the order): its name, its consistency and its text.
-pub const STATEMENTS: [Statement; 17] = [
+pub const STATEMENTS: [Statement; 19] = [
     // Order columns only: a payment's cells in the same row are not touched.
     Statement {
         name: Stmt::UpsertOrder,
@@ -100,6 +102,19 @@ pub const STATEMENTS: [Statement; 17] = [
         name: Stmt::SelectFact,
         access: Access::Read,
         cql: |t| format!("SELECT {FACT_COLUMNS} FROM {} WHERE order_id = ?", t.facts),
+    },
+    // One row with each column group's write time (`query order --explain`): every cell of
+    // a group is written by one `INSERT … USING TIMESTAMP`, so one column stands for it.
+    Statement {
+        name: Stmt::SelectFactStamped,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT {FACT_COLUMNS}, WRITETIME(customer_id) AS order_ts, \
+                 WRITETIME(payment_id) AS payment_ts FROM {} WHERE order_id = ?",
+                t.facts
+            )
+        },
     },
     // The join's read-through: is there a row with order columns?
     Statement {
@@ -162,6 +177,17 @@ pub const STATEMENTS: [Statement; 17] = [
             format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM {} WHERE token(payment_id) > token(?) \
                  LIMIT ?",
+                t.dlq
+            )
+        },
+    },
+    // One dead letter (`query order --explain`).
+    Statement {
+        name: Stmt::SelectDeadLetter,
+        access: Access::Read,
+        cql: |t| {
+            format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM {} WHERE payment_id = ?",
                 t.dlq
             )
         },

@@ -6,7 +6,7 @@
 
 use super::cql_to_micros;
 use crate::model::{Payment, StreamKind};
-use crate::store::{DlqEntry, FactRow, InvalidMessage};
+use crate::store::{DlqEntry, FactRow, InvalidMessage, StampedFact};
 use scylla::value::CqlTimestamp;
 
 /// A row of `select_fact` / `scan_facts_*`.
@@ -43,6 +43,52 @@ impl From<FactCql> for FactRow {
             card_last_four: r.card_last_four,
             payment_status: r.payment_status,
             payment_datetime: r.payment_datetime,
+        }
+    }
+}
+
+/// A row of `select_fact_stamped`: the fact columns and each group's `WRITETIME` (µs,
+/// `null` for a group never written).
+#[derive(Debug, Clone, PartialEq, scylla::DeserializeRow)]
+pub struct FactStampedCql {
+    pub order_id: i64,
+    pub customer_id: Option<i64>,
+    pub item: Option<String>,
+    pub quantity: Option<i64>,
+    pub price: Option<f64>,
+    pub shipping_address: Option<String>,
+    pub order_status: Option<String>,
+    pub creation_date: Option<String>,
+    pub payment_id: Option<i64>,
+    pub payment_method: Option<String>,
+    pub card_last_four: Option<String>,
+    pub payment_status: Option<String>,
+    pub payment_datetime: Option<String>,
+    pub order_ts: Option<i64>,
+    pub payment_ts: Option<i64>,
+}
+
+impl From<FactStampedCql> for StampedFact {
+    fn from(r: FactStampedCql) -> Self {
+        let row = FactRow::from(FactCql {
+            order_id: r.order_id,
+            customer_id: r.customer_id,
+            item: r.item,
+            quantity: r.quantity,
+            price: r.price,
+            shipping_address: r.shipping_address,
+            order_status: r.order_status,
+            creation_date: r.creation_date,
+            payment_id: r.payment_id,
+            payment_method: r.payment_method,
+            card_last_four: r.card_last_four,
+            payment_status: r.payment_status,
+            payment_datetime: r.payment_datetime,
+        });
+        StampedFact {
+            row,
+            order_ts: r.order_ts,
+            payment_ts: r.payment_ts,
         }
     }
 }

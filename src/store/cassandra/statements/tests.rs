@@ -51,7 +51,7 @@ fn the_table_is_in_name_order_and_writes_run_at_write_consistency() {
 fn every_statement_is_qualified_with_the_keyspace_and_single_partition() {
     let cql = Cql::new("ks_1");
     let all: Vec<&str> = cql.all().map(|(_, _, text)| text).collect();
-    assert_eq!(all.len(), 17);
+    assert_eq!(all.len(), STATEMENTS.len());
     for s in all {
         assert!(s.contains(" ks_1."), "{s}");
         assert!(!s.contains("BATCH"), "{s}");
@@ -292,6 +292,12 @@ fn row_structs_match_the_selected_columns() {
         ("payment_datetime", Text),
     ];
     decodes::<FactCql>(&facts);
+    let stamped = [
+        facts.as_slice(),
+        &[("order_ts", BigInt), ("payment_ts", BigInt)],
+    ]
+    .concat();
+    decodes::<FactStampedCql>(&stamped);
     decodes::<OrderKnownCql>(&[("customer_id", BigInt)]);
     decodes::<DeadLetterStateCql>(&[
         ("first_seen", Timestamp),
