@@ -99,7 +99,8 @@ bounded() { timeout --kill-after=30 "${LOAD_STEP_TIMEOUT:-900}" "$@"; }
 
 # Runs "$@" (bounded as above) and writes its user + system CPU seconds to the file $1:
 # the rusage wait4 reports for that child (its own, plus that of any children it reaped;
-# ecom-stream starts none). The command's stdout and stderr pass through.
+# ecom-stream starts none). Its peak resident set (ru_maxrss, KiB: the kernel's high-water
+# mark, VmHWM, at exit) goes to "$1.rss". The command's stdout and stderr pass through.
 cpu_of() {
   local out=$1
   shift
@@ -124,6 +125,8 @@ _, status, ru = os.wait4(pid, 0)
 signal.alarm(0)
 with open(out, "w") as f:
     f.write(f"{ru.ru_utime + ru.ru_stime:.3f}\n")
+with open(out + ".rss", "w") as f:
+    f.write(f"{ru.ru_maxrss}\n")
 sys.exit(1 if stage else os.waitstatus_to_exitcode(status) & 0xFF)
 PY
 }

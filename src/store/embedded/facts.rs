@@ -9,7 +9,7 @@ use crate::store::{
     DlqEntry, FactReader, FactRow, FactSink, FactWrite, OrderLookup, Page, StampedFact, StoreError,
 };
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row, Statement};
 use std::collections::HashSet;
 
 const UPSERT_ORDER: &str = "
@@ -57,8 +57,9 @@ fn fact_row(row: &Row<'_>) -> rusqlite::Result<FactRow> {
     })
 }
 
-fn upsert_order(tx: &Transaction<'_>, o: &Order, ts: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(UPSERT_ORDER)?.execute(params![
+/// Binds and runs one order upsert on a statement prepared once per batch.
+fn upsert_order(stmt: &mut Statement<'_>, o: &Order, ts: i64) -> rusqlite::Result<()> {
+    stmt.execute(params![
         o.order_id,
         o.customer_id,
         o.item,
@@ -72,8 +73,8 @@ fn upsert_order(tx: &Transaction<'_>, o: &Order, ts: i64) -> rusqlite::Result<()
     Ok(())
 }
 
-fn upsert_payment(tx: &Transaction<'_>, p: &Payment, ts: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(UPSERT_PAYMENT)?.execute(params![
+fn upsert_payment(stmt: &mut Statement<'_>, p: &Payment, ts: i64) -> rusqlite::Result<()> {
+    stmt.execute(params![
         p.order_id,
         p.payment_id,
         p.payment_method,
@@ -93,10 +94,17 @@ impl FactSink for EmbeddedStore {
         }
         let writes = writes.to_vec();
         self.write("write_facts (orders_payments_facts)", move |tx| {
+            // Each statement is taken from rusqlite's cache once per batch, not once per
+            // row: every look-up trims and hashes the statement's text, copies it into a
+            // fresh key, and hashes it again when the statement goes back.
+            let mut orders = tx.prepare_cached(UPSERT_ORDER)?;
+            let mut payments = tx.prepare_cached(UPSERT_PAYMENT)?;
             for write in &writes {
                 match write {
-                    FactWrite::Order { order, ts } => upsert_order(tx, order, *ts)?,
-                    FactWrite::Payment { payment, ts } => upsert_payment(tx, payment, *ts)?,
+                    FactWrite::Order { order, ts } => upsert_order(&mut orders, order, *ts)?,
+                    FactWrite::Payment { payment, ts } => {
+                        upsert_payment(&mut payments, payment, *ts)?
+                    }
                 }
             }
             Ok(())
