@@ -40,7 +40,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 recs = r["orders"]["records"] + r["payments"]["records"]
 assert r["rows_written"] == recs and r["invalid"] == 0 and r["dead_lettered"] == 0, r
-print(f"run {sys.argv[2]}: {recs} records in {r[\"elapsed_s\"]:.2f}s = {r[\"records_per_second\"]:,.0f} records/s", file=sys.stderr)
+elapsed, rate = r["elapsed_s"], r["records_per_second"]
+print(f"run {sys.argv[2]}: {recs} records in {elapsed:.2f}s = {rate:,.0f} records/s", file=sys.stderr)
 print(r["records_per_second"])' "$WORK/run$i.json" "$i" >> "$WORK/rates"
 done
 ingest=$(median < "$WORK/rates")

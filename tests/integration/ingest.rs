@@ -263,6 +263,56 @@ fn a_sigkill_mid_ingest_then_a_rerun_converges() {
     assert!(run(&data, &["dlq", "list"]).ok().json_lines().is_empty());
 }
 
+/// SIGTERM (as Ctrl-C) mid-ingest: exit 130 with the report saying so, every row the report
+/// counts as written is in the store, and a rerun completes the load.
+#[test]
+fn a_sigterm_mid_ingest_stops_cleanly_and_a_rerun_completes_it() {
+    const N: i64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let orders = write_file(&dir.path().join("orders.jsonl"), &order_lines(1..=N));
+    let payments = write_file(&dir.path().join("payments.jsonl"), &payment_lines(1..=N));
+    let data = dir.path().join("data");
+    let args = ingest_args(&[&orders], &[&payments]);
+    let mut child = Running::spawn(command(&data, &args)).with_limit(Duration::from_secs(300));
+    loop {
+        if let Some(status) = child.try_wait() {
+            panic!(
+                "ingest ended ({status}) before the signal: make the files bigger\n{}",
+                child.output_so_far()
+            );
+        }
+        if committed_rows(&data) > 0 {
+            break;
+        }
+        child.check_not_hung("joined rows");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.signal("TERM");
+    let stopped = child.wait();
+    assert_eq!(stopped.status.code(), Some(130), "{}", stopped.stderr);
+    let report = stopped.json();
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert_eq!(report["drained"], true, "{report}");
+    let facts = facts_by_id(&run(&data, &["query", "facts"]).ok());
+    let joined = facts
+        .values()
+        .filter(|r| !r["payment_id"].is_null())
+        .count() as i64;
+    assert!(joined < N, "the signal came after the end: {report}");
+    // Orders first, then payments: every order and exactly the payments counted are in.
+    assert_eq!(facts.len() as i64, N);
+    assert_eq!(int(&report, "rows_written"), N + joined, "{report}");
+
+    let report = run(&data, &args).ok().json();
+    assert_eq!(report["interrupted"], false, "{report}");
+    let facts = facts_by_id(&run(&data, &["query", "facts"]).ok());
+    assert_eq!(facts.len() as i64, N);
+    for id in (1..=N).step_by(89).chain([N]) {
+        assert_eq!(facts[&id], expected_row(42, id), "row {id}");
+    }
+    assert!(facts.values().all(|r| !r["payment_id"].is_null()));
+}
+
 #[test]
 fn the_original_scenario_from_files_into_cassandra() {
     let Some(config) = cassandra_test_config() else {
