@@ -3,9 +3,11 @@
 //!
 //! Layout: [`router`] decodes deliveries and sends each event to
 //! `JoinShard[hash(order_id) % N]`; [`shard`] is the actor; [`state`] holds its decisions;
-//! [`pending`] is the buffer of early payments; [`dedup`] the window of durable effects.
+//! [`pending`] is the buffer of early payments; [`dedup`] the window of durable effects;
+//! [`order_cache`] the order ids a shard knows to exist.
 
 pub mod dedup;
+pub mod order_cache;
 pub mod pending;
 pub mod router;
 pub mod shard;

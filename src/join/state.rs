@@ -8,6 +8,7 @@
 
 use crate::ack::AckHandle;
 use crate::join::dedup::{DedupKey, DedupWindow, Seen};
+use crate::join::order_cache::OrderCache;
 use crate::join::pending::{HeldPayment, Merged, PendingBuffer};
 use crate::join::Routed;
 use crate::model::{Event, Order, Payment};
@@ -56,7 +57,7 @@ pub struct JoinState {
     /// Order ids known to exist (written, or seen in the store). Only existence matters to
     /// the join, because a payment write touches the payment columns alone; so the value is
     /// `()` and an entry costs a few dozen bytes.
-    orders: moka::sync::Cache<i64, ()>,
+    orders: OrderCache,
     /// Payments waiting for their order, un-acked.
     pending: PendingBuffer,
     /// Effects already durable; shared with the ack path, which fills it.
@@ -72,10 +73,7 @@ pub struct JoinState {
 impl JoinState {
     pub fn new(limits: &JoinLimits, stats: Arc<Stats>) -> Self {
         JoinState {
-            orders: moka::sync::Cache::builder()
-                .max_capacity(limits.order_cache_capacity)
-                .time_to_live(limits.order_cache_ttl)
-                .build(),
+            orders: OrderCache::new(limits.order_cache_capacity, limits.order_cache_ttl),
             pending: PendingBuffer::new(limits.pending_capacity),
             dedup: DedupWindow::new(limits.dedup_capacity),
             hold: limits.hold,
@@ -90,7 +88,7 @@ impl JoinState {
         let mut ids: Vec<i64> = batch
             .iter()
             .filter_map(|r| match &r.event {
-                Event::Payment(p) if !self.orders.contains_key(&p.order_id) => Some(p.order_id),
+                Event::Payment(p) if !self.orders.contains(p.order_id) => Some(p.order_id),
                 _ => None,
             })
             .collect();
@@ -111,7 +109,7 @@ impl JoinState {
             return fx;
         }
         for &found in in_store {
-            self.orders.insert(found, ());
+            self.orders.insert(found);
             // Payments held for an order the store now shows are joined at once.
             for held in self.pending.take_for_order(found) {
                 Stats::incr(&self.stats.payments_joined_after_hold);
@@ -131,7 +129,7 @@ impl JoinState {
 
     fn on_order(&mut self, order: Order, ts: i64, hash: u64, ack: AckHandle, fx: &mut Effects) {
         let order_id = order.order_id;
-        self.orders.insert(order_id, ());
+        self.orders.insert(order_id);
         // Held payments join whatever this delivery is: the order exists.
         for held in self.pending.take_for_order(order_id) {
             Stats::incr(&self.stats.payments_joined_after_hold);
@@ -169,7 +167,7 @@ impl JoinState {
         now: Instant,
         fx: &mut Effects,
     ) {
-        let order_known = self.orders.contains_key(&payment.order_id);
+        let order_known = self.orders.contains(payment.order_id);
         if let Some(seen) = self.dedup.get(DedupKey::Payment(payment.payment_id)) {
             if seen.hash == hash {
                 Stats::incr(&self.stats.duplicates);
@@ -233,8 +231,8 @@ impl JoinState {
         let mut out = RecheckOutcome::default();
         for h in held {
             let order_id = h.payment.order_id;
-            if in_store.contains(&order_id) || self.orders.contains_key(&order_id) {
-                self.orders.insert(order_id, ());
+            if in_store.contains(&order_id) || self.orders.contains(order_id) {
+                self.orders.insert(order_id);
                 Stats::incr(&self.stats.payments_joined_after_hold);
                 out.writes
                     .push(self.payment_write(h.payment, h.ts, h.hash, h.ack));
