@@ -18,13 +18,7 @@ cd "$(dirname "$0")/.."
 
 ORDERS=${1:-500000}
 
-# ECOM_LOAD_BIN measures a given binary instead (e.g. a copy of a build before a change).
-if [ -n "${ECOM_LOAD_BIN:-}" ]; then
-  BIN=$ECOM_LOAD_BIN
-else
-  cargo build --release --quiet --bin ecom-stream
-  BIN=$PWD/target/release/ecom-stream
-fi
+load_bin
 load_init
 start_emulator
 export ECOM_METRICS_ADDR=127.0.0.1:0

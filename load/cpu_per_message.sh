@@ -27,13 +27,7 @@ RUNS=${2:-3}
 STREAMS=${3:-8}
 MODES=${4:-ceiling embedded cassandra}
 
-# ECOM_LOAD_BIN measures a given binary instead (e.g. a copy of a build before a change).
-if [ -n "${ECOM_LOAD_BIN:-}" ]; then
-  BIN=$ECOM_LOAD_BIN
-else
-  cargo build --release --quiet --bin ecom-stream
-  BIN=$PWD/target/release/ecom-stream
-fi
+load_bin
 load_init
 start_emulator
 node=none

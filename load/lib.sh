@@ -32,6 +32,17 @@ load_init() {
 
 # A loopback port nobody listens on now (with --pair, one whose successor is free too:
 # Cassandra's ssl_storage_port is storage_port + 1).
+# Sets BIN to the ecom-stream to measure: ECOM_LOAD_BIN if set (e.g. a copy of a build
+# before a change), else a fresh release build.
+load_bin() {
+  if [ -n "${ECOM_LOAD_BIN:-}" ]; then
+    BIN=$ECOM_LOAD_BIN
+  else
+    cargo build --release --quiet --bin ecom-stream
+    BIN=$PWD/target/release/ecom-stream
+  fi
+}
+
 free_port() {
   python3 - "${1:-}" <<'PY'
 import socket, sys

@@ -223,6 +223,25 @@ fn committed_rows(data: &Path) -> i64 {
     .unwrap_or(0)
 }
 
+/// Starts `ingest` and returns once its first joined row is committed: the orders are in
+/// and the payments are being joined, the moment the stop tests stop it at.
+fn spawn_until_joining(data: &Path, args: &[&str]) -> Running {
+    let mut child = Running::spawn(command(data, args)).with_limit(Duration::from_secs(300));
+    loop {
+        if let Some(status) = child.try_wait() {
+            panic!(
+                "ingest ended ({status}) before it was stopped: make the files bigger\n{}",
+                child.output_so_far()
+            );
+        }
+        if committed_rows(data) > 0 {
+            return child;
+        }
+        child.check_not_hung("joined rows");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_sigkill_mid_ingest_then_a_rerun_converges() {
     const N: i64 = 40_000;
@@ -231,21 +250,8 @@ fn a_sigkill_mid_ingest_then_a_rerun_converges() {
     let payments = write_file(&dir.path().join("payments.jsonl"), &payment_lines(1..=N));
     let data = dir.path().join("data");
     let args = ingest_args(&[&orders], &[&payments]);
-    let mut child = Running::spawn(command(&data, &args)).with_limit(Duration::from_secs(300));
     // Killed once payments are being joined: the orders are in, the payments half way.
-    loop {
-        if let Some(status) = child.try_wait() {
-            panic!(
-                "ingest ended ({status}) before the kill: make the files bigger\n{}",
-                child.output_so_far()
-            );
-        }
-        if committed_rows(&data) > 0 {
-            break;
-        }
-        child.check_not_hung("joined rows");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = spawn_until_joining(&data, &args);
     let killed = child.kill();
     assert!(
         committed_rows(&data) < N,
@@ -273,20 +279,7 @@ fn a_sigterm_mid_ingest_stops_cleanly_and_a_rerun_completes_it() {
     let payments = write_file(&dir.path().join("payments.jsonl"), &payment_lines(1..=N));
     let data = dir.path().join("data");
     let args = ingest_args(&[&orders], &[&payments]);
-    let mut child = Running::spawn(command(&data, &args)).with_limit(Duration::from_secs(300));
-    loop {
-        if let Some(status) = child.try_wait() {
-            panic!(
-                "ingest ended ({status}) before the signal: make the files bigger\n{}",
-                child.output_so_far()
-            );
-        }
-        if committed_rows(&data) > 0 {
-            break;
-        }
-        child.check_not_hung("joined rows");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = spawn_until_joining(&data, &args);
     child.signal("TERM");
     let stopped = child.wait();
     assert_eq!(stopped.status.code(), Some(130), "{}", stopped.stderr);
