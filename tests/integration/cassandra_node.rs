@@ -100,8 +100,42 @@ pub fn start_node(dir: &Path, extra: &[&str]) -> Result<String, String> {
     }
 }
 
-/// A port nobody listens on now.
+/// A port nobody listens on now on 127.0.0.1..=3, with the one after it free too (a node's
+/// storage port has its TLS twin there), chosen *below* the kernel's ephemeral range.
+///
+/// Why not port 0: the kernel hands ports from that range to outgoing connections. A node
+/// restarted on its old port (the cluster tests stop and restart nodes; the emulator tests
+/// restart the emulator) then finds it taken by a client's connection to another node, e.g.
+/// 127.0.0.1:P -> 127.0.0.2:P, or by a reconnecting client's self-connect; CI once failed
+/// exactly so ("Failed to bind port 45243 on 127.0.0.1"). Below the range only listeners
+/// take ports.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FLOOR: u32 = 10_000;
+    let ceiling = ephemeral_floor().max(FLOOR + 1_000);
+    let span = ceiling - 1 - FLOOR;
+    // Spread test binaries (and CI's concurrent runs) over the span by PID.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = FLOOR + (start + NEXT.fetch_add(2, Ordering::Relaxed)) % span;
+        let free = |p: u32| {
+            ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+                .iter()
+                .all(|ip| TcpListener::bind((*ip, p as u16)).is_ok())
+        };
+        if free(port) && free(port + 1) {
+            return port as u16;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range ({FLOOR}..{ceiling})")
+}
+
+/// The first port of `/proc/sys/net/ipv4/ip_local_port_range` (Linux's default 32768 when
+/// it cannot be read).
+fn ephemeral_floor() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }

@@ -9,12 +9,14 @@
 //! where that is a failure.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::cassandra_node::free_port;
 
 /// Where design §7 says the emulator is installed; `ECOM_TEST_PUBSUB_EMULATOR` overrides.
 pub const EMULATOR_BIN: &str =
@@ -217,11 +219,6 @@ fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status();
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("local addr").port()
 }
 
 fn wait_until_serving(host: &str, log: &Path, pid: u32) -> Result<(), String> {
