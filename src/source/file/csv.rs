@@ -6,13 +6,21 @@
 //! for this stream are all empty but `order_id` (an order without its payment, in a CSV
 //! export of the facts table read as payments) is skipped. Extra columns are ignored, so
 //! one export serves as both an orders and a payments file. Must never: judge values
-//! beyond their type (the intake validates), or hold more than one row.
+//! beyond their type (the intake validates), or hold more than one row, and that row no
+//! longer than [`MAX_RECORD`] bytes.
 
 use super::{timestamp, FileError, Raw};
 use crate::model::StreamKind;
 use bytes::Bytes;
 use serde_json::{Map, Number, Value};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Longest CSV record read, the same bound as a JSON line's. Unlike a line, a record cannot
+/// be skipped: where it ends depends on its quotes, and an unclosed quote would make the
+/// rest of the file one record. So a longer one fails the file, naming its line.
+pub const MAX_RECORD: usize = super::jsonl::MAX_LINE;
 
 /// How a column's text becomes a JSON value.
 #[derive(Clone, Copy)]
@@ -50,7 +58,10 @@ fn columns(stream: StreamKind) -> &'static [(&'static str, Cell)] {
 }
 
 pub struct Rows {
-    reader: csv::Reader<Box<dyn BufRead + Send>>,
+    reader: csv::Reader<Capped>,
+    /// Bytes the reader took since the current record began (give or take the csv
+    /// reader's own buffer): what [`Capped`] bounds.
+    taken: Arc<AtomicU64>,
     /// For each column the stream needs: its name, kind and index in the header.
     wanted: Vec<(&'static str, Cell, usize)>,
     /// The timestamp column's index, when `--timestamp-field` names one.
@@ -65,11 +76,18 @@ impl Rows {
         stream: StreamKind,
         timestamp_field: Option<&str>,
     ) -> Result<Rows, FileError> {
+        let taken = Arc::new(AtomicU64::new(0));
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
-            .from_reader(input);
-        let header = reader.byte_headers().map_err(|e| csv_error(e, 1))?.clone();
+            .from_reader(Capped {
+                inner: input,
+                taken: taken.clone(),
+            });
+        let header = match reader.byte_headers() {
+            Ok(header) => header.clone(),
+            Err(e) => return Err(csv_error(e, 1)),
+        };
         let index = |name: &str| {
             header
                 .iter()
@@ -101,6 +119,7 @@ impl Rows {
         }
         Ok(Rows {
             reader,
+            taken,
             wanted,
             ts_column,
             record: csv::ByteRecord::new(),
@@ -109,10 +128,13 @@ impl Rows {
 
     /// The next row as wire JSON; `None` at the end.
     pub fn next_row(&mut self) -> Result<Option<Raw>, FileError> {
+        self.taken.store(0, Ordering::Relaxed);
+        // Where this record begins: an error is named by it, not by where reading stopped.
+        let line = self.reader.position().line();
         let more = self
             .reader
             .read_byte_record(&mut self.record)
-            .map_err(|e| csv_error(e, self.reader.position().line()))?;
+            .map_err(|e| csv_error(e, line))?;
         if !more {
             return Ok(None);
         }
@@ -188,8 +210,41 @@ fn to_json(text: &str, kind: Cell) -> Option<Value> {
     }
 }
 
+/// The file as the csv reader sees it: refuses to hand over more than [`MAX_RECORD`] bytes
+/// for one record, so a record (and the memory it takes) stays bounded.
+struct Capped {
+    inner: Box<dyn BufRead + Send>,
+    taken: Arc<AtomicU64>,
+}
+
+/// What [`Capped`] says when a record is too long; [`csv_error`] turns it into the file's error.
+#[derive(Debug, thiserror::Error)]
+#[error("a CSV record longer than {MAX_RECORD} bytes (an unclosed quote?)")]
+struct RecordTooLong;
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.taken.load(Ordering::Relaxed) > MAX_RECORD as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                RecordTooLong,
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.taken.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 fn csv_error(e: csv::Error, line: u64) -> FileError {
     match e.into_kind() {
+        csv::ErrorKind::Io(source)
+            if source
+                .get_ref()
+                .is_some_and(|inner| inner.is::<RecordTooLong>()) =>
+        {
+            FileError::Shape(format!("line {line}: {RecordTooLong}"))
+        }
         csv::ErrorKind::Io(source) => FileError::Read { line, source },
         other => FileError::Shape(format!("line {line}: {other:?}")),
     }
@@ -248,6 +303,20 @@ mod tests {
         assert!(err.to_string().contains("customer_id"), "{err}");
         let err = rows(FACTS, StreamKind::Orders, Some("ts")).unwrap_err();
         assert!(err.to_string().contains("ts"), "{err}");
+    }
+
+    #[test]
+    fn an_endless_record_fails_the_file_naming_its_line() {
+        // An unclosed quote on line 3 makes the rest of the input one record.
+        let mut text = String::from("order_id,customer_id,item,quantity,price,shipping_address,order_status,creation_date\n\
+            1,2,x,1,1.5,a,b,c\n\
+            2,2,\"never closed,1,1.5,a,b,c\n");
+        text.push_str(&"y".repeat(MAX_RECORD + 100_000));
+        let err = rows(&text, StreamKind::Orders, None).unwrap_err();
+        assert!(!err.is_retriable(), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("longer than"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
     }
 
     #[test]
