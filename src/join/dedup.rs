@@ -5,7 +5,8 @@
 //! write that failed and is redelivered would otherwise be acked as a "duplicate" and lost,
 //! so entries are added only from the ack path (`AckHandle::on_ack`).
 
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// Identifies what an event writes: the order row's order half, or one payment.
@@ -51,7 +52,7 @@ impl DedupWindow {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         DedupWindow {
             inner: Arc::new(Mutex::new(Window {
-                seen: HashMap::new(),
+                seen: HashMap::default(),
                 order: VecDeque::new(),
                 capacity,
             })),

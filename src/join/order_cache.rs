@@ -6,7 +6,8 @@
 //! for synchronisation; the moka cache it replaces cost about 1,600 instructions per message
 //! (docs/profile.md) for concurrency that a single-threaded shard never needs.
 
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -26,7 +27,7 @@ impl OrderCache {
         OrderCache {
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
             ttl,
-            known: HashMap::new(),
+            known: HashMap::default(),
             queue: VecDeque::new(),
             next_seq: 0,
         }

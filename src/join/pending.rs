@@ -6,7 +6,8 @@
 
 use crate::ack::AckHandle;
 use crate::model::Payment;
-use std::collections::{HashMap, HashSet, VecDeque};
+use foldhash::{HashMap, HashSet};
+use std::collections::VecDeque;
 use tokio::time::Instant;
 
 /// A payment held un-acked until its order shows up or its hold time ends.
@@ -55,8 +56,8 @@ pub struct PendingBuffer {
 impl PendingBuffer {
     pub fn new(capacity: usize) -> Self {
         PendingBuffer {
-            held: HashMap::new(),
-            by_order: HashMap::new(),
+            held: HashMap::default(),
+            by_order: HashMap::default(),
             expiry: VecDeque::new(),
             capacity: capacity.max(1),
             next_seq: 0,
