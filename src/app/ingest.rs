@@ -4,23 +4,27 @@
 //! Owns: the order of a batch load (every orders file read and made durable first, then
 //! the payments files, so that a payment finds its order by the join's store read-through
 //! whichever file it came from), reading each file in bounded chunks on the blocking pool
-//! while the previous chunk is in the pipeline, recording the records a file reader found
+//! while earlier chunks are in the pipeline, recording the records a file reader found
 //! invalid through the dead-letter actor, and the report. Must never: write to the store
-//! itself (every effect goes through the pipeline and is acked only when durable), or hold
-//! more than two chunks of a file at once.
+//! itself (every effect goes through the pipeline and is acked only when durable), hold
+//! more than three chunks of a file at once (two in the pipeline, one being read), or
+//! start a payments file before every orders file is durable.
 
 use crate::ack::{AckHandle, Acknowledge, NackReason};
 use crate::app::pipeline::{Drained, Pipeline};
 use crate::config::{ConfigError, EngineConfig};
-use crate::dlq::dead_letter::{InvalidRecord, RecordInvalid};
+use crate::dlq::dead_letter::{DeadLetter, InvalidRecord, RecordInvalid};
 use crate::dlq::TableOnly;
 use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
 use crate::source::file::{Chunk, FileError, FileInput, FileReader, ReadOptions};
 use crate::source::in_process::{Delivery, InProcessSource, SourceOptions};
+use crate::source::intake::Intake;
 use crate::store::{InvalidMessage, Store};
 use crate::telemetry::{Stats, StatsSnapshot};
+use actix::Addr;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,9 +32,11 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Records per chunk, and payload bytes per chunk: what one file holds in memory at most
-/// (twice: one chunk in the pipeline, the next being read).
+/// [`CHUNKS_IN_PIPELINE`] + 1 times (those in the pipeline, and the next being read).
 const CHUNK_RECORDS: usize = 5_000;
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Chunks of a file in the pipeline at once.
+const CHUNKS_IN_PIPELINE: usize = 2;
 
 /// What to ingest and how.
 #[derive(Debug, Clone, Default)]
@@ -150,6 +156,10 @@ pub enum IngestError {
     /// The blocking reader task died (a panic in it): a bug, not retriable.
     #[error("file reader task failed")]
     Reader(#[source] tokio::task::JoinError),
+    /// A chunk's delivery task died (a panic in it): a bug, not retriable. Its messages'
+    /// handles were dropped, which nacks them: nothing of it was acked unwritten.
+    #[error("chunk delivery task failed")]
+    Delivery(#[source] tokio::task::JoinError),
 }
 
 impl IngestError {
@@ -157,7 +167,7 @@ impl IngestError {
         match self {
             IngestError::File { source, .. } => source.is_retriable(),
             IngestError::Unrecorded { .. } => true,
-            IngestError::Config(_) | IngestError::Reader(_) => false,
+            IngestError::Config(_) | IngestError::Reader(_) | IngestError::Delivery(_) => false,
         }
     }
 }
@@ -173,14 +183,15 @@ pub async fn run(
     options.validate()?;
     let pipeline = Pipeline::start(&options.engine, store, Arc::new(TableOnly), stats.clone())?;
     pipeline.shut_on(shutdown.clone());
-    let source = InProcessSource::with_stats(SourceOptions::default(), stats.clone());
     let started = Instant::now();
     let mut load = Load {
-        pipeline: &pipeline,
-        source,
-        stats: &stats,
-        progress: &progress,
-        shutdown: &shutdown,
+        chunks: ChunkDelivery {
+            intake: pipeline.intake(),
+            dead_letter: pipeline.dead_letter(),
+            stats: stats.clone(),
+            progress,
+            shutdown: shutdown.clone(),
+        },
         read: &options.read,
         counts: [StreamCounts::default(); 2],
     };
@@ -220,19 +231,21 @@ pub async fn run(
 
 /// One load's state.
 struct Load<'a> {
-    pipeline: &'a Pipeline,
-    source: InProcessSource,
-    stats: &'a Arc<Stats>,
-    progress: &'a IngestProgress,
-    shutdown: &'a Shutdown,
+    chunks: ChunkDelivery,
     read: &'a ReadOptions,
     /// Orders, payments.
     counts: [StreamCounts; 2],
 }
 
+type DeliveryTask = tokio::task::JoinHandle<Result<Delivery, IngestError>>;
+
 impl Load<'_> {
-    /// Reads `input` chunk by chunk: the next chunk is read on the blocking pool while the
-    /// current one goes through the pipeline; each is delivered and acked before the next.
+    /// Reads `input` chunk by chunk, the next chunk on the blocking pool while earlier ones
+    /// go through the pipeline, and returns once every chunk handed in is acked.
+    ///
+    /// [`CHUNKS_IN_PIPELINE`] chunks are in the pipeline at once: with one, the pipeline ran
+    /// dry at the end of every chunk (its last rows waiting for their batch to commit while
+    /// nothing new came in), which cost about 7 % of the throughput (BENCHMARKS.md).
     async fn file(&mut self, input: FileInput) -> Result<Delivery, IngestError> {
         let slot = match input.stream {
             StreamKind::Orders => 0,
@@ -244,42 +257,89 @@ impl Load<'_> {
             path: path.clone(),
             source,
         };
-        let (read, bytes) = (self.read.clone(), self.progress.bytes_read.clone());
+        let (read, bytes) = (self.read.clone(), self.chunks.progress.bytes_read.clone());
         let reader = tokio::task::spawn_blocking(move || FileReader::open(&input, &read, bytes))
             .await
             .map_err(IngestError::Reader)?
             .map_err(file_error)?;
+        let mut in_pipeline: VecDeque<DeliveryTask> = VecDeque::new();
         let mut next = Some(read_chunk(reader));
+        let mut outcome = Ok(Delivery::Completed);
         while let Some(task) = next.take() {
-            let (reader, chunk) = task.await.map_err(IngestError::Reader)?;
-            let chunk = chunk.map_err(file_error)?;
-            if !reader.is_done() {
-                next = Some(read_chunk(reader));
-            }
-            if self.shutdown.is_triggered() {
-                return Ok(Delivery::Interrupted);
+            let chunk = match task.await {
+                Ok((reader, Ok(chunk))) => {
+                    if !reader.is_done() {
+                        next = Some(read_chunk(reader));
+                    }
+                    chunk
+                }
+                Ok((_, Err(e))) => {
+                    outcome = Err(file_error(e));
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(IngestError::Reader(e));
+                    break;
+                }
+            };
+            if self.chunks.shutdown.is_triggered() {
+                outcome = Ok(Delivery::Interrupted);
+                break;
             }
             let counts = &mut self.counts[slot];
             counts.records += chunk.records();
             counts.skipped += chunk.skipped;
             counts.invalid_in_file += chunk.invalid.len() as u64;
-            if self.deliver(chunk).await? == Delivery::Interrupted {
-                return Ok(Delivery::Interrupted);
+            if in_pipeline.len() == CHUNKS_IN_PIPELINE {
+                if let Some(oldest) = in_pipeline.pop_front() {
+                    outcome = finished(oldest).await;
+                    if !matches!(outcome, Ok(Delivery::Completed)) {
+                        break;
+                    }
+                }
+            }
+            in_pipeline.push_back(actix_rt::spawn(self.chunks.clone().deliver(chunk)));
+        }
+        // Every chunk handed in is waited for, after a failure too: nothing is left running
+        // behind the report, and what a rerun must redo is exactly what was not acked.
+        for task in in_pipeline {
+            let done = finished(task).await;
+            if matches!(outcome, Ok(Delivery::Completed)) {
+                outcome = done;
             }
         }
-        Ok(Delivery::Completed)
+        outcome
     }
+}
 
+/// How a chunk's delivery task ended.
+async fn finished(task: DeliveryTask) -> Result<Delivery, IngestError> {
+    task.await.map_err(IngestError::Delivery)?
+}
+
+/// What a chunk's delivery needs, owned, so that it runs as a task of its own beside the
+/// file's reading and the chunk before it.
+#[derive(Clone)]
+struct ChunkDelivery {
+    intake: Intake,
+    dead_letter: Addr<DeadLetter>,
+    stats: Arc<Stats>,
+    progress: Arc<IngestProgress>,
+    shutdown: Shutdown,
+}
+
+impl ChunkDelivery {
     /// Hands one chunk to the pipeline and waits until all of it is durable.
-    async fn deliver(&mut self, chunk: Chunk) -> Result<Delivery, IngestError> {
+    async fn deliver(self, chunk: Chunk) -> Result<Delivery, IngestError> {
         let records = chunk.records();
         if !chunk.invalid.is_empty() && !self.record_invalid(chunk.invalid).await? {
             return Ok(Delivery::Interrupted);
         }
-        let intake = self.pipeline.intake();
-        let delivered = self
-            .source
-            .deliver(chunk.messages, &intake, self.shutdown)
+        // A source per chunk: its delivery ends when its own messages are acked, not when
+        // every chunk in the pipeline is (a source waits for all of its outstanding).
+        let source = InProcessSource::with_stats(SourceOptions::default(), self.stats.clone());
+        let delivered = source
+            .deliver(chunk.messages, &self.intake, &self.shutdown)
             .await;
         self.progress.records.fetch_add(records, Ordering::Relaxed);
         Ok(delivered)
@@ -302,13 +362,7 @@ impl Load<'_> {
             })
             .collect();
         let count = answers.len();
-        if self
-            .pipeline
-            .dead_letter()
-            .send(RecordInvalid(records))
-            .await
-            .is_err()
-        {
+        if self.dead_letter.send(RecordInvalid(records)).await.is_err() {
             return Err(IngestError::Unrecorded { count });
         }
         let mut failed = 0;
