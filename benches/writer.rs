@@ -2,6 +2,10 @@
 //!
 //! - `writer/raw_batched`: `FactSink::write_facts` called in a loop with batches of 1,000 rows,
 //!   one at a time: the store's own ceiling.
+//! - `writer/raw_orders_then_payments`: the writes `ingest` makes of matching orders and
+//!   payments files, written the same raw way: half the rows as new orders, then a payment
+//!   for each (an update of the row). The same 50,000 writes; `load/ingest.sh` sets `ingest`
+//!   against it, since an update costs SQLite more than an insert.
 //! - `writer/fact_writer`: the same rows sent to the `FactWriter` actor in messages of 500
 //!   (as shards send them), each row with an ack handle; timed until every row is acked.
 //!
@@ -31,6 +35,22 @@ fn rows() -> Vec<FactWrite> {
             ts: 1,
         })
         .collect()
+}
+
+/// Orders `1..=ROWS/2`, then a payment for each: the writes of an ingest of matching files.
+fn ingest_writes() -> Vec<FactWrite> {
+    let mut mock = MockData::new(12);
+    let half = ROWS / 2;
+    let orders = (1..=half).map(|id| FactWrite::Order {
+        order: mock.order(id),
+        ts: 1,
+    });
+    let mut orders: Vec<FactWrite> = orders.collect();
+    orders.extend((1..=half).map(|id| FactWrite::Payment {
+        payment: mock.payment(1_000_000 + id, id),
+        ts: 2,
+    }));
+    orders
 }
 
 fn fresh_store() -> (tempfile::TempDir, Arc<EmbeddedStore>) {
@@ -112,6 +132,10 @@ fn writer(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(15));
     group.bench_function("raw_batched", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| raw_batched(&rows)).sum())
+    });
+    let mixed = ingest_writes();
+    group.bench_function("raw_orders_then_payments", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| raw_batched(&mixed)).sum())
     });
     group.bench_function("fact_writer", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| through_writer(rows.clone())).sum())
