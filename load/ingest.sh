@@ -5,12 +5,14 @@
 #   load/ingest.sh [N] [RUNS]      (defaults: 100000 orders + 100000 payments, 3 runs)
 #
 # Files: N orders and one payment per order, JSON lines, written once (every payment has its
-# order, so nothing waits out a hold). Each run: `ecom-stream ingest` of both files on a
-# fresh data dir, timed by ingest itself (records read / elapsed, from its --json report).
-# Baselines: `cargo bench --bench writer` writer/raw_orders_then_payments (the same kind of
-# writes ingest makes: orders inserted, then a payment updating each row, through
-# FactSink::write_facts in batches of 1,000) and writer/raw_batched (order inserts only).
-# Prints each run, the median and the ratio against each.
+# order, so nothing waits out a hold). RUNS rounds, each: `ecom-stream ingest` of both files
+# on a fresh data dir, timed by ingest itself (records read / elapsed, from its --json
+# report), then the baselines, `cargo bench --bench writer` writer/raw_orders_then_payments
+# (the same kind of writes ingest makes: orders inserted, then a payment updating each row,
+# through FactSink::write_facts in batches of 1,000) and writer/raw_batched (order inserts
+# only). The rounds interleave because this machine's speed drifts by tens of percent over
+# minutes: a baseline measured minutes after the runs it divides is not "the same run".
+# Prints each round's ratios and the medians.
 # Needs: cargo, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,37 +36,37 @@ with open(f"{work}/orders.jsonl", "w") as o, open(f"{work}/payments.jsonl", "w")
             "payment_method": "Credit Card", "card_last_four": "1234",
             "payment_status": "Completed", "payment_datetime": "2024-05-01 13:50:00"}) + "\n")
 PY
+bounded cargo bench --quiet --bench writer --no-run 2>/dev/null
 for i in $(seq 1 "$runs"); do
   bounded "$bin" --log warn --data-dir "$WORK/run$i" ingest --orders "$WORK/orders.jsonl" \
     --payments "$WORK/payments.jsonl" --json > "$WORK/run$i.json"
-  python3 -c '
-import json, sys
+  bounded cargo bench --quiet --bench writer -- --noplot writer/raw > "$WORK/bench$i" 2>/dev/null
+  python3 - "$WORK/run$i.json" "$WORK/bench$i" "$i" >> "$WORK/rounds" <<'PY'
+import json, re, sys
 r = json.load(open(sys.argv[1]))
 recs = r["orders"]["records"] + r["payments"]["records"]
 assert r["rows_written"] == recs and r["invalid"] == 0 and r["dead_lettered"] == 0, r
-elapsed, rate = r["elapsed_s"], r["records_per_second"]
-print(f"run {sys.argv[2]}: {recs} records in {elapsed:.2f}s = {rate:,.0f} records/s", file=sys.stderr)
-print(r["records_per_second"])' "$WORK/run$i.json" "$i" >> "$WORK/rates"
-done
-ingest=$(median < "$WORK/rates")
-echo "ingest (median of $runs): $(printf '%.0f' "$ingest") records/s"
-echo "baselines (raw batched writes to the same store, same machine):"
-bounded cargo bench --quiet --bench writer -- --noplot writer/raw 2>/dev/null \
-  | tee "$WORK/bench" | grep -E "^writer/|thrpt" || true
-# criterion's middle estimate of each bench, e.g. `thrpt:  [301.2 Kelem/s 305.9 Kelem/s 310.1 Kelem/s]`.
-python3 - "$WORK/bench" "$ingest" <<'PY'
-import re, sys
-text, ingest = open(sys.argv[1]).read(), float(sys.argv[2])
+text = open(sys.argv[2]).read()
 scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
-found = 0
-for name, what in [("raw_orders_then_payments", "the same writes (orders inserted, then payments updating their rows)"),
-                   ("raw_batched", "order inserts only (the writer bench's baseline)")]:
+def raw(name):
+    # criterion's middle estimate, e.g. `thrpt:  [301.2 Kelem/s 305.9 Kelem/s 310.1 Kelem/s]`.
     m = re.search(r"writer/" + name + r"\b.*?thrpt:\s*\[\S+ \S+ (\S+) (\w?)elem/s", text, re.S)
     if not m:
-        continue
-    found += 1
-    raw = float(m.group(1)) * scale[m.group(2)]
-    print(f"raw writes, {what}: {raw:,.0f} writes/s; ingest / raw = {ingest / raw:.2f}")
-if not found:
-    sys.exit("no baseline figure found in the bench output")
+        sys.exit(f"no figure for writer/{name} in the bench output")
+    return float(m.group(1)) * scale[m.group(2)]
+ingest, same, inserts = r["records_per_second"], raw("raw_orders_then_payments"), raw("raw_batched")
+print(f"round {sys.argv[3]}: ingest {ingest:,.0f} records/s ({r['elapsed_s']:.2f} s); raw same writes "
+      f"{same:,.0f}/s -> {ingest / same:.2f}; raw inserts {inserts:,.0f}/s -> {ingest / inserts:.2f}",
+      file=sys.stderr)
+print(ingest, same, inserts, ingest / same, ingest / inserts)
+PY
+done
+python3 - "$WORK/rounds" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+med = [statistics.median(c) for c in zip(*rows)]
+print(f"medians of {len(rows)} rounds: ingest {med[0]:,.0f} records/s; "
+      f"raw same writes {med[1]:,.0f} writes/s; raw inserts {med[2]:,.0f} writes/s")
+print(f"ingest / raw same writes = {med[3]:.2f} (median of the rounds' ratios)")
+print(f"ingest / raw inserts only = {med[4]:.2f} (median of the rounds' ratios)")
 PY

@@ -33,7 +33,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// Join shards; each is an actor on its own arbiter thread, so this is the join's
-    /// parallelism. Default: the number of cores.
+    /// parallelism. Default: [`default_shards`], one fewer than the cores.
     pub shards: usize,
     /// How long a payment whose order is unknown is held before the store is checked once
     /// more and it is dead-lettered (design §4.3).
@@ -85,12 +85,23 @@ impl Default for RetryPolicy {
     }
 }
 
+/// One shard per core but one, and at least one. The shards are not the only busy threads:
+/// the intake decodes on the System's thread, the writer and the acks run on one more
+/// arbiter, and the store's blocking calls on tokio's pool. On 2 cores one shard beat two in
+/// every measurement (BENCHMARKS.md "Shards on 2 cores": the engine bench, `demo` at scale
+/// and `ingest`), the second shard's thread costing more in hand-offs than it gave.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_sub(1)
+        .max(1)
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            shards: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            shards: default_shards(),
             hold: Duration::from_secs(5),
             pending_capacity: 100_000,
             order_cache_capacity: 1_000_000,

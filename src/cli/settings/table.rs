@@ -160,7 +160,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("log", "log", "ECOM_LOG", Text, Global, "Log filter, as RUST_LOG (e.g. `info`, `ecom_stream=debug`). Unset: RUST_LOG if set, else info."),
     choice("log_format", "log-format", "ECOM_LOG_FORMAT", choices::<LogFormat>, "Log lines as human-readable text or as JSON objects (one per line)."),
     setting("metrics_addr", "metrics-addr", "ECOM_METRICS_ADDR", Address, Global, "Where `run` and `demo --serve` serve /metrics, /healthz, /readyz and the status page."),
-    setting("shards", "shards", "ECOM_SHARDS", Integer, Engine, "Join shards. Unset: the number of cores."),
+    setting("shards", "shards", "ECOM_SHARDS", Integer, Engine, "Join shards. Unset: one fewer than the cores, at least one."),
     setting("hold", "hold", "ECOM_HOLD", Dur, Engine, "How long a payment waits for its order before the DLQ."),
     setting("pending_capacity", "pending-capacity", "ECOM_PENDING_CAPACITY", Integer, Engine, "Held payments per shard before the oldest spill to the DLQ early."),
     setting("order_cache_capacity", "order-cache-capacity", "ECOM_ORDER_CACHE_CAPACITY", Integer, Engine, "Known order ids cached per shard."),

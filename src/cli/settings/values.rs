@@ -106,7 +106,7 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     #[serde(with = "de::text")]
     pub project: String,
-    /// Unset: the number of cores.
+    /// Unset: one fewer than the cores, at least one.
     #[serde(with = "de::opt_parsed")]
     pub shards: Option<usize>,
     #[serde(with = "de::duration")]
