@@ -7,7 +7,7 @@
 # Files: N orders and one payment per order, JSON lines, written once (every payment has its
 # order, so nothing waits out a hold). RUNS rounds, each: `ecom-stream ingest` of both files
 # on a fresh data dir, timed by ingest itself (records read / elapsed, from its --json
-# report), then the baselines, `cargo bench --bench writer` writer/raw_orders_then_payments
+# report; three of them, their median), then the baselines, `cargo bench --bench writer` writer/raw_orders_then_payments
 # (the same kind of writes ingest makes: orders inserted, then a payment updating each row,
 # through FactSink::write_facts in batches of 1,000) and writer/raw_batched (order inserts
 # only). The rounds interleave because this machine's speed drifts by tens of percent over
@@ -38,15 +38,22 @@ with open(f"{work}/orders.jsonl", "w") as o, open(f"{work}/payments.jsonl", "w")
 PY
 bounded cargo bench --quiet --bench writer --no-run 2>/dev/null
 for i in $(seq 1 "$runs"); do
-  bounded "$bin" --log warn --data-dir "$WORK/run$i" ingest --orders "$WORK/orders.jsonl" \
-    --payments "$WORK/payments.jsonl" --json > "$WORK/run$i.json"
+  # Three ingests per round, their median taken: one ingest lasts under a second, and single
+  # runs scatter more than the criterion baselines do.
+  for j in 1 2 3; do
+    bounded "$bin" --log warn --data-dir "$WORK/run$i-$j" ingest --orders "$WORK/orders.jsonl" \
+      --payments "$WORK/payments.jsonl" --json > "$WORK/run$i-$j.json"
+    rm -rf "$WORK/run$i-$j"
+  done
   bounded cargo bench --quiet --bench writer -- --noplot writer/raw > "$WORK/bench$i" 2>/dev/null
-  python3 - "$WORK/run$i.json" "$WORK/bench$i" "$i" >> "$WORK/rounds" <<'PY'
-import json, re, sys
-r = json.load(open(sys.argv[1]))
-recs = r["orders"]["records"] + r["payments"]["records"]
-assert r["rows_written"] == recs and r["invalid"] == 0 and r["dead_lettered"] == 0, r
-text = open(sys.argv[2]).read()
+  python3 - "$WORK/bench$i" "$i" "$WORK"/run"$i"-?.json >> "$WORK/rounds" <<'PY'
+import json, re, statistics, sys
+reports = [json.load(open(f)) for f in sys.argv[3:]]
+for r in reports:
+    recs = r["orders"]["records"] + r["payments"]["records"]
+    assert r["rows_written"] == recs and r["invalid"] == 0 and r["dead_lettered"] == 0, r
+r = sorted(reports, key=lambda r: r["records_per_second"])[len(reports) // 2]
+text = open(sys.argv[1]).read()
 scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
 def raw(name):
     # criterion's middle estimate, e.g. `thrpt:  [301.2 Kelem/s 305.9 Kelem/s 310.1 Kelem/s]`.
@@ -55,7 +62,8 @@ def raw(name):
         sys.exit(f"no figure for writer/{name} in the bench output")
     return float(m.group(1)) * scale[m.group(2)]
 ingest, same, inserts = r["records_per_second"], raw("raw_orders_then_payments"), raw("raw_batched")
-print(f"round {sys.argv[3]}: ingest {ingest:,.0f} records/s ({r['elapsed_s']:.2f} s); raw same writes "
+runs = " / ".join(f"{x['records_per_second']:,.0f}" for x in reports)
+print(f"round {sys.argv[2]}: ingest {runs} -> {ingest:,.0f} records/s; raw same writes "
       f"{same:,.0f}/s -> {ingest / same:.2f}; raw inserts {inserts:,.0f}/s -> {ingest / inserts:.2f}",
       file=sys.stderr)
 print(ingest, same, inserts, ingest / same, ingest / inserts)
