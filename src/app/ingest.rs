@@ -245,7 +245,7 @@ impl Load<'_> {
     ///
     /// [`CHUNKS_IN_PIPELINE`] chunks are in the pipeline at once: with one, the pipeline ran
     /// dry at the end of every chunk (its last rows waiting for their batch to commit while
-    /// nothing new came in), which cost about 7 % of the throughput (BENCHMARKS.md).
+    /// nothing new came in), which cost 5–10 % of the throughput (docs/profile.md).
     async fn file(&mut self, input: FileInput) -> Result<Delivery, IngestError> {
         let slot = match input.stream {
             StreamKind::Orders => 0,

@@ -88,8 +88,8 @@ impl Default for RetryPolicy {
 /// One shard per core but one, and at least one. The shards are not the only busy threads:
 /// the intake decodes on the System's thread, the writer and the acks run on one more
 /// arbiter, and the store's blocking calls on tokio's pool. On 2 cores one shard beat two in
-/// every measurement (BENCHMARKS.md "Shards on 2 cores": the engine bench, `demo` at scale
-/// and `ingest`), the second shard's thread costing more in hand-offs than it gave.
+/// the engine bench, `demo` at scale and `ingest` (docs/profile.md, "Two shards on two
+/// cores"), the second shard's thread costing more in hand-offs than it gave.
 pub fn default_shards() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
