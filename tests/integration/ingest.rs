@@ -320,10 +320,11 @@ fn the_original_scenario_from_files_into_cassandra() {
     let _drop_keyspace = KeyspaceGuard(config.clone());
     let dir = tempfile::tempdir().unwrap();
     let orders = write_file(&dir.path().join("orders.jsonl"), &order_lines(1..=80));
-    let payments = write_file(
-        &dir.path().join("payments.jsonl.gz"),
-        &payment_lines(1..=500),
-    );
+    // Two garbage lines among the payments: lines 3 and 7 of the file.
+    let mut lines = payment_lines(1..=500);
+    lines.insert(2, "not a payment".into());
+    lines.insert(6, r#"{"payment_id": 77, "order_id": "seven"}"#.into());
+    let payments = write_file(&dir.path().join("payments.jsonl.gz"), &lines);
     let data = dir.path().join("unused");
     let cassandra = |args: &[&str]| -> Run {
         Running::spawn(cassandra_command(&data, &config, args))
@@ -333,9 +334,29 @@ fn the_original_scenario_from_files_into_cassandra() {
     };
     let report = cassandra(&ingest_args(&[&orders], &[&payments])).json();
     assert_eq!(int(&report, "dead_lettered"), 420, "{report}");
+    assert_eq!(int(&report, "invalid"), 2, "{report}");
     let facts = facts_by_id_any_order(&cassandra(&["query", "facts"]));
     let dlq = dlq_by_id_any_order(&cassandra(&["dlq", "list"]));
     assert_original_outcome(&facts, &dlq);
+    let invalid = cassandra(&["dlq", "list", "--invalid"]).json_lines();
+    let got: BTreeSet<(&str, &str)> = invalid
+        .iter()
+        .map(|m| {
+            (
+                m["source"].as_str().unwrap(),
+                m["message_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let p = payments.display();
+    let (third, seventh) = (format!("{p}:3"), format!("{p}:7"));
+    assert_eq!(
+        got,
+        BTreeSet::from([("payments", third.as_str()), ("payments", seventh.as_str())])
+    );
+    assert!(invalid
+        .iter()
+        .all(|m| !m["error"].as_str().unwrap().is_empty()));
     // Again: the same rows and dead letters, first_seen and attempts included.
     cassandra(&ingest_args(&[&orders], &[&payments]));
     assert_eq!(
@@ -343,6 +364,78 @@ fn the_original_scenario_from_files_into_cassandra() {
         facts
     );
     assert_eq!(dlq_by_id_any_order(&cassandra(&["dlq", "list"])), dlq);
+}
+
+/// The SIGKILL test on Cassandra, where nothing is committed as a file transaction: the
+/// writes the killed run made stand (the driver had them acknowledged), the rest it never
+/// acked, and a rerun of the same files completes every row with nothing dead-lettered.
+#[test]
+fn a_sigkill_mid_ingest_into_cassandra_then_a_rerun_converges() {
+    const N: i64 = 40_000;
+    let Some(config) = cassandra_test_config() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(ecom_stream::store::cassandra::apply_schema(&config))
+        .expect("schema");
+    let _drop_keyspace = KeyspaceGuard(config.clone());
+    let store = rt
+        .block_on(ecom_stream::store::cassandra::CassandraStore::open(&config))
+        .expect("open the Cassandra store");
+    let joined = |id: i64| -> bool {
+        use ecom_stream::store::FactReader;
+        rt.block_on(store.fact(id))
+            .expect("read a row")
+            .is_some_and(|row| row.has_payment())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let orders = write_file(&dir.path().join("orders.jsonl"), &order_lines(1..=N));
+    let payments = write_file(&dir.path().join("payments.jsonl"), &payment_lines(1..=N));
+    let data = dir.path().join("unused");
+    let args = ingest_args(&[&orders], &[&payments]);
+    let mut child = Running::spawn(cassandra_command(&data, &config, &args))
+        .with_limit(CASSANDRA_COMMAND_LIMIT);
+    // Killed once the first payment is joined: the orders are in, the payments under way.
+    while !joined(1) {
+        if let Some(status) = child.try_wait() {
+            panic!(
+                "ingest ended ({status}) before it was stopped\n{}",
+                child.output_so_far()
+            );
+        }
+        child.check_not_hung("the first joined row");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = child.kill();
+    assert!(
+        !joined(N),
+        "the kill came after the end:\n{}",
+        killed.stderr
+    );
+
+    let rerun = Running::spawn(cassandra_command(&data, &config, &args))
+        .with_limit(CASSANDRA_COMMAND_LIMIT)
+        .wait()
+        .ok()
+        .json();
+    assert_eq!(rerun["interrupted"], false, "{rerun}");
+    assert_eq!(int(&rerun, "dead_lettered"), 0, "{rerun}");
+    let run_cql = |args: &[&str]| -> Run {
+        Running::spawn(cassandra_command(&data, &config, args))
+            .with_limit(CASSANDRA_COMMAND_LIMIT)
+            .wait()
+            .ok()
+    };
+    let facts = facts_by_id_any_order(&run_cql(&["query", "facts"]));
+    assert_eq!(facts.len() as i64, N);
+    for id in (1..=N).step_by(97).chain([N]) {
+        assert_eq!(facts[&id], expected_row(42, id), "row {id}");
+    }
+    assert!(facts.values().all(|r| !r["payment_id"].is_null()));
+    assert!(run_cql(&["dlq", "list"]).json_lines().is_empty());
 }
 
 /// `query facts --format csv` writes what `ingest` reads: an export, plain and gzipped, given
