@@ -221,9 +221,17 @@ impl<'a> From<&'a InvalidMessage> for InvalidLine<'a> {
     }
 }
 
+/// A stored time as RFC 3339. Stores can hold times RFC 3339 cannot write (another tool may
+/// have written `USING TIMESTAMP` in nanoseconds); those print as their µs instead of
+/// failing the listing.
 pub(super) fn rfc3339(micros: i64) -> String {
+    use std::fmt::Write;
     let t = std::time::UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);
-    humantime::format_rfc3339_micros(t).to_string()
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_micros(t)) {
+        Ok(()) => out,
+        Err(_) => format!("{micros} µs since the epoch (after the year 9999)"),
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +247,18 @@ mod tests {
         let bytes = w.into_inner().expect("flush");
         let text = String::from_utf8(bytes).expect("utf-8");
         text.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn a_time_past_the_year_9999_prints_as_micros_instead_of_failing() {
+        assert_eq!(
+            rfc3339(1_714_571_110_000_000),
+            "2024-05-01T13:45:10.000000Z"
+        );
+        assert_eq!(
+            rfc3339(i64::MAX),
+            format!("{} µs since the epoch (after the year 9999)", i64::MAX)
+        );
     }
 
     #[test]

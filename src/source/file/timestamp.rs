@@ -7,6 +7,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The last µs of the year 9999, the latest time RFC 3339 can write. A larger integer is
+/// almost surely nanoseconds given as µs: taken as µs it would stamp the row for the year
+/// 56,000, and every later correct write to it would lose.
+pub const LATEST_US: i64 = 253_402_300_799_999_999;
+
+fn in_range(us: i64) -> bool {
+    (1..=LATEST_US).contains(&us)
+}
+
 /// The default write timestamp of the record on `line` of a file modified at `mtime_us`:
 /// later lines win over earlier ones of the same file, and a rerun stamps alike.
 pub fn positional(mtime_us: i64, line: u64) -> i64 {
@@ -23,10 +32,9 @@ pub fn micros_of(time: SystemTime) -> i64 {
 /// A JSON field's value: an integer of µs since the epoch, or RFC 3339 text.
 pub fn from_json(value: &serde_json::Value) -> Result<i64, String> {
     match value {
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .filter(|us| *us > 0)
-            .ok_or_else(|| format!("{n} is not a positive integer of µs since the epoch")),
+        serde_json::Value::Number(n) => n.as_i64().filter(|us| in_range(*us)).ok_or_else(|| {
+            format!("{n} is not an integer of µs since the epoch (1 to {LATEST_US}, the year 9999)")
+        }),
         serde_json::Value::String(s) => from_text(s),
         other => Err(format!(
             "{other} is neither RFC 3339 text nor µs since the epoch"
@@ -44,10 +52,16 @@ pub fn from_text(text: &str) -> Result<i64, String> {
         return text
             .parse::<i64>()
             .ok()
-            .filter(|us| *us > 0)
-            .ok_or_else(|| format!("{text} is not a positive integer of µs since the epoch"));
+            .filter(|us| in_range(*us))
+            .ok_or_else(|| {
+                format!(
+                    "{text} is not an integer of µs since the epoch (1 to {LATEST_US}, the year 9999)"
+                )
+            });
     }
-    rfc3339(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time"))
+    rfc3339(text)
+        .filter(|us| in_range(*us))
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time between 1970 and 9999"))
 }
 
 /// RFC 3339 with `Z` or a `±HH:MM` offset. humantime reads the UTC form; an offset is
@@ -64,7 +78,8 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
     if let Some(utc) = text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
         return Some((utc, 0));
     }
-    let (head, tail) = text.split_at(text.len().checked_sub(6)?);
+    // `split_at_checked`: the cut may fall inside a multi-byte character of any text.
+    let (head, tail) = text.split_at_checked(text.len().checked_sub(6)?)?;
     let sign = match tail.as_bytes().first()? {
         b'+' => 1,
         b'-' => -1,
@@ -103,10 +118,22 @@ mod tests {
             "2024-13-01T00:00:00Z",
             "2024-05-01 13:45:10",
             "0",
+            "2024年5月1日",
+            "年5月1日+02:00",
+            "1714571110000000000",
+            "9999-12-31T23:59:59-01:00",
         ] {
             assert!(from_text(bad).is_err(), "{bad:?}");
         }
-        for bad in [json!(-5), json!(1.5), json!(null), json!(true), json!("x")] {
+        assert_eq!(from_text("9999-12-31T23:59:59.999999Z"), Ok(LATEST_US));
+        for bad in [
+            json!(-5),
+            json!(1.5),
+            json!(null),
+            json!(true),
+            json!("x"),
+            json!(1_714_571_110_000_000_000_i64),
+        ] {
             assert!(from_json(&bad).is_err(), "{bad}");
         }
     }
