@@ -5,7 +5,9 @@
 //! is named), the row-to-JSON conversion, and the rule for half rows: a row whose columns
 //! for this stream are all empty but `order_id` (an order without its payment, in a CSV
 //! export of the facts table read as payments) is skipped. Extra columns are ignored, so
-//! one export serves as both an orders and a payments file. Must never: judge values
+//! one export serves as both an orders and a payments file. A row with more or fewer fields
+//! than the header is invalid (an unquoted comma would shift every later cell into the
+//! wrong column), recorded at its line. Must never: judge values
 //! beyond their type (the intake validates), or hold more than one row, and that row no
 //! longer than [`MAX_RECORD`] bytes.
 
@@ -66,6 +68,8 @@ pub struct Rows {
     wanted: Vec<(&'static str, Cell, usize)>,
     /// The timestamp column's index, when `--timestamp-field` names one.
     ts_column: Option<(String, usize)>,
+    /// Fields in the header: every row must have as many.
+    fields: usize,
     record: csv::ByteRecord,
 }
 
@@ -122,6 +126,7 @@ impl Rows {
             taken,
             wanted,
             ts_column,
+            fields: header.len(),
             record: csv::ByteRecord::new(),
         })
     }
@@ -145,13 +150,21 @@ impl Rows {
     fn convert(&self, line: u64) -> Raw {
         let bad = |error: String| Raw::Bad {
             line,
-            payload: Bytes::from(self.record.as_slice().to_vec()),
+            payload: Bytes::from(record_text(&self.record)),
             error,
         };
         let cell = |i: usize| -> Result<&str, String> {
             std::str::from_utf8(self.record.get(i).unwrap_or_default())
                 .map_err(|e| format!("column {} is not UTF-8: {e}", i + 1))
         };
+        // The reader is flexible so that such a row is recorded here, not a failure of the file.
+        if self.record.len() != self.fields {
+            return bad(format!(
+                "{} fields where the header has {} (an unquoted comma?)",
+                self.record.len(),
+                self.fields
+            ));
+        }
         let mut object = Map::new();
         let mut all_empty = true;
         for (name, kind, i) in &self.wanted {
@@ -184,6 +197,25 @@ impl Rows {
             ts,
         }
     }
+}
+
+/// The record as a CSV line again (quoted where it needs to be, no line end), for the
+/// `payload` of an invalid record: the fields alone, run together, would not say which was
+/// which.
+fn record_text(record: &csv::ByteRecord) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail; should it, the fields run together still say something.
+    if writer.write_byte_record(record).is_err() {
+        return record.as_slice().to_vec();
+    }
+    let mut line = writer.into_inner().unwrap_or_default();
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    line
 }
 
 /// A cell as JSON. Numbers that do not parse stay text, so that the intake's validation
@@ -295,6 +327,29 @@ mod tests {
             (payment.payment_id, &*payment.card_last_four),
             (1_000_007, "0042")
         );
+    }
+
+    #[test]
+    fn a_row_with_more_or_fewer_fields_than_the_header_is_invalid_at_its_line() {
+        let text =
+            "payment_id,order_id,payment_method,card_last_four,payment_status,payment_datetime\n\
+            5,1,PayPal,1234,Completed,2024\n\
+            garbage\n\
+            6,2,Pay,Pal,1234,Completed,2024\n\
+            ,3,,,,\n";
+        let got = rows(text, StreamKind::Payments, None).unwrap();
+        assert!(matches!(&got[0], Raw::Record { line: 2, .. }), "{got:?}");
+        assert!(
+            matches!(&got[1], Raw::Bad { line: 3, error, .. } if error.contains("1 fields where the header has 6")),
+            "{got:?}"
+        );
+        assert!(
+            matches!(&got[2], Raw::Bad { line: 4, error, payload } if error.contains("7 fields") && &payload[..] == b"6,2,Pay,Pal,1234,Completed,2024"),
+            "{got:?}"
+        );
+        // The right number of fields, all empty but order_id: a half row, skipped.
+        assert!(matches!(&got[3], Raw::Skipped), "{got:?}");
+        assert_eq!(got.len(), 4);
     }
 
     #[test]
