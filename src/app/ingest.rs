@@ -31,8 +31,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// Records per chunk, and payload bytes per chunk: what one file holds in memory at most
-/// [`CHUNKS_IN_PIPELINE`] + 1 times (those in the pipeline, and the next being read).
+/// Records per chunk, and payload bytes per chunk (the record that crosses the bound is
+/// still taken, so a chunk is at most 8 MiB plus one record of up to 10 MiB): what one file
+/// holds in memory at most [`CHUNKS_IN_PIPELINE`] + 1 times (those in the pipeline, and the
+/// next being read or waiting for its place).
 const CHUNK_RECORDS: usize = 5_000;
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Chunks of a file in the pipeline at once.
@@ -144,7 +146,8 @@ pub struct IngestReport {
 pub enum IngestError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{path}: {source}")]
+    /// The text is the path alone: the CLI prints the source's chain after it.
+    #[error("{}", path.display())]
     File {
         path: PathBuf,
         #[source]
@@ -266,13 +269,8 @@ impl Load<'_> {
         let mut next = Some(read_chunk(reader));
         let mut outcome = Ok(Delivery::Completed);
         while let Some(task) = next.take() {
-            let chunk = match task.await {
-                Ok((reader, Ok(chunk))) => {
-                    if !reader.is_done() {
-                        next = Some(read_chunk(reader));
-                    }
-                    chunk
-                }
+            let (chunk, more) = match task.await {
+                Ok((reader, Ok(chunk))) => (chunk, Some(reader).filter(|r| !r.is_done())),
                 Ok((_, Err(e))) => {
                     outcome = Err(file_error(e));
                     break;
@@ -299,6 +297,9 @@ impl Load<'_> {
                 }
             }
             in_pipeline.push_back(actix_rt::spawn(self.chunks.clone().deliver(chunk)));
+            // The next read starts only now, once a place in the pipeline was free: reading
+            // while waiting for one would hold a fourth chunk.
+            next = more.map(read_chunk);
         }
         // Every chunk handed in is waited for, after a failure too: nothing is left running
         // behind the report, and what a rerun must redo is exactly what was not acked.

@@ -5,9 +5,11 @@
 //! Owns: reading one file as a sequence of [`Chunk`]s: each record becomes a
 //! [`Message`] (id `FILE:LINE`, payload the wire JSON, publish time the write timestamp),
 //! and a record that cannot become one (a CSV row that is not UTF-8, a bad timestamp, an
-//! over-long line) an [`InvalidMessage`] with its reason. Must never: validate a payload
-//! (the intake does, so a file's records are judged exactly as Pub/Sub messages are), read
-//! a file whole into memory, or read the clock (a rerun must stamp records alike).
+//! over-long line, a CSV row with the wrong number of fields) an [`InvalidMessage`] with its
+//! reason. Must never: validate a payload (the intake does, so a file's records are judged
+//! exactly as Pub/Sub messages are), read a file whole into memory, or stamp a record from
+//! the clock (a rerun must stamp records alike; the clock only dates an invalid record's
+//! `received_at`, as for a Pub/Sub message).
 
 pub mod csv;
 pub mod jsonl;
@@ -52,16 +54,19 @@ pub struct ReadOptions {
 
 /// Why a file could not be read. Nothing of the file after the failure was delivered; what
 /// was delivered before it is durable, and a rerun after the cause is fixed completes it.
+///
+/// Each variant's text says only its own part; the cause is its `source`, which the CLI
+/// prints after it (`{:#}`), so writing it in the text too would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// Not retriable as it is: the path is wrong or unreadable.
-    #[error("cannot open: {source}")]
+    #[error("cannot open")]
     Open {
         #[source]
         source: std::io::Error,
     },
     /// Possibly transient (a disk or network file system error): a rerun may succeed.
-    #[error("read error at line {line}: {source}")]
+    #[error("read error at line {line}")]
     Read {
         line: u64,
         #[source]
