@@ -21,8 +21,8 @@ cd "$(dirname "$0")/.."
 load_init
 n=${1:-100000}
 runs=${2:-3}
-cargo build --release --quiet
-bin=target/release/ecom-stream
+load_bin
+bin=$BIN
 echo "cores: $(nproc); orders: $n; payments: $n; runs: $runs"
 python3 - "$WORK" "$n" <<'PY'
 import json, sys
