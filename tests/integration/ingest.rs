@@ -13,6 +13,7 @@ use crate::cli::{int, run, Run, Running, DB_FILE};
 use crate::pubsub::{expected_row, CASSANDRA_COMMAND_LIMIT};
 use crate::store_contract::{cassandra_test_config, KeyspaceGuard};
 use ecom_stream::pubsub::producer;
+use ecom_stream::store::cassandra::CassandraConfig;
 use flate2::write::GzEncoder;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -306,18 +307,33 @@ fn a_sigterm_mid_ingest_stops_cleanly_and_a_rerun_completes_it() {
     assert!(facts.values().all(|r| !r["payment_id"].is_null()));
 }
 
-#[test]
-fn the_original_scenario_from_files_into_cassandra() {
-    let Some(config) = cassandra_test_config() else {
-        return;
-    };
+/// A fresh keyspace with the schema on the test node, the runtime that made it, and the
+/// guard that drops it; `None` (said loudly) when no node can be had outside CI.
+fn cassandra_keyspace() -> Option<(tokio::runtime::Runtime, CassandraConfig, KeyspaceGuard)> {
+    let config = cassandra_test_config()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(ecom_stream::store::cassandra::apply_schema(&config))
         .expect("schema");
-    let _drop_keyspace = KeyspaceGuard(config.clone());
+    let guard = KeyspaceGuard(config.clone());
+    Some((rt, config, guard))
+}
+
+/// One command against the test keyspace, which must succeed.
+fn on_cassandra(data: &Path, config: &CassandraConfig, args: &[&str]) -> Run {
+    Running::spawn(cassandra_command(data, config, args))
+        .with_limit(CASSANDRA_COMMAND_LIMIT)
+        .wait()
+        .ok()
+}
+
+#[test]
+fn the_original_scenario_from_files_into_cassandra() {
+    let Some((_rt, config, _drop_keyspace)) = cassandra_keyspace() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let orders = write_file(&dir.path().join("orders.jsonl"), &order_lines(1..=80));
     // Two garbage lines among the payments: lines 3 and 7 of the file.
@@ -326,12 +342,7 @@ fn the_original_scenario_from_files_into_cassandra() {
     lines.insert(6, r#"{"payment_id": 77, "order_id": "seven"}"#.into());
     let payments = write_file(&dir.path().join("payments.jsonl.gz"), &lines);
     let data = dir.path().join("unused");
-    let cassandra = |args: &[&str]| -> Run {
-        Running::spawn(cassandra_command(&data, &config, args))
-            .with_limit(CASSANDRA_COMMAND_LIMIT)
-            .wait()
-            .ok()
-    };
+    let cassandra = |args: &[&str]| on_cassandra(&data, &config, args);
     let report = cassandra(&ingest_args(&[&orders], &[&payments])).json();
     assert_eq!(int(&report, "dead_lettered"), 420, "{report}");
     assert_eq!(int(&report, "invalid"), 2, "{report}");
@@ -372,16 +383,9 @@ fn the_original_scenario_from_files_into_cassandra() {
 #[test]
 fn a_sigkill_mid_ingest_into_cassandra_then_a_rerun_converges() {
     const N: i64 = 40_000;
-    let Some(config) = cassandra_test_config() else {
+    let Some((rt, config, _drop_keyspace)) = cassandra_keyspace() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(ecom_stream::store::cassandra::apply_schema(&config))
-        .expect("schema");
-    let _drop_keyspace = KeyspaceGuard(config.clone());
     let store = rt
         .block_on(ecom_stream::store::cassandra::CassandraStore::open(&config))
         .expect("open the Cassandra store");
@@ -416,19 +420,10 @@ fn a_sigkill_mid_ingest_into_cassandra_then_a_rerun_converges() {
         killed.stderr
     );
 
-    let rerun = Running::spawn(cassandra_command(&data, &config, &args))
-        .with_limit(CASSANDRA_COMMAND_LIMIT)
-        .wait()
-        .ok()
-        .json();
+    let rerun = on_cassandra(&data, &config, &args).json();
     assert_eq!(rerun["interrupted"], false, "{rerun}");
     assert_eq!(int(&rerun, "dead_lettered"), 0, "{rerun}");
-    let run_cql = |args: &[&str]| -> Run {
-        Running::spawn(cassandra_command(&data, &config, args))
-            .with_limit(CASSANDRA_COMMAND_LIMIT)
-            .wait()
-            .ok()
-    };
+    let run_cql = |args: &[&str]| on_cassandra(&data, &config, args);
     let facts = facts_by_id_any_order(&run_cql(&["query", "facts"]));
     assert_eq!(facts.len() as i64, N);
     for id in (1..=N).step_by(97).chain([N]) {
