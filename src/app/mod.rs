@@ -68,6 +68,8 @@ pub enum AppError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error(transparent)]
+    Reach(#[from] crate::pubsub::probe::ReachError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// A Cassandra setting found wrong before connecting (a TLS file that is not PEM).
     #[error(transparent)]
@@ -186,8 +188,18 @@ pub async fn ingest(
 #[derive(Debug)]
 pub struct SetupReport {
     pub steps: Vec<SetupStep>,
-    /// The store made ready, with its schema version where it has one.
-    pub store: String,
+    /// The store made ready, with its schema version where it has one (`None`: not asked).
+    pub store: Option<String>,
+}
+
+/// Which parts `setup` makes ready: both by default; `--store-only` is for a user of
+/// `ingest` or of a store alone, who has no Pub/Sub to reach.
+#[derive(Debug, Clone, Copy)]
+pub struct SetupParts {
+    /// The topics and subscriptions, after Pub/Sub has answered within this wait.
+    pub pubsub: Option<std::time::Duration>,
+    /// The store's tables.
+    pub store: bool,
 }
 
 /// `ecom-stream setup`: creates the topics and subscriptions, then the store's tables
@@ -198,6 +210,7 @@ pub async fn setup(
     store: &StoreConfig,
     pubsub: &PubSubConfig,
     settings: SubscriptionSettings,
+    parts: SetupParts,
 ) -> Result<SetupReport, AppError> {
     pubsub.validate()?;
     settings.validate()?;
@@ -205,7 +218,16 @@ pub async fn setup(
         // Builds the driver's configuration (TLS included) without connecting.
         crate::store::cassandra::session::builder(c)?;
     }
-    let steps = crate::pubsub::admin::setup(pubsub, settings).await?;
+    let steps = match parts.pubsub {
+        Some(wait) => {
+            crate::pubsub::probe::wait_until_reachable(pubsub, wait).await?;
+            crate::pubsub::admin::setup(pubsub, settings).await?
+        }
+        None => Vec::new(),
+    };
+    if !parts.store {
+        return Ok(SetupReport { steps, store: None });
+    }
     let store = match store {
         StoreConfig::Cassandra(c) => {
             let applied = crate::store::cassandra::apply_schema(c).await?;
@@ -222,5 +244,8 @@ pub async fn setup(
             store.label()
         }
     };
-    Ok(SetupReport { steps, store })
+    Ok(SetupReport {
+        steps,
+        store: Some(store),
+    })
 }

@@ -77,6 +77,13 @@ pub enum DlqCommand {
     },
 }
 
+impl DlqCommand {
+    /// Whether the command only reads the store (`list`), as opposed to changing it.
+    pub fn only_reads(&self) -> bool {
+        matches!(self, DlqCommand::List { .. })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
     /// Print one row as a JSON line (exit 1 if there is none).
@@ -206,6 +213,13 @@ pub struct SetupArgs {
     /// From the resolved settings.
     #[arg(skip)]
     pub pubsub: PubSubSettings,
+    /// Only the store's tables (`schema.cql` on Cassandra), no Pub/Sub: for `ingest` or a
+    /// store of your own.
+    #[arg(long, conflicts_with = "pubsub_only")]
+    pub store_only: bool,
+    /// Only the topics and subscriptions, not the store.
+    #[arg(long)]
+    pub pubsub_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -138,7 +138,7 @@ fn run_names_the_address_it_serves_whatever_the_log_level() {
 }
 
 #[test]
-fn run_exits_non_zero_naming_pubsub_when_it_is_unreachable_at_start() {
+fn every_pubsub_command_exits_non_zero_naming_pubsub_when_it_is_unreachable() {
     // A port nobody listens on: bound, then closed.
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -146,17 +146,56 @@ fn run_exits_non_zero_naming_pubsub_when_it_is_unreachable_at_start() {
         .port();
     let host = format!("127.0.0.1:{port}");
     let dir = data_dir();
-    let mut cmd = command(dir.path(), &["run", "--pubsub-connect-wait", "2s"]);
-    cmd.env("PUBSUB_EMULATOR_HOST", &host);
-    cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
-    let r = Running::spawn(cmd).wait().failed();
-    assert_one_error_line(
-        &r,
-        &[&host, "--pubsub-connect-wait (2s)", "orders_data-sub"],
-    );
-    // Waiting was said once, not once per retry.
-    let waiting = r.stderr.matches("does not answer yet").count();
-    assert_eq!(waiting, 1, "{r}");
+    for args in [
+        &["run", "--pubsub-connect-wait", "2s"][..],
+        &["setup", "--pubsub-connect-wait", "2s"],
+        &["produce", "orders", "--pubsub-connect-wait", "2s"],
+    ] {
+        let mut cmd = command(dir.path(), args);
+        cmd.env("PUBSUB_EMULATOR_HOST", &host);
+        cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+        let r = Running::spawn(cmd).wait().failed();
+        // What was tried, for how long, and what to do.
+        assert_one_error_line(
+            &r,
+            &[
+                &format!("emulator at {host}"),
+                "--pubsub-connect-wait (2s)",
+                "gcloud beta emulators pubsub start",
+            ],
+        );
+        // Waiting was said once, not once per retry.
+        let waiting = r.stderr.matches("does not answer yet").count();
+        assert_eq!(waiting, 1, "{args:?}: {r}");
+    }
+}
+
+/// No emulator and no credentials: each command says at once that the real service was
+/// tried with Application Default Credentials, and how to point it at the emulator instead.
+/// The endpoint is a closed loopback port and the credentials file does not exist, so no
+/// request leaves the machine.
+#[test]
+fn every_pubsub_command_without_emulator_or_credentials_says_what_it_tried() {
+    let dir = data_dir();
+    for args in [&["run"][..], &["setup"], &["produce", "payments"]] {
+        let mut cmd = command(dir.path(), args);
+        cmd.env_remove("PUBSUB_EMULATOR_HOST");
+        cmd.env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            dir.path().join("no-such-key.json"),
+        );
+        cmd.env("ECOM_PUBSUB_ENDPOINT", "http://127.0.0.1:1");
+        cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+        let r = Running::spawn(cmd).wait().failed();
+        assert_one_error_line(
+            &r,
+            &["Application Default Credentials", "PUBSUB_EMULATOR_HOST"],
+        );
+        assert!(
+            !r.stderr.contains("has `ecom-stream setup` been run"),
+            "{r}"
+        );
+    }
 }
 
 #[test]
