@@ -717,7 +717,7 @@ fn the_binary_takes_the_rendered_config_and_every_flag_the_chart_passes() {
     }
 }
 
-/// `[name] key = "value"` lines of Cargo.toml, read as TOML.
+/// Cargo.toml, parsed.
 fn cargo_toml() -> toml::Table {
     read("Cargo.toml").parse().expect("Cargo.toml parses")
 }
