@@ -11,6 +11,7 @@ mod config_table;
 mod crash;
 mod dlq_replay;
 mod emulator;
+mod helm_chart;
 mod ingest;
 mod layout;
 mod ops;
