@@ -14,6 +14,7 @@ mod emulator;
 mod ingest;
 mod layout;
 mod ops;
+mod ops_clients;
 mod pipeline;
 mod poison_pubsub;
 mod pubsub;
