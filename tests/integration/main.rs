@@ -15,6 +15,7 @@ mod helm_chart;
 mod ingest;
 mod layout;
 mod ops;
+mod ops_clients;
 mod pipeline;
 mod poison_pubsub;
 mod pubsub;
