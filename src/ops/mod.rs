@@ -11,12 +11,29 @@
 //! | `/status.json` | the counters now and their recent history ([`status`]) |
 //! | `/` | the status page: one self-contained HTML file that polls `/status.json` |
 //!
-//! Must never: slow the pipeline down or take it down. Every handler only reads atomics;
-//! connections are bounded in number and in how long their headers may take.
+//! Must never: slow the pipeline down or take it down, or let one client keep the probes
+//! out. Every handler only reads atomics. What bounds the clients, and why:
+//!
+//! - accept never waits: a new connection is admitted at once, and at a bound the least
+//!   recently active connection is closed to make room ([`admission`]: 256 in all, 32 per
+//!   client address). A probe is the newest connection, so it gets in whatever the other
+//!   clients hold;
+//! - a client has [`HEADER_TIMEOUT`] to send each request head, the first and every later one
+//!   on a keep-alive connection (hyper starts the timer as soon as the connection is idle), so
+//!   half a head or an idle keep-alive connection is closed after it, even when nobody needs
+//!   its place;
+//! - each connection's read and write buffers are capped at [`MAX_BUF`], so memory is
+//!   bounded by about `MAX_CONNECTIONS × 2 × MAX_BUF` plus the responses being written, and
+//!   file descriptors by [`MAX_CONNECTIONS`] + 1 (a newcomer waiting for the connection it
+//!   replaces to close) plus the listener's own.
+//!
+//! Keep-alive stays on: the status page polls every second on one connection, and a
+//! scraper reuses its connection as long as it asks more often than [`HEADER_TIMEOUT`].
 //!
 //! hyper 1 is used directly (with hyper-util's tokio glue): five fixed GET routes need no
 //! router framework, and hyper is in the dependency tree for the Pub/Sub client anyway.
 
+pub mod admission;
 pub mod exporter;
 pub mod status;
 
@@ -33,18 +50,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// The default listener address (design §5).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 
-/// Connections served at once. Scrapers, probes and a few browsers need a handful; the cap
-/// keeps a misbehaving client from opening thousands.
-const MAX_CONNECTIONS: usize = 64;
+pub use admission::{MAX_CONNECTIONS, MAX_PER_PEER};
 
-/// How long a client may take to send its request headers (slow clients hold a slot).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request head, and how long a keep-alive connection
+/// may wait for its next request. A probe or scraper sends its head in one packet; the status
+/// page asks every second. Short, so that connections nobody uses go away by themselves.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection's read (and write-queue) buffer cap, hyper's ~400 KiB by default. A GET's
+/// head fits in a few hundred bytes; a browser's with cookies in a few KiB. A longer head is
+/// answered `431` and the connection closed.
+pub const MAX_BUF: usize = 16 * 1024;
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,15 +154,13 @@ async fn sample(shared: Arc<Shared>, mut shutdown: Shutdown) {
     }
 }
 
+/// Accepts every connection as it comes (a client left in the kernel's backlog is a probe
+/// that times out) and serves each on a task of its own.
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = admission::Admission::new();
     loop {
-        // Waiting for a slot before accepting leaves extra clients in the kernel's backlog.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Per-connection errors (e.g. the client reset) and fd exhaustion both pass;
                 // a short pause keeps the latter from spinning.
@@ -150,19 +169,36 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        // Makes room at a bound; waits only for an evicted connection's socket to close.
+        let Some(ticket) = admission.admit(peer.ip()).await else {
+            return;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let conn = ticket.conn().clone();
             let service = hyper::service::service_fn(move |req| {
+                conn.touch();
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(&req, &shared)) }
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!(error = %e, "operations connection ended with an error");
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_BUF);
+            let serving = http.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                biased;
+                () = ticket.conn().evicted() => {
+                    tracing::debug!(%peer, "operations connection closed to make room");
+                }
+                result = serving => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "operations connection ended with an error");
+                    }
+                }
             }
+            // The socket is closed (dropped with `serving`) before the ticket frees its slot.
+            drop(ticket);
         });
     }
 }
