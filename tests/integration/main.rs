@@ -27,3 +27,4 @@ mod store_contract;
 mod store_explain;
 mod store_refusal;
 mod support;
+mod walkthroughs;
