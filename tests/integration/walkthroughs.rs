@@ -11,6 +11,8 @@
 //! Cassandra walkthrough `127.0.0.1:9042` the test binary's node, whose
 //! `scripts/cassandra-node` lines are skipped (the harness started the node). The
 //! walkthrough makes its own fresh keyspace; the node is discarded with the test binary.
+//! And `ECOM_METRICS_ADDR=127.0.0.1:0`: walkthroughs run side by side (and beside other
+//! tests), so their `run`s cannot all have the default port 9464.
 //!
 //! Owns: keeping the README's walkthroughs true. Must never: change what a walkthrough
 //! does beyond those substitutions, or check a number the README does not print.
@@ -140,7 +142,8 @@ fn script(w: &Walkthrough, subs: &[(&str, &str)], skip: &[&str]) -> String {
 }
 
 /// Runs the walkthrough in a fresh directory with no `ECOM_*` setting (nor
-/// `PUBSUB_EMULATOR_HOST`) inherited, except those named in `keep`.
+/// `PUBSUB_EMULATOR_HOST`) inherited, except those named in `keep`, and the operations
+/// listener on a free port.
 fn run(w: &Walkthrough, subs: &[(&str, &str)], skip: &[&str], keep: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = script(w, subs, skip);
@@ -154,6 +157,7 @@ fn run(w: &Walkthrough, subs: &[(&str, &str)], skip: &[&str], keep: &[&str]) -> 
     }
     cmd.current_dir(dir.path())
         .env("NO_COLOR", "1")
+        .env("ECOM_METRICS_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .arg("-c")
         .arg(&text);
