@@ -225,8 +225,9 @@ fn lagging_payments(ids: std::ops::RangeInclusive<i64>, lag: usize) -> Vec<Messa
 
 /// The store in `dir` refuses writes mid-run (`refuse` starts it and returns what ends
 /// it) for many hold times while thousands of orders and their payments flow. Payments
-/// look their order up in the store (the order cache forgets at once, as it does for an
-/// order another instance or an earlier run took), so a payment whose order is stuck behind
+/// look their order up in the store (the order cache keeps one order per shard, so it has
+/// forgotten each payment's order, as it has an order another instance or an earlier run
+/// took), so a payment whose order is stuck behind
 /// the outage is held. No hold may run out while the store is out (no `order_not_found`,
 /// no dead-letter attempt), no refused row may be nacked (no `write_failed`), and once the
 /// store takes writes again every row is joined.
@@ -241,7 +242,9 @@ async fn outage_outlasting_the_hold(
     let stats = Arc::new(Stats::default());
     let hold = Duration::from_millis(300);
     let mut cfg = engine(hold);
-    cfg.order_cache_ttl = Duration::from_millis(1);
+    // One order per shard: each payment, 100 messages after its order, finds the cache has
+    // forgotten it (a TTL alone was not enough: a fast run still hit the cache).
+    cfg.order_cache_capacity = 1;
     let pipeline =
         Pipeline::start(&cfg, store.clone(), Arc::new(TableOnly), stats.clone()).expect("pipeline");
     let source = InProcessSource::with_stats(
