@@ -64,6 +64,9 @@ pub struct JoinState {
     dedup: DedupWindow,
     /// How long a payment waits for its order before the recheck and the DLQ.
     hold: Duration,
+    /// When the store was last seen out (see [`Self::store_out`]): no hold ends until one
+    /// hold time after it.
+    store_out_seen: Option<Instant>,
     /// After shutdown began: every event is nacked, since the writer downstream may already
     /// have flushed for the last time.
     draining: bool,
@@ -77,6 +80,7 @@ impl JoinState {
             pending: PendingBuffer::new(limits.pending_capacity),
             dedup: DedupWindow::new(limits.dedup_capacity),
             hold: limits.hold,
+            store_out_seen: None,
             draining: false,
             stats,
         }
@@ -205,8 +209,28 @@ impl JoinState {
         }
     }
 
+    /// The store was out at `at` (the writer held rows it could not write, or the store
+    /// refused writes or reads): an order may be stuck behind it, so holds stop running out
+    /// until one hold time after the store was last out (design §4.3, "Holds and store
+    /// outages").
+    pub fn store_out(&mut self, at: Instant) {
+        self.store_out_seen = self.store_out_seen.max(Some(at));
+    }
+
+    /// Whether holds are paused at `now` by a store outage (see [`Self::store_out`]).
+    pub fn holds_paused(&self, now: Instant) -> bool {
+        self.store_out_seen
+            .is_some_and(|seen| now < seen + self.hold)
+    }
+
     /// Payments whose hold ended by `now`: recheck the store, then [`resolve`](Self::resolve).
+    /// None while holds are paused by a store outage: their deadlines pass, and they end
+    /// together one hold time after the store is back, once the orders stuck behind it
+    /// had the time a hold gives them.
     pub fn expired(&mut self, now: Instant) -> Vec<HeldPayment> {
+        if self.holds_paused(now) {
+            return Vec::new();
+        }
         self.pending.take_expired(now)
     }
 

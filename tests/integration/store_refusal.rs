@@ -1,8 +1,10 @@
 //! A store that refuses writes, end to end on the real embedded store: a row a SQLite
 //! trigger always rejects is dead-lettered as `write_failed` after a bounded number of
 //! tries and its message acked (the run ends, no loop); a write lock held by another
-//! connection (mid-run, or from the start) pauses the pipeline without a nack storm, and
-//! the run finishes by itself with every row written once the lock is released.
+//! connection (mid-run, or from the start) pauses the pipeline without a single nack, and
+//! the run finishes by itself with every row written once the lock is released; and an
+//! outage (the lock, or a full disk on a tmpfs) much longer than the hold leaves no false
+//! dead letter and nacks nothing (issue 19).
 
 use crate::support::{all_facts, all_invalid, engine, order_msg, payment_msg};
 use ecom_stream::app::pipeline::{Drained, Pipeline};
@@ -174,11 +176,11 @@ async fn outage_run(from_start: bool) {
     assert_eq!(pipeline.shutdown().await, Drained::Clean);
 
     let after = source.counts();
-    // No nack storm: a held row is not nacked, so nothing cycles during the outage. At the
-    // release a batch that was still failing while a held one got through counts as a row
-    // failure and is nacked once (then written on redelivery): a few, never thousands.
+    // A refused row is held, never nacked: nothing cycles during the outage, and at the
+    // release a batch still refused while a held one got through is held too (it was
+    // nacked as a row failure before issue 19).
     assert_eq!(during.nacked - before.nacked, 0, "{during:?}");
-    assert!(after.nacked <= 10, "{after:?}");
+    assert_eq!(after.nacked, 0, "{after:?}");
     let facts = all_facts(store.as_ref()).await;
     let written: BTreeSet<i64> = facts.keys().copied().collect();
     assert_eq!(written, (1..=100).collect::<BTreeSet<i64>>());
@@ -200,4 +202,220 @@ async fn a_write_lock_held_mid_run_pauses_the_run_without_nacks_and_it_recovers(
 #[actix_rt::test]
 async fn a_run_started_while_the_write_lock_is_held_waits_and_proceeds_once_released() {
     outage_run(true).await;
+}
+
+/// Orders `ids`, each payment published `lag` orders after its own order: payments always
+/// come after their orders, as a second stream that runs a little behind.
+fn lagging_payments(ids: std::ops::RangeInclusive<i64>, lag: usize) -> Vec<Message> {
+    let mut mock = MockData::new(11);
+    let ids: Vec<i64> = ids.collect();
+    let mut msgs = Vec::with_capacity(2 * ids.len());
+    for (n, &id) in ids.iter().enumerate() {
+        msgs.push(order_msg(&mut mock, id, ""));
+        if n >= lag {
+            let paid = ids[n - lag];
+            msgs.push(payment_msg(&mut mock, 1_000_000 + paid, paid, ""));
+        }
+    }
+    for &paid in &ids[ids.len().saturating_sub(lag)..] {
+        msgs.push(payment_msg(&mut mock, 1_000_000 + paid, paid, ""));
+    }
+    msgs
+}
+
+/// The store in `dir` refuses writes mid-run (`refuse` starts it and returns what ends
+/// it) for many hold times while thousands of orders and their payments flow. Payments
+/// look their order up in the store (the order cache keeps one order per shard, so it has
+/// forgotten each payment's order, as it has an order another instance or an earlier run
+/// took), so a payment whose order is stuck behind
+/// the outage is held. No hold may run out while the store is out (no `order_not_found`,
+/// no dead-letter attempt), no refused row may be nacked (no `write_failed`), and once the
+/// store takes writes again every row is joined.
+async fn outage_outlasting_the_hold(
+    what: &str,
+    dir: &Path,
+    refuse: impl FnOnce() -> Box<dyn FnOnce()>,
+) {
+    use ecom_stream::ack::NackReason;
+
+    let store = open_store(dir);
+    let stats = Arc::new(Stats::default());
+    let hold = Duration::from_millis(300);
+    let mut cfg = engine(hold);
+    // One order per shard: each payment, 100 messages after its order, finds the cache has
+    // forgotten it (a TTL alone was not enough: a fast run still hit the cache).
+    cfg.order_cache_capacity = 1;
+    let pipeline =
+        Pipeline::start(&cfg, store.clone(), Arc::new(TableOnly), stats.clone()).expect("pipeline");
+    let source = InProcessSource::with_stats(
+        SourceOptions {
+            batch_size: 20,
+            redelivery_delay: Duration::from_millis(20),
+            ..SourceOptions::default()
+        },
+        stats.clone(),
+    );
+    let first = source
+        .deliver(
+            lagging_payments(1..=500, 100),
+            &pipeline.intake(),
+            &Shutdown::never(),
+        )
+        .await;
+    assert_eq!(first, Delivery::Completed);
+    let held_before = stats.snapshot().payments_held;
+
+    let give_back = refuse();
+    let delivery = {
+        let (source, intake) = (source.clone(), pipeline.intake());
+        let wave = lagging_payments(501..=4000, 100);
+        actix_rt::spawn(async move { source.deliver(wave, &intake, &Shutdown::never()).await })
+    };
+    // The outage outlasts ten holds with payments held behind it (or, without the rule,
+    // a payment left its hold and went the dead-letter way, or a row was nacked).
+    let nacked = || source.counts().nacked;
+    crate::support::eventually("payments held through ten hold times", || {
+        stats.gauges().pending_oldest_age_seconds >= 10.0 * hold.as_secs_f64()
+            || nacked() > 0
+            || stats.snapshot().dead_lettered > 0
+    })
+    .await;
+    let during = stats.snapshot();
+    assert!(
+        !stats.store_up(),
+        "the store is reported down while it refuses"
+    );
+    assert!(
+        during.payments_held > held_before,
+        "payments were held behind the outage: {during:?}"
+    );
+    give_back();
+    let delivered = tokio::time::timeout(Duration::from_secs(120), delivery)
+        .await
+        .expect("the run recovers by itself")
+        .expect("delivery task");
+    assert_eq!(delivered, Delivery::Completed);
+    assert_eq!(pipeline.shutdown().await, Drained::Clean);
+
+    let s = stats.snapshot();
+    let nacks: Vec<(StreamKind, NackReason, u64)> = [StreamKind::Orders, StreamKind::Payments]
+        .into_iter()
+        .flat_map(|k| {
+            stats
+                .source(k)
+                .nacked_by_reason()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(move |(r, n)| (k, r, n))
+        })
+        .collect();
+    eprintln!(
+        "{what} longer than the hold: held {} payments ({} in the outage wave), nacks {nacks:?}, dead-lettered {}, write failures {}",
+        s.payments_held,
+        s.payments_held - held_before,
+        s.dead_lettered,
+        s.write_failures
+    );
+    assert_eq!(
+        nacks,
+        vec![],
+        "nothing nacked (no write_failed, no dead-letter attempt)"
+    );
+    let dead = crate::support::all_dead_letters(store.as_ref()).await;
+    assert!(
+        dead.is_empty(),
+        "no order_not_found: {} entries",
+        dead.len()
+    );
+    assert_eq!(s.dead_lettered, 0);
+    let invalid = all_invalid(store.as_ref()).await;
+    assert!(invalid.is_empty(), "no write_failed: {invalid:?}");
+    assert_eq!((s.write_failures, s.write_dead_lettered), (0, 0));
+    let facts = all_facts(store.as_ref()).await;
+    assert_eq!(facts.len(), 4000);
+    assert!(
+        facts.values().all(|r| r.has_order() && r.has_payment()),
+        "every row joined"
+    );
+}
+
+/// Issue 19, findings 1 and 2, with another connection holding the write lock (SQLite
+/// answers `database is locked`): see [`outage_outlasting_the_hold`].
+#[actix_rt::test]
+async fn a_lock_held_longer_than_the_hold_dead_letters_nothing_and_nacks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    outage_outlasting_the_hold("write lock", dir.path(), move || {
+        let lock = WriteLock::take(&path);
+        Box::new(move || lock.release())
+    })
+    .await;
+}
+
+/// A tmpfs mounted for one test, unmounted (lazily: the store may still be open) on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None` where this process may not mount (not root, or no `CAP_SYS_ADMIN`).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Fills the file system of `dir` with a file until it is full, then gives `leave` bytes
+/// back; removing the file frees the rest.
+fn fill(dir: &Path, leave: u64) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("ballast");
+    let mut file = std::fs::File::create(&path).expect("ballast");
+    let chunk = vec![0u8; 16 * 1024];
+    while file.write_all(&chunk).and_then(|()| file.flush()).is_ok() {}
+    let _ = file.sync_all();
+    let len = file.metadata().expect("ballast size").len();
+    file.set_len(len.saturating_sub(leave)).expect("leave room");
+    path
+}
+
+/// Issue 19, findings 1 and 2, on a real full disk: the store on an 8 MiB tmpfs, which a
+/// ballast file fills mid-run but for 64 KiB, then removes. SQLite answers `database or
+/// disk is full` to a batch while a few single rows still fit, as on the issue's tmpfs:
+/// the old writer split the batch, wrote a row or two, and nacked the rest as
+/// `write_failed` (99 to 211 rows in runs of this test). Needs
+/// root with `CAP_SYS_ADMIN` to mount; elsewhere it says so and checks nothing (the lock
+/// variant above runs everywhere).
+#[actix_rt::test]
+async fn a_full_disk_for_longer_than_the_hold_dead_letters_nothing_and_nacks_nothing() {
+    let Some(tmpfs) = Tmpfs::mount("8m") else {
+        eprintln!("skipped: the full-disk variant needs to mount a tmpfs");
+        return;
+    };
+    let path = tmpfs.0.path().to_path_buf();
+    outage_outlasting_the_hold("full disk", tmpfs.0.path(), move || {
+        let ballast = fill(&path, 64 * 1024);
+        Box::new(move || std::fs::remove_file(&ballast).expect("free the disk"))
+    })
+    .await;
+    drop(tmpfs);
 }
