@@ -109,6 +109,8 @@ pub struct IngestProgress {
     pub bytes_read: Arc<AtomicU64>,
     /// Records read so far, both streams.
     pub records: AtomicU64,
+    /// Waiting for the store's write lock, which another process holds.
+    pub waiting_for_store: std::sync::atomic::AtomicBool,
 }
 
 /// Records read from one stream's files.
@@ -139,6 +141,26 @@ pub struct IngestReport {
     pub interrupted: bool,
     pub drained: bool,
     pub stats: StatsSnapshot,
+}
+
+impl IngestReport {
+    /// A load stopped by a signal before it started (while it waited for the store).
+    pub fn stopped_before_start(stats: &Stats) -> IngestReport {
+        let stats = stats.snapshot();
+        IngestReport {
+            orders: StreamCounts::default(),
+            payments: StreamCounts::default(),
+            rows_written: 0,
+            dead_lettered: 0,
+            invalid: 0,
+            duplicates: 0,
+            elapsed_s: 0.0,
+            records_per_second: 0.0,
+            interrupted: true,
+            drained: true,
+            stats,
+        }
+    }
 }
 
 /// Why a load stopped in error. Whatever was acked before it is durable; a rerun converges.

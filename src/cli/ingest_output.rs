@@ -86,7 +86,11 @@ pub(super) fn progress_bar(
             let records = progress.records.load(Ordering::Relaxed);
             let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
             ticking.set_position(progress.bytes_read.load(Ordering::Relaxed));
-            ticking.set_message(format!("{records} records, {rate:.0}/s"));
+            if progress.waiting_for_store.load(Ordering::Relaxed) {
+                ticking.set_message("waiting for the store's write lock (another process holds it)");
+            } else {
+                ticking.set_message(format!("{records} records, {rate:.0}/s"));
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });

@@ -28,6 +28,8 @@ mod dead_letters;
 mod facts;
 mod schema;
 
+pub use connection::is_locked_elsewhere;
+
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
