@@ -577,3 +577,45 @@ fn the_named_timestamp_field_decides_which_version_wins() {
     );
     assert!(why.values().all(|e| e.contains("updated_at")), "{why:?}");
 }
+
+/// A gzip file cut short (a copy that stopped, a full disk): what was read cleanly before
+/// the damage is written, and the load then fails naming the file and the first line it
+/// could not read. A rerun with the whole file completes it.
+#[test]
+fn a_truncated_gzip_file_writes_its_clean_beginning_then_fails_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = write_file(&dir.path().join("whole.jsonl.gz"), &order_lines(1..=2000));
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.jsonl.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let data = dir.path().join("data");
+    let c = cut.display().to_string();
+    let r = run(&data, &["ingest", "--json", "--orders", &c]).failed();
+    let line: i64 = r
+        .stderr
+        .split("read error at line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the error names the line: {r}"));
+    assert!(r.stderr.contains(&c), "the error names the file: {r}");
+    assert!(line > 1 && line <= 2000, "{r}");
+    let facts = facts_by_id(&run(&data, &["query", "facts"]).ok());
+    assert_eq!(
+        facts.keys().copied().collect::<Vec<_>>(),
+        (1..line).collect::<Vec<_>>(),
+        "every order before line {line}, and none after: {r}"
+    );
+    eprintln!(
+        "INGEST: a gzip file cut at {} of {} bytes: {} orders written, failed at line {line}",
+        bytes.len() / 2,
+        bytes.len(),
+        facts.len()
+    );
+    let w = whole.display().to_string();
+    run(&data, &["ingest", "--json", "--orders", &w]).ok();
+    assert_eq!(
+        facts_by_id(&run(&data, &["query", "facts"]).ok()).len(),
+        2000
+    );
+}
