@@ -130,7 +130,11 @@ pub struct StreamCounts {
 pub struct IngestReport {
     pub orders: StreamCounts,
     pub payments: StreamCounts,
+    /// Records whose write changed the store (a column group written), each once.
     pub rows_written: u64,
+    /// Records whose write lost to a newer version already stored (last-write-wins kept
+    /// it). `null` on Cassandra, which cannot tell: there they count as written.
+    pub superseded: Option<u64>,
     pub dead_lettered: u64,
     pub invalid: u64,
     pub duplicates: u64,
@@ -151,6 +155,7 @@ impl IngestReport {
             orders: StreamCounts::default(),
             payments: StreamCounts::default(),
             rows_written: 0,
+            superseded: None,
             dead_lettered: 0,
             invalid: 0,
             duplicates: 0,
@@ -206,7 +211,13 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<IngestReport, IngestError> {
     options.validate()?;
-    let pipeline = Pipeline::start(&options.engine, store, Arc::new(TableOnly), stats.clone())?;
+    let superseded_before = store.superseded_writes();
+    let pipeline = Pipeline::start(
+        &options.engine,
+        store.clone(),
+        Arc::new(TableOnly),
+        stats.clone(),
+    )?;
     pipeline.shut_on(shutdown.clone());
     let started = Instant::now();
     let mut load = Load {
@@ -235,10 +246,15 @@ pub async fn run(
     let elapsed = started.elapsed().as_secs_f64();
     let s = stats.snapshot();
     let records = counts[0].records + counts[1].records;
+    let superseded = store
+        .superseded_writes()
+        .map(|now| now - superseded_before.unwrap_or(0));
     Ok(IngestReport {
         orders: counts[0],
         payments: counts[1],
-        rows_written: s.orders_upserted + s.payments_upserted,
+        rows_written: (s.orders_upserted + s.payments_upserted)
+            .saturating_sub(superseded.unwrap_or(0)),
+        superseded,
         dead_lettered: s.dead_lettered,
         invalid: s.invalid,
         duplicates: s.duplicates,

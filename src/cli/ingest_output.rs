@@ -26,6 +26,12 @@ pub(super) fn write_ingest_summary(
         )?;
     }
     writeln!(out, "  rows written           {:>10}", r.rows_written)?;
+    if let Some(superseded) = r.superseded {
+        writeln!(
+            out,
+            "  superseded             {superseded:>10}  (a newer version was already stored)"
+        )?;
+    }
     writeln!(
         out,
         "  dead-lettered          {:>10}  (order not found after the hold)",
@@ -36,7 +42,11 @@ pub(super) fn write_ingest_summary(
         "  invalid                {:>10}  (recorded with FILE:LINE and their reason)",
         r.invalid
     )?;
-    writeln!(out, "  duplicates             {:>10}", r.duplicates)?;
+    writeln!(
+        out,
+        "  duplicates             {:>10}  (the same record already written: skipped)",
+        r.duplicates
+    )?;
     writeln!(
         out,
         "  elapsed                {:>9.2}s  ({:.0} records/s)",

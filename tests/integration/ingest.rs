@@ -539,6 +539,9 @@ fn the_named_timestamp_field_decides_which_version_wins() {
     .ok()
     .json();
     assert_eq!(int(&report, "invalid"), 2, "{report}");
+    // Each record once: the three older versions lost to what was stored.
+    assert_eq!(int(&report, "rows_written"), 4, "{report}");
+    assert_eq!(int(&report, "superseded"), 3, "{report}");
     let (facts, dlq, invalid) = everything(&data);
     assert!(dlq.is_empty(), "{dlq:?}");
     assert_eq!(facts.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
@@ -618,4 +621,66 @@ fn a_truncated_gzip_file_writes_its_clean_beginning_then_fails_naming_the_line()
         facts_by_id(&run(&data, &["query", "facts"]).ok()).len(),
         2000
     );
+}
+
+/// Each record of a load is counted once, in one bucket: written, superseded (a newer
+/// version is already stored), duplicate, dead-lettered or invalid.
+#[test]
+fn each_record_is_counted_once_in_one_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |line: &String, when: &str| {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        v["updated_at"] = Value::from(when);
+        v.to_string()
+    };
+    let first = order_lines(1..=10);
+    let newer: Vec<String> = first
+        .iter()
+        .map(|l| at(l, "2024-05-02T00:00:00Z"))
+        .collect();
+    let older: Vec<String> = first
+        .iter()
+        .map(|l| at(l, "2024-05-01T00:00:00Z"))
+        .collect();
+    let data = dir.path().join("data");
+    let load = |name: &str, lines: &[String]| {
+        let file = write_file(&dir.path().join(name), lines);
+        let f = file.display().to_string();
+        run(
+            &data,
+            &[
+                "ingest",
+                "--json",
+                "--timestamp-field",
+                "updated_at",
+                "--orders",
+                &f,
+            ],
+        )
+        .ok()
+        .json()
+    };
+    let buckets = |r: &Value| {
+        [
+            "rows_written",
+            "superseded",
+            "duplicates",
+            "dead_lettered",
+            "invalid",
+        ]
+        .map(|k| int(r, k))
+    };
+    // The newer versions, then the older ones: these lose to what is stored.
+    assert_eq!(buckets(&load("newer.jsonl", &newer)), [10, 0, 0, 0, 0]);
+    let report = load("older.jsonl", &older);
+    assert_eq!(buckets(&report), [0, 10, 0, 0, 0], "{report}");
+    // The same records twice in one file, positionally stamped (no --timestamp-field):
+    // the later copy is newer, so it is written, and counted as written only.
+    let twice: Vec<String> = first.iter().chain(first.iter()).cloned().collect();
+    let file = write_file(&dir.path().join("twice.jsonl"), &twice);
+    let f = file.display().to_string();
+    let report = run(&data, &["ingest", "--json", "--orders", &f]).ok().json();
+    let counted: i64 = buckets(&report).iter().sum();
+    assert_eq!(counted, 20, "each record in one bucket: {report}");
+    assert_eq!(int(&report, "rows_written"), 20, "{report}");
 }

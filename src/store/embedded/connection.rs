@@ -67,6 +67,7 @@ impl EmbeddedStore {
                 path,
                 writer: Some(Mutex::new(writer)),
                 reader: Mutex::new(reader),
+                superseded: Default::default(),
             }),
         })
     }
@@ -105,6 +106,7 @@ impl EmbeddedStore {
                 path,
                 writer: None,
                 reader: Mutex::new(reader),
+                superseded: Default::default(),
             }),
         })
     }
