@@ -80,12 +80,10 @@ fn a_30s_store_outage_on_a_backlog_makes_no_redelivery_storm() {
 
     wait_until("every row written and joined", &mut [&mut run], || {
         let m = ops.metrics();
-        m.of(ACKED, "orders") >= N as u64
-            && m.of(ACKED, "payments") >= N as u64
-            && {
-                let facts = w.facts();
-                facts.len() as i64 == N && facts.values().all(|r| !r["payment_id"].is_null())
-            }
+        m.of(ACKED, "orders") >= N as u64 && m.of(ACKED, "payments") >= N as u64 && {
+            let facts = w.facts();
+            facts.len() as i64 == N && facts.values().all(|r| !r["payment_id"].is_null())
+        }
     });
     let after = ops.metrics();
     let report = stop(run);

@@ -7,8 +7,8 @@
 //! existing one (a wrong `--data-dir` must say so, not look like an empty store), or wait
 //! without saying so in one log line.
 
-use crate::store::cassandra::{CassandraConfig, CassandraStore};
 use crate::shutdown::Shutdown;
+use crate::store::cassandra::{CassandraConfig, CassandraStore};
 use crate::store::embedded::{
     is_locked_elsewhere, EmbeddedOptions, EmbeddedStore, SyncMode, DEFAULT_BUSY_TIMEOUT,
 };
@@ -190,10 +190,10 @@ async fn open_blocking(config: &StoreConfig, access: Access) -> Result<Arc<dyn S
             tokio::task::spawn_blocking(move || {
                 open_embedded(&data_dir, sync, access, Duration::ZERO)
             })
-                .await
-                .map_err(|e| {
-                    OpenError::Store(StoreError::failed_from("opening the store: task failed", e))
-                })?
+            .await
+            .map_err(|e| {
+                OpenError::Store(StoreError::failed_from("opening the store: task failed", e))
+            })?
         }
     }
 }

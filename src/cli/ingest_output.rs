@@ -97,7 +97,8 @@ pub(super) fn progress_bar(
             let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
             ticking.set_position(progress.bytes_read.load(Ordering::Relaxed));
             if progress.waiting_for_store.load(Ordering::Relaxed) {
-                ticking.set_message("waiting for the store's write lock (another process holds it)");
+                ticking
+                    .set_message("waiting for the store's write lock (another process holds it)");
             } else {
                 ticking.set_message(format!("{records} records, {rate:.0}/s"));
             }

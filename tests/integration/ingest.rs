@@ -674,13 +674,31 @@ fn each_record_is_counted_once_in_one_bucket() {
     assert_eq!(buckets(&load("newer.jsonl", &newer)), [10, 0, 0, 0, 0]);
     let report = load("older.jsonl", &older);
     assert_eq!(buckets(&report), [0, 10, 0, 0, 0], "{report}");
-    // The same records twice in one file, positionally stamped (no --timestamp-field):
-    // the later copy is newer, so it is written, and counted as written only.
-    let twice: Vec<String> = first.iter().chain(first.iter()).cloned().collect();
-    let file = write_file(&dir.path().join("twice.jsonl"), &twice);
-    let f = file.display().to_string();
-    let report = run(&data, &["ingest", "--json", "--orders", &f]).ok().json();
-    let counted: i64 = buckets(&report).iter().sum();
-    assert_eq!(counted, 20, "each record in one bucket: {report}");
-    assert_eq!(int(&report, "rows_written"), 20, "{report}");
+    // The same records in two files, positionally stamped (no --timestamp-field), the
+    // second file newer: its copies are written again, and counted as written only.
+    let a = write_file(&dir.path().join("a.jsonl"), &first);
+    let b = write_file(&dir.path().join("b.jsonl"), &first);
+    let a_time = std::fs::metadata(&a).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_modified(a_time + Duration::from_secs(1))
+        .unwrap();
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    // Each into a store of its own.
+    let twice = |store: &str, second: &str| {
+        run(
+            &dir.path().join(store),
+            &["ingest", "--json", "--orders", &a, "--orders", second],
+        )
+        .ok()
+        .json()
+    };
+    let report = twice("a-then-b", &b);
+    assert_eq!(buckets(&report), [20, 0, 0, 0, 0], "{report}");
+    // The same file twice: the same stamps, so the second copies change nothing and are
+    // skipped as duplicates.
+    let report = twice("a-then-a", &a);
+    assert_eq!(buckets(&report), [10, 0, 10, 0, 0], "{report}");
 }

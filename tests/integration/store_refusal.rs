@@ -320,7 +320,11 @@ fn run_started_while_the_store_is_locked_waits_then_reads_once_released() {
     let mut running = w.start(&["--pubsub-streams", "2"]);
     let addr = crate::ops::served_addr(&mut running);
     wait_for_lock_line(&mut running);
-    assert_eq!(crate::ops::get(addr, "/readyz").0, 503, "unready while waiting");
+    assert_eq!(
+        crate::ops::get(addr, "/readyz").0,
+        503,
+        "unready while waiting"
+    );
     lock.release();
     w.produce("orders", "1..=20", &[]);
     w.produce("payments", "1..=20", &[]);

@@ -92,28 +92,29 @@ impl FactSink for EmbeddedStore {
             return Ok(());
         }
         let writes = writes.to_vec();
-        let superseded = self.write("write_facts (orders_payments_facts)", move |tx| {
-            // Each statement is taken from rusqlite's cache once per batch, not once per
-            // row: every look-up trims and hashes the statement's text, copies it into a
-            // fresh key, and hashes it again when the statement goes back.
-            let mut orders = tx.prepare_cached(UPSERT_ORDER)?;
-            let mut payments = tx.prepare_cached(UPSERT_PAYMENT)?;
-            let mut superseded = 0;
-            for write in &writes {
-                let changed = match write {
-                    FactWrite::Order { order, ts } => upsert_order(&mut orders, order, *ts)?,
-                    FactWrite::Payment { payment, ts } => {
-                        upsert_payment(&mut payments, payment, *ts)?
+        let superseded = self
+            .write("write_facts (orders_payments_facts)", move |tx| {
+                // Each statement is taken from rusqlite's cache once per batch, not once per
+                // row: every look-up trims and hashes the statement's text, copies it into a
+                // fresh key, and hashes it again when the statement goes back.
+                let mut orders = tx.prepare_cached(UPSERT_ORDER)?;
+                let mut payments = tx.prepare_cached(UPSERT_PAYMENT)?;
+                let mut superseded = 0;
+                for write in &writes {
+                    let changed = match write {
+                        FactWrite::Order { order, ts } => upsert_order(&mut orders, order, *ts)?,
+                        FactWrite::Payment { payment, ts } => {
+                            upsert_payment(&mut payments, payment, *ts)?
+                        }
+                    };
+                    // The upsert's WHERE refused it: the stored version is newer.
+                    if changed == 0 {
+                        superseded += 1;
                     }
-                };
-                // The upsert's WHERE refused it: the stored version is newer.
-                if changed == 0 {
-                    superseded += 1;
                 }
-            }
-            Ok(superseded)
-        })
-        .await?;
+                Ok(superseded)
+            })
+            .await?;
         // Counted once committed: a rolled-back try is tried again and counted then.
         self.inner
             .superseded
