@@ -95,7 +95,7 @@ impl Actor for SubscriberActor {
         // the readers early, and what the server had already sent then stayed unread in
         // the stream, where the client library does not lease it: it came back after one
         // ack deadline under new ack ids, and our acks of the old copies were ignored (a
-        // redelivery storm after every outage; RESILIENCE.md, "Leases").
+        // redelivery storm after every outage; RESILIENCE.md, "A store outage on a backlog").
         let (tx, rx) = mpsc::channel(o.max_outstanding_messages.max(1));
         let opener = Arc::new(StreamOpener {
             client: self.client.clone(),
