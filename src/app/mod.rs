@@ -112,7 +112,12 @@ pub async fn run(
     )
     .await?;
     on_serving(server.local_addr());
-    let store = store::open(&config.store, Access::Write).await?;
+    // A store locked by another process is waited for (`/readyz` says unready meanwhile).
+    let Some(store) =
+        store::open_waiting(&config.store, Access::Write, shutdown.clone(), |_| {}).await?
+    else {
+        return Ok(RunReport::stopped_before_start(&stats));
+    };
     readiness.set(Component::Store, true);
     let report = run::run(
         &config.pubsub,
@@ -177,8 +182,17 @@ pub async fn ingest(
     shutdown: Shutdown,
 ) -> Result<IngestReport, AppError> {
     options.validate().map_err(IngestError::from)?;
-    let store = store::open(store_config, Access::Write).await?;
     let stats = Arc::new(Stats::default());
+    let waiting = progress.clone();
+    let opened = store::open_waiting(store_config, Access::Write, shutdown.clone(), move |w| {
+        waiting
+            .waiting_for_store
+            .store(w, std::sync::atomic::Ordering::Relaxed)
+    })
+    .await?;
+    let Some(store) = opened else {
+        return Ok(IngestReport::stopped_before_start(&stats));
+    };
     Ok(ingest::run(options, store, stats, progress, shutdown).await?)
 }
 

@@ -64,6 +64,21 @@ pub struct RunReport {
     pub ended_by: &'static str,
 }
 
+impl RunReport {
+    /// A run stopped by a signal before it started (while it waited for the store).
+    pub fn stopped_before_start(stats: &Stats) -> RunReport {
+        RunReport {
+            stats: stats.snapshot(),
+            orders: SubscriberCounts::default(),
+            payments: SubscriberCounts::default(),
+            busy_s: 0.0,
+            per_second: 0.0,
+            drained: true,
+            ended_by: "signal",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]

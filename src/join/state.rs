@@ -142,11 +142,13 @@ impl JoinState {
         }
         let key = DedupKey::Order(order_id);
         if let Some(seen) = self.dedup.get(key).filter(|s| s.hash == hash) {
-            Stats::incr(&self.stats.duplicates);
             // Skipped only if the durable copy is at least as new. A republished copy is
             // written again, with its newer timestamp: skipping it would let an older
-            // update that arrives later win, against last-write-wins (design §4.3).
+            // update that arrives later win, against last-write-wins (design §4.3). Only a
+            // skipped copy counts as a duplicate: one written counts as written, so that
+            // each delivery is counted in one bucket.
             if seen.ts >= ts {
+                Stats::incr(&self.stats.duplicates);
                 return ack.ack();
             }
         }
@@ -174,17 +176,18 @@ impl JoinState {
         let order_known = self.orders.contains(payment.order_id);
         if let Some(seen) = self.dedup.get(DedupKey::Payment(payment.payment_id)) {
             if seen.hash == hash {
-                Stats::incr(&self.stats.duplicates);
-                // Skipped if the durable copy is at least as new (see `on_order`), or if it
-                // is a DLQ entry of this very content while the order is still unknown:
-                // dead-lettering it again would only publish it to the DLQ topic twice.
-                // Once the order is known it is joined instead: what a redelivery is for.
+                // Skipped (and only then counted as a duplicate) if the durable copy is at
+                // least as new (see `on_order`), or if it is a DLQ entry of this very
+                // content while the order is still unknown: dead-lettering it again would
+                // only publish it to the DLQ topic twice. Once the order is known it is
+                // joined instead: what a redelivery is for.
                 let skip = if seen.dead_lettered {
                     !order_known
                 } else {
                     seen.ts >= ts
                 };
                 if skip {
+                    Stats::incr(&self.stats.duplicates);
                     return ack.ack();
                 }
             }

@@ -419,3 +419,153 @@ async fn a_full_disk_for_longer_than_the_hold_dead_letters_nothing_and_nacks_not
     .await;
     drop(tmpfs);
 }
+
+// ---------------------------------------------------------------------------------------
+// A store locked when a process starts (`run`, `ingest`)
+// ---------------------------------------------------------------------------------------
+
+/// The one WARN line of a start that waits for the store's lock.
+const LOCKED_AT_START: &str = "the store is locked by another process: waiting for it";
+
+/// How long a test keeps the lock once the wait is logged: past SQLite's 10 s busy timeout,
+/// after which the start used to fail, so that a wait that gave up would show.
+const HELD_PAST_BUSY_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// Waits until `running` has logged [`LOCKED_AT_START`], failing if it exits first.
+fn wait_for_lock_line(running: &mut crate::cli::Running) {
+    while running_logged(running, LOCKED_AT_START) == 0 {
+        if let Some(status) = running.try_wait() {
+            panic!(
+                "exited ({status}) before logging {LOCKED_AT_START:?}: {}",
+                running.output_so_far()
+            );
+        }
+        running.check_not_hung("the locked-store line");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn running_logged(running: &crate::cli::Running, needle: &str) -> usize {
+    running.stderr_so_far().matches(needle).count()
+}
+
+/// Ids `1..=n` as the JSON lines `produce` publishes (seed 42).
+fn order_and_payment_files(dir: &Path, n: i64) -> (std::path::PathBuf, std::path::PathBuf) {
+    use ecom_stream::pubsub::producer;
+    let lines = |f: &dyn Fn(i64) -> String| (1..=n).map(f).collect::<Vec<_>>().join("\n") + "\n";
+    let orders = dir.join("orders.jsonl");
+    let payments = dir.join("payments.jsonl");
+    std::fs::write(
+        &orders,
+        lines(&|id| serde_json::to_string(&producer::order(42, id, 0)).unwrap()),
+    )
+    .unwrap();
+    std::fs::write(
+        &payments,
+        lines(&|id| serde_json::to_string(&producer::payment(42, id, 0)).unwrap()),
+    )
+    .unwrap();
+    (orders, payments)
+}
+
+#[test]
+fn ingest_started_while_the_store_is_locked_waits_and_completes_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orders, payments) = order_and_payment_files(dir.path(), 50);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lock = WriteLock::take(&data);
+    let (o, p) = (orders.display().to_string(), payments.display().to_string());
+    let mut ingest = crate::cli::Running::spawn(crate::cli::command(
+        &data,
+        &["ingest", "--json", "--orders", &o, "--payments", &p],
+    ));
+    wait_for_lock_line(&mut ingest);
+    // The deliberate outage: it must outlast the busy timeout that used to end the start.
+    std::thread::sleep(HELD_PAST_BUSY_TIMEOUT);
+    assert!(ingest.try_wait().is_none(), "{}", ingest.output_so_far());
+    assert_eq!(
+        running_logged(&ingest, LOCKED_AT_START),
+        1,
+        "one line however long the wait: {}",
+        ingest.output_so_far()
+    );
+    lock.release();
+    let report = ingest.wait().ok();
+    let json = report.json();
+    assert_eq!(json["interrupted"], false, "{report}");
+    assert_eq!(crate::cli::int(&json, "rows_written"), 100, "{report}");
+    let facts = crate::cli::facts_by_id(&crate::cli::run(&data, &["query", "facts"]).ok());
+    assert_eq!(facts.len(), 50, "{report}");
+    for id in 1..=50 {
+        assert_eq!(facts[&id], crate::pubsub::expected_row(42, id), "row {id}");
+    }
+    assert!(
+        report.stderr.contains("write lock was released"),
+        "the end of the wait is logged: {report}"
+    );
+}
+
+#[test]
+fn ingest_interrupted_while_waiting_for_a_locked_store_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orders, _) = order_and_payment_files(dir.path(), 5);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lock = WriteLock::take(&data);
+    let o = orders.display().to_string();
+    let mut ingest = crate::cli::Running::spawn(crate::cli::command(
+        &data,
+        &["ingest", "--json", "--orders", &o],
+    ));
+    wait_for_lock_line(&mut ingest);
+    ingest.signal("INT");
+    let r = ingest.wait();
+    // 130: interrupted, rerun to complete (README "ingest"); nothing was written.
+    assert_eq!(r.status.code(), Some(130), "{r}");
+    assert_eq!(r.json()["interrupted"], true, "{r}");
+    assert!(!r.stderr.lines().any(|l| l.starts_with("error")), "{r}");
+    lock.release();
+}
+
+#[test]
+fn run_started_while_the_store_is_locked_waits_then_reads_once_released() {
+    let Some(w) = crate::pubsub::World::new("run_locked_at_start") else {
+        return;
+    };
+    // `setup` made the store; another process now holds its write lock.
+    let lock = WriteLock::take(w.data_dir());
+    let mut running = w.start(&["--pubsub-streams", "2"]);
+    let addr = crate::ops::served_addr(&mut running);
+    wait_for_lock_line(&mut running);
+    assert_eq!(
+        crate::ops::get(addr, "/readyz").0,
+        503,
+        "unready while waiting"
+    );
+    lock.release();
+    w.produce("orders", "1..=20", &[]);
+    w.produce("payments", "1..=20", &[]);
+    crate::pubsub::wait_until(&mut running, "rows 1..=20 joined", || {
+        let facts = w.facts();
+        (1..=20).all(|id| facts.get(&id) == Some(&crate::pubsub::expected_row(42, id)))
+    });
+    let stderr = running.stderr_so_far();
+    let report = crate::pubsub::stop(running);
+    assert_eq!(stderr.matches(LOCKED_AT_START).count(), 1, "{stderr}");
+    assert_eq!(report["ended_by"], "signal", "{report}");
+}
+
+#[test]
+fn run_stopped_while_waiting_for_a_locked_store_exits_cleanly() {
+    let Some(w) = crate::pubsub::World::new("run_locked_stopped") else {
+        return;
+    };
+    let lock = WriteLock::take(w.data_dir());
+    let mut running = w.start(&["--pubsub-streams", "1"]);
+    wait_for_lock_line(&mut running);
+    let report = crate::pubsub::stop(running);
+    assert_eq!(report["ended_by"], "signal", "{report}");
+    assert_eq!(report["drained"], true, "{report}");
+    lock.release();
+}
