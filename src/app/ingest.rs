@@ -89,6 +89,21 @@ impl IngestOptions {
         Ok(total)
     }
 
+    /// Opens every file as the load will (gzip, format, a CSV file's header) and closes it
+    /// again, so that a file the load would refuse is refused before the store is opened,
+    /// or created. Blocking: a few reads per file.
+    pub fn check_files(&self) -> Result<(), IngestError> {
+        for input in self.inputs() {
+            FileReader::open(&input, &self.read, Arc::new(AtomicU64::new(0))).map_err(
+                |source| IngestError::File {
+                    path: input.path.clone(),
+                    source,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Orders files first, then payments files: the order of the load.
     fn inputs(&self) -> impl Iterator<Item = FileInput> + '_ {
         let of = |stream| {

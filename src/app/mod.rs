@@ -182,6 +182,10 @@ pub async fn ingest(
     shutdown: Shutdown,
 ) -> Result<IngestReport, AppError> {
     options.validate().map_err(IngestError::from)?;
+    let checked = options.clone();
+    tokio::task::spawn_blocking(move || checked.check_files())
+        .await
+        .map_err(IngestError::Reader)??;
     let stats = Arc::new(Stats::default());
     let waiting = progress.clone();
     let opened = store::open_waiting(store_config, Access::Write, shutdown.clone(), move |w| {

@@ -208,6 +208,35 @@ fn garbage_lines_are_recorded_by_file_and_line_and_the_rest_lands() {
         .all(|m| !m["error"].as_str().unwrap().is_empty()));
 }
 
+/// A file the load would refuse (a CSV header without the stream's columns) is refused
+/// before the store is opened: no data dir is created. The text summary gives one invalid
+/// count, whichever step found the records invalid.
+#[test]
+fn a_bad_csv_header_creates_nothing_and_the_summary_counts_invalid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_file(&dir.path().join("bad.csv"), &["a,b".into(), "1,2".into()]);
+    let data = dir.path().join("data");
+    let r = run(&data, &["ingest", "--orders", bad.to_str().unwrap()]).failed();
+    assert!(r.stderr.contains("the CSV header lacks the orders column"), "{r}");
+    assert!(!data.exists(), "a refused file created the data dir: {r}");
+
+    let mut lines = order_lines(1..=3);
+    lines.insert(1, "this is not json".into());
+    let orders = write_file(&dir.path().join("orders.jsonl"), &lines);
+    let r = run(&data, &["ingest", "--orders", orders.to_str().unwrap()]).ok();
+    assert!(!r.stdout.contains("invalid in the file"), "{r}");
+    let invalid_line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("invalid"))
+        .unwrap_or_default();
+    assert_eq!(
+        invalid_line.split_whitespace().nth(1),
+        Some("1"),
+        "{invalid_line:?} in {r}"
+    );
+}
+
 /// Rows committed so far, read straight from the file; 0 while there is none.
 fn committed_rows(data: &Path) -> i64 {
     let path = data.join(DB_FILE);
