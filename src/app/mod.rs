@@ -119,9 +119,13 @@ pub async fn run(
         return Ok(RunReport::stopped_before_start(&stats));
     };
     readiness.set(Component::Store, true);
+    // After the open: the embedded store's directory exists, so its identity is its
+    // canonical path.
+    let binding = config.store.binding();
     let report = run::run(
         &config.pubsub,
         &config.options,
+        &binding,
         store,
         stats,
         readiness,
@@ -208,8 +212,8 @@ pub struct SetupReport {
     pub store: String,
 }
 
-/// `ecom-stream setup`: creates the topics and subscriptions, then the store's tables
-/// (idempotent). Every setting is checked before anything is created, so a bad store
+/// `ecom-stream setup`: creates the topics and subscriptions, bound to the store
+/// ([`crate::pubsub::binding`]), and the store's tables (idempotent). Every setting is checked before anything is created, so a bad store
 /// setting leaves no topics behind: the values by the caller building the configs, the
 /// Cassandra TLS files' contents here (they are read only when connecting otherwise).
 pub async fn setup(
@@ -223,7 +227,12 @@ pub async fn setup(
         // Builds the driver's configuration (TLS included) without connecting.
         crate::store::cassandra::session::builder(c)?;
     }
-    let steps = crate::pubsub::admin::setup(pubsub, settings).await?;
+    if let StoreConfig::Embedded { .. } = store {
+        // Before the subscriptions: opening creates the directory, whose canonical path is
+        // the identity they are bound to.
+        store::open(store, Access::Write).await?;
+    }
+    let steps = crate::pubsub::admin::setup(pubsub, settings, &store.binding()).await?;
     let store = match store {
         StoreConfig::Cassandra(c) => {
             let applied = crate::store::cassandra::apply_schema(c).await?;
@@ -234,11 +243,8 @@ pub async fn setup(
                 applied.schema_version
             )
         }
-        // Opening the embedded store creates its tables.
-        StoreConfig::Embedded { .. } => {
-            store::open(store, Access::Write).await?;
-            store.label()
-        }
+        // Opened (and its tables created) above.
+        StoreConfig::Embedded { .. } => store.label(),
     };
     Ok(SetupReport { steps, store })
 }

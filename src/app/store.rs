@@ -7,6 +7,7 @@
 //! existing one (a wrong `--data-dir` must say so, not look like an empty store), or wait
 //! without saying so in one log line.
 
+use crate::pubsub::binding::{label_value, StoreBinding};
 use crate::shutdown::Shutdown;
 use crate::store::cassandra::{CassandraConfig, CassandraStore};
 use crate::store::embedded::{
@@ -67,6 +68,41 @@ impl StoreConfig {
             }
         }
     }
+}
+
+impl StoreConfig {
+    /// The identity `setup` binds subscriptions to and `run` checks them against
+    /// ([`crate::pubsub::binding`]).
+    ///
+    /// Embedded: a hash of the directory's canonical path (a path does not fit a label).
+    /// Cassandra: the keyspace, not the contact points: instances of one pipeline may list
+    /// different nodes of the same cluster, and must still be seen as one store. Two
+    /// clusters with the same keyspace name, or two machines with the same data directory
+    /// path, look alike to it.
+    pub fn binding(&self) -> StoreBinding {
+        let label = match self {
+            StoreConfig::Embedded { data_dir, .. } => {
+                let path = std::fs::canonicalize(data_dir)
+                    .or_else(|_| std::path::absolute(data_dir))
+                    .unwrap_or_else(|_| data_dir.clone());
+                let hash = fnv1a(path.as_os_str().as_encoded_bytes());
+                label_value("embedded", &format!("{hash:016x}"))
+            }
+            StoreConfig::Cassandra(c) => label_value("cassandra", &c.keyspace),
+        };
+        StoreBinding {
+            label,
+            describe: self.label(),
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (std's hasher promises neither), and
+/// a label's worth of bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Opens the store of `config` for `access`.
@@ -202,5 +238,30 @@ async fn open_blocking(config: &StoreConfig, access: Access) -> Result<Arc<dyn S
 fn error_line(e: &OpenError) -> String {
     match e {
         OpenError::Embedded { source, .. } | OpenError::Store(source) => source.chain(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binding_names_the_directory_or_the_keyspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let embedded = |p: &std::path::Path| StoreConfig::Embedded {
+            data_dir: p.to_path_buf(),
+            sync: SyncMode::Full,
+        };
+        let a = embedded(dir.path()).binding();
+        assert!(a.label.starts_with("embedded-"), "{a:?}");
+        // The same directory however it is written; another one differs.
+        assert_eq!(embedded(&dir.path().join(".")).binding().label, a.label);
+        assert_ne!(embedded(&dir.path().join("other")).binding().label, a.label);
+        let mut c = CassandraConfig::local("127.0.0.1").expect("config");
+        c.keyspace = "shop_prod".into();
+        let b = StoreConfig::Cassandra(Box::new(c.clone())).binding();
+        assert_eq!(b.label, "cassandra-shop_prod");
+        c.nodes = vec!["127.0.0.2:9042".into()];
+        assert_eq!(StoreConfig::Cassandra(Box::new(c)).binding().label, b.label);
     }
 }
