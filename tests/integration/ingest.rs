@@ -217,7 +217,10 @@ fn a_bad_csv_header_creates_nothing_and_the_summary_counts_invalid_once() {
     let bad = write_file(&dir.path().join("bad.csv"), &["a,b".into(), "1,2".into()]);
     let data = dir.path().join("data");
     let r = run(&data, &["ingest", "--orders", bad.to_str().unwrap()]).failed();
-    assert!(r.stderr.contains("the CSV header lacks the orders column"), "{r}");
+    assert!(
+        r.stderr.contains("the CSV header lacks the orders column"),
+        "{r}"
+    );
     assert!(!data.exists(), "a refused file created the data dir: {r}");
 
     let mut lines = order_lines(1..=3);
