@@ -28,7 +28,8 @@
 //! - [`dlq`]: the `DeadLetter` actor (unmatched payments, invalid messages), [`dlq::topic`]
 //!   (the DLQ topic on Pub/Sub) and [`dlq::replay`].
 //! - [`pubsub`]: Pub/Sub client plumbing ([`pubsub::connect`]), `setup`
-//!   ([`pubsub::admin`]) and `produce` ([`pubsub::producer`]).
+//!   ([`pubsub::admin`]), the subscription-to-store binding ([`pubsub::binding`]) and
+//!   `produce` ([`pubsub::producer`]).
 //! - [`store`]: the storage seam and its implementations (embedded SQLite, in-memory, and
 //!   [`store::cassandra`] for Cassandra/ScyllaDB).
 //! - Ground floor: [`model`] (the wire format), [`generator`] (mock data), [`config`] (the

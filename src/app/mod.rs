@@ -114,11 +114,20 @@ pub async fn run(
     )
     .await?;
     on_serving(server.local_addr());
-    let store = store::open(&config.store, Access::Write).await?;
+    // A store locked by another process is waited for (`/readyz` says unready meanwhile).
+    let Some(store) =
+        store::open_waiting(&config.store, Access::Write, shutdown.clone(), |_| {}).await?
+    else {
+        return Ok(RunReport::stopped_before_start(&stats));
+    };
     readiness.set(Component::Store, true);
+    // After the open: the embedded store's directory exists, so its identity is its
+    // canonical path.
+    let binding = config.store.binding();
     let report = run::run(
         &config.pubsub,
         &config.options,
+        &binding,
         store,
         stats,
         readiness,
@@ -179,8 +188,21 @@ pub async fn ingest(
     shutdown: Shutdown,
 ) -> Result<IngestReport, AppError> {
     options.validate().map_err(IngestError::from)?;
-    let store = store::open(store_config, Access::Write).await?;
+    let checked = options.clone();
+    tokio::task::spawn_blocking(move || checked.check_files())
+        .await
+        .map_err(IngestError::Reader)??;
     let stats = Arc::new(Stats::default());
+    let waiting = progress.clone();
+    let opened = store::open_waiting(store_config, Access::Write, shutdown.clone(), move |w| {
+        waiting
+            .waiting_for_store
+            .store(w, std::sync::atomic::Ordering::Relaxed)
+    })
+    .await?;
+    let Some(store) = opened else {
+        return Ok(IngestReport::stopped_before_start(&stats));
+    };
     Ok(ingest::run(options, store, stats, progress, shutdown).await?)
 }
 
@@ -202,8 +224,8 @@ pub struct SetupParts {
     pub store: bool,
 }
 
-/// `ecom-stream setup`: creates the topics and subscriptions, then the store's tables
-/// (idempotent). Every setting is checked before anything is created, so a bad store
+/// `ecom-stream setup`: creates the topics and subscriptions, bound to the store
+/// ([`crate::pubsub::binding`]), and the store's tables (idempotent). Every setting is checked before anything is created, so a bad store
 /// setting leaves no topics behind: the values by the caller building the configs, the
 /// Cassandra TLS files' contents here (they are read only when connecting otherwise).
 pub async fn setup(
@@ -218,10 +240,15 @@ pub async fn setup(
         // Builds the driver's configuration (TLS included) without connecting.
         crate::store::cassandra::session::builder(c)?;
     }
+    if let (StoreConfig::Embedded { .. }, true) = (store, parts.store) {
+        // Before the subscriptions: opening creates the directory, whose canonical path is
+        // the identity they are bound to.
+        store::open(store, Access::Write).await?;
+    }
     let steps = match parts.pubsub {
         Some(wait) => {
             crate::pubsub::probe::wait_until_reachable(pubsub, wait).await?;
-            crate::pubsub::admin::setup(pubsub, settings).await?
+            crate::pubsub::admin::setup(pubsub, settings, &store.binding()).await?
         }
         None => Vec::new(),
     };
@@ -238,11 +265,8 @@ pub async fn setup(
                 applied.schema_version
             )
         }
-        // Opening the embedded store creates its tables.
-        StoreConfig::Embedded { .. } => {
-            store::open(store, Access::Write).await?;
-            store.label()
-        }
+        // Opened (and its tables created) above.
+        StoreConfig::Embedded { .. } => store.label(),
     };
     Ok(SetupReport {
         steps,

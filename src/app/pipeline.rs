@@ -134,11 +134,14 @@ impl Pipeline {
         for id in 0..config.shards {
             let arbiter = new_arbiter();
             let (limits, store, stats) = (limits.clone(), store.clone(), stats.clone());
-            let (writer, dead_letter) = (writer.clone(), dead_letter.clone());
+            let (writer, dead_letter, gate) = (writer.clone(), dead_letter.clone(), gate.clone());
             let mailbox = config.mailbox_capacity;
             shards.push(place(
                 arbiter.as_ref().map(Arbiter::handle).as_ref(),
-                move |_| JoinShard::new(id, &limits, store, writer, dead_letter, stats, mailbox),
+                move |_| {
+                    JoinShard::new(id, &limits, store, writer, dead_letter, stats, mailbox)
+                        .with_gate(gate)
+                },
             ));
             arbiters.extend(arbiter);
         }

@@ -7,9 +7,10 @@
 //! deadline. Must never: exit 0 having acked something that is not durable, or hide a
 //! subscription that cannot be read (that ends the run with an error).
 //!
-//! Start-up ([`check_pubsub`]): before anything is started, every subscription must answer
-//! a probe; a refusal (missing subscription, no permission) fails at once, no answer fails
-//! once `--pubsub-connect-wait` has passed. After that the watch
+//! Start-up ([`check_pubsub`], then [`crate::pubsub::binding::check`]): before anything
+//! is started, every subscription must answer a probe and feed this run's store; a refusal
+//! (missing subscription, no permission, another store's subscription) fails at once, no
+//! answer fails once `--pubsub-connect-wait` has passed. After that the watch
 //! ([`crate::source::pubsub::watch`]) probes for the whole run: an outage turns `/readyz`
 //! unready with one WARN line and back with one INFO line, and only a refusal that lasts
 //! ends the run.
@@ -19,6 +20,7 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::topic::DlqTopic;
 use crate::health::{Component, Readiness};
 use crate::model::StreamKind;
+use crate::pubsub::binding::{BindingError, StoreBinding};
 use crate::pubsub::connect::ConnectError;
 use crate::pubsub::probe::{Prober, StartCheckError};
 use crate::pubsub::PubSubConfig;
@@ -46,7 +48,20 @@ pub struct RunOptions {
     /// Ack every message without processing it: the bare-subscriber ceiling of design §8,
     /// for benchmarks only.
     pub ack_only: bool,
+    /// A `dlq replay` pass this often inside the run, so that a late order's dead-lettered
+    /// payments are joined without a second process; zero: never. The first pass comes one
+    /// interval after the start. Default: [`DEFAULT_REPLAY_EVERY`].
+    pub replay_every: Duration,
+    /// Consume subscriptions bound to another store, binding them to this one
+    /// (`--rebind-subscriptions`, see [`crate::pubsub::binding`]).
+    pub rebind_subscriptions: bool,
 }
+
+/// How often `run` replays the DLQ by default: a late order's payments are joined within a
+/// minute of it, while a pass (a scan of the whole DLQ table, once per instance) stays rare
+/// next to the stream; each pass bumps `attempts` of the entries still unmatched, so
+/// `attempts` reads roughly as minutes spent waiting.
+pub const DEFAULT_REPLAY_EVERY: Duration = Duration::from_secs(60);
 
 /// What a run did; `run --json` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +79,21 @@ pub struct RunReport {
     pub ended_by: &'static str,
 }
 
+impl RunReport {
+    /// A run stopped by a signal before it started (while it waited for the store).
+    pub fn stopped_before_start(stats: &Stats) -> RunReport {
+        RunReport {
+            stats: stats.snapshot(),
+            orders: SubscriberCounts::default(),
+            payments: SubscriberCounts::default(),
+            busy_s: 0.0,
+            per_second: 0.0,
+            drained: true,
+            ended_by: "signal",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -73,6 +103,9 @@ pub enum RunError {
     /// Pub/Sub refused a subscription, or did not answer within the wait, at start.
     #[error(transparent)]
     StartCheck(#[from] StartCheckError),
+    /// A subscription feeds another store, or its binding could not be read.
+    #[error(transparent)]
+    Binding(#[from] BindingError),
     /// Not a `source`: the line already says it all, and `{:#}` would print it twice.
     #[error("{0} (has `ecom-stream setup` been run for this project?)")]
     Subscriber(SubscriberFailed),
@@ -100,6 +133,7 @@ pub fn validate(pubsub: &PubSubConfig, opts: &RunOptions) -> Result<(), ConfigEr
 pub async fn run(
     pubsub: &PubSubConfig,
     opts: &RunOptions,
+    binding: &StoreBinding,
     store: Arc<dyn PipelineStore>,
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
@@ -107,7 +141,17 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     validate(pubsub, opts)?;
     let prober = check_pubsub(pubsub, &opts.subscriber).await?;
+    // Before a message is taken: a subscription that feeds another store is refused.
+    crate::pubsub::binding::check(pubsub, binding, opts.rebind_subscriptions).await?;
     let dlq = DlqTopic::connect(pubsub).await?;
+    let replaying = (!opts.replay_every.is_zero()).then(|| {
+        actix_rt::spawn(replay_in_run(
+            store.clone(),
+            stats.clone(),
+            opts.replay_every,
+            shutdown.clone(),
+        ))
+    });
     let pipeline = Pipeline::start(&opts.engine, store, Arc::new(dlq), stats.clone())?;
     pipeline.shut_on(shutdown.clone());
     let sink: Arc<dyn Sink> = if opts.ack_only {
@@ -167,6 +211,11 @@ pub async fn run(
     };
 
     watching.abort();
+    // An idle end or a failure fires no shutdown: the replay is stopped here. A pass cut
+    // short loses nothing (each of its steps is idempotent, and the next pass redoes it).
+    if let Some(replaying) = replaying {
+        replaying.abort();
+    }
 
     // Stop pulling, drain, then let the streams flush their acks: in that order, so that
     // every ack the drain produces reaches Pub/Sub.
@@ -217,6 +266,20 @@ pub async fn run(
         drained,
         ended_by,
     })
+}
+
+/// `dlq replay` passes every `every` until the shutdown (or until aborted), the first one
+/// interval after the start. Safe beside other instances doing the same: replay counts each
+/// entry by the pass that deleted it.
+async fn replay_in_run(
+    store: Arc<dyn PipelineStore>,
+    stats: Arc<Stats>,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    tracing::info!(every = ?every, "dlq replay runs inside this run");
+    tokio::time::sleep(every).await;
+    crate::dlq::replay::replay_every(store.as_ref(), &stats, every, shutdown, |_| {}).await;
 }
 
 /// The start check: every subscription must answer a probe before anything starts. A

@@ -180,6 +180,13 @@ pub struct RunArgs {
     pub engine: EngineConfig,
     #[arg(skip)]
     pub until_idle: Option<Duration>,
+    #[arg(skip)]
+    pub replay_every: Duration,
+    /// Consume the subscriptions although `setup` bound them to another store, and bind
+    /// them to this one: the other store gets nothing more from them. A one-off act, hence
+    /// no variable or file key (a file that always rebinds would undo the binding).
+    #[arg(long)]
+    pub rebind_subscriptions: bool,
     /// Benchmarks only: ack every message unprocessed (the bare-subscriber ceiling).
     #[arg(long)]
     pub ack_only: bool,

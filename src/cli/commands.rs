@@ -105,6 +105,8 @@ pub(super) async fn run_pipeline(
             subscriber: args.pubsub.to_options()?,
             until_idle: args.until_idle,
             ack_only: args.ack_only,
+            replay_every: args.replay_every,
+            rebind_subscriptions: args.rebind_subscriptions,
         },
         metrics_addr,
     };

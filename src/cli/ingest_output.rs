@@ -21,22 +21,35 @@ pub(super) fn write_ingest_summary(
     for (name, c) in [("orders", &r.orders), ("payments", &r.payments)] {
         writeln!(
             out,
-            "  {name:<8} read         {:>10}  ({} files, {} invalid in the file, {} rows skipped)",
-            c.records, c.files, c.invalid_in_file, c.skipped
+            "  {name:<8} read         {:>10}  ({} files, {} rows skipped)",
+            c.records, c.files, c.skipped
         )?;
     }
     writeln!(out, "  rows written           {:>10}", r.rows_written)?;
+    if let Some(superseded) = r.superseded {
+        writeln!(
+            out,
+            "  superseded             {superseded:>10}  (a newer version was already stored)"
+        )?;
+    }
     writeln!(
         out,
         "  dead-lettered          {:>10}  (order not found after the hold)",
         r.dead_lettered
     )?;
+    // One figure for every invalid record, whichever step found it (the file reader: a CSV
+    // row of the wrong width, a bad timestamp; the decoder: not JSON, a missing field), so
+    // that no "0 invalid" stands beside it.
     writeln!(
         out,
         "  invalid                {:>10}  (recorded with FILE:LINE and their reason)",
         r.invalid
     )?;
-    writeln!(out, "  duplicates             {:>10}", r.duplicates)?;
+    writeln!(
+        out,
+        "  duplicates             {:>10}  (the same record already written: skipped)",
+        r.duplicates
+    )?;
     writeln!(
         out,
         "  elapsed                {:>9.2}s  ({:.0} records/s)",
@@ -86,7 +99,12 @@ pub(super) fn progress_bar(
             let records = progress.records.load(Ordering::Relaxed);
             let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
             ticking.set_position(progress.bytes_read.load(Ordering::Relaxed));
-            ticking.set_message(format!("{records} records, {rate:.0}/s"));
+            if progress.waiting_for_store.load(Ordering::Relaxed) {
+                ticking
+                    .set_message("waiting for the store's write lock (another process holds it)");
+            } else {
+                ticking.set_message(format!("{records} records, {rate:.0}/s"));
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });

@@ -56,6 +56,7 @@ pub fn main() -> ExitCode {
     if let Some(path) = &resolved.file {
         tracing::debug!(path = %path.display(), "config file read");
     }
+    warn_of_password_flag(&resolved);
     let system = actix_rt::System::new();
     match system.block_on(run(cli, &resolved)) {
         Ok(code) => code,
@@ -68,6 +69,21 @@ pub fn main() -> ExitCode {
                 None => eprintln!("error: {e:#}"),
             }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line, whatever the command, when the Cassandra password came from its flag: a
+/// command line is readable by every user of the machine (`ps`, `/proc/PID/cmdline`) for
+/// as long as the process runs, which no redaction of ours can change.
+fn warn_of_password_flag(resolved: &Resolved) {
+    if let Some(setting) = settings::by_key("cassandra.password") {
+        if resolved.origin(setting) == settings::Origin::Flag {
+            tracing::warn!(
+                "--cassandra-password on the command line is visible to every user of this \
+                 machine (ps, /proc/PID/cmdline): set ECOM_CASSANDRA_PASSWORD or the config \
+                 file's [cassandra] password instead"
+            );
         }
     }
 }
@@ -197,7 +213,16 @@ fn init_logging(resolved: &Resolved) -> anyhow::Result<()> {
     let debug = filter
         .max_level_hint()
         .is_none_or(|max| max >= tracing::level_filters::LevelFilter::DEBUG);
-    let filter = filter.and(crate::store::cassandra::session::quiet_driver_while_connecting(debug));
+    // Last, so that it counts only the driver lines the filters before it let through.
+    let throttle = crate::telemetry::driver_log::DriverLogThrottle::new(!debug);
+    if !debug {
+        throttle
+            .tick_every(crate::telemetry::driver_log::SUMMARY_EVERY)
+            .map_err(|e| anyhow::anyhow!("starting the driver log summary thread: {e}"))?;
+    }
+    let filter = filter
+        .and(crate::store::cassandra::session::quiet_driver_while_connecting(debug))
+        .and(throttle);
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry();
     match settings.log_format {
@@ -243,6 +268,7 @@ async fn run(cli: Cli, resolved: &Resolved) -> anyhow::Result<ExitCode> {
             args.pubsub = settings.pubsub();
             args.engine = settings.engine();
             args.until_idle = settings.until_idle;
+            args.replay_every = settings.replay_every;
             run_pipeline(&store, metrics_addr, args).await
         }
         Command::Ingest(mut args) => {

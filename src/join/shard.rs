@@ -1,10 +1,11 @@
 //! `JoinShard`: the actor that owns one slice of the order-id space.
 //!
 //! Owns: the I/O around [`JoinState`]: the batched store read-through before a batch, the
-//! store recheck of payments whose hold ended, and the sends to the writer and the
-//! dead-letter actor. Must never: process the next batch before the current one has been
-//! handed on (handlers are atomic, which keeps per-order arrival order, design §4.6), or
-//! send with `do_send` (it ignores mailbox bounds).
+//! store recheck of payments whose hold ended, telling the state when the store was last
+//! out (from the writer's gate, so holds pause through an outage), and the sends to the
+//! writer and the dead-letter actor. Must never: process the next batch before the current
+//! one has been handed on (handlers are atomic, which keeps per-order arrival order, design
+//! §4.6), or send with `do_send` (it ignores mailbox bounds).
 
 use crate::dlq::dead_letter::{DeadLetter, DeadLetterPayments, UnmatchedPayment};
 use crate::join::pending::HeldPayment;
@@ -12,6 +13,7 @@ use crate::join::state::{JoinLimits, JoinState};
 use crate::join::Routed;
 use crate::store::OrderLookup;
 use crate::telemetry::{ActorKind, PendingGauge, Stats, StoreOp};
+use crate::writer::gate::StoreGate;
 use crate::writer::{FactWriter, RowWithAck, WriteBatch};
 use actix::prelude::*;
 use std::collections::HashSet;
@@ -58,6 +60,8 @@ pub struct JoinShard {
     tick: Duration,
     /// When shard 0 last probed a store whose last read failed (see [`Self::probe_reads`]).
     last_probe: Option<Instant>,
+    /// The writer's store-health gate: while it says the store is out, no hold runs out.
+    gate: Option<Arc<StoreGate>>,
 }
 
 /// How often shard 0 reads the store while its reads are failing.
@@ -84,7 +88,23 @@ impl JoinShard {
             mailbox_capacity,
             tick: (limits.hold / 10).clamp(Duration::from_millis(5), Duration::from_millis(500)),
             last_probe: None,
+            gate: None,
         }
+    }
+
+    /// Pauses the holds while `gate` says the store is out (design §4.3, "Holds and store
+    /// outages"): the gate the writer closes and the intake waits on.
+    pub fn with_gate(mut self, gate: Arc<StoreGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Tells the state when the store was last out; returns whether holds are paused.
+    fn note_store(&mut self, now: Instant) -> bool {
+        if let Some(at) = self.gate.as_ref().and_then(|g| g.last_out(&self.stats)) {
+            self.state.store_out(at);
+        }
+        self.state.holds_paused(now)
     }
 
     /// Reads which of `ids` the store knows. An empty list costs nothing.
@@ -212,7 +232,9 @@ impl JoinShard {
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
         self.probe_reads(ctx);
-        let expired = self.state.expired(Instant::now());
+        let now = Instant::now();
+        self.note_store(now);
+        let expired = self.state.expired(now);
         self.report_pending();
         if !expired.is_empty() {
             // `wait`: no batch is processed until these payments are decided, so an order
@@ -244,10 +266,22 @@ impl Handler<Events> for JoinShard {
                     tracing::warn!(shard = act.id, error = %e.chain(), "order read-through failed; holding the payments");
                     HashSet::new()
                 });
-                let fx = act.state.apply(msg.0, &in_store, Instant::now());
+                let now = Instant::now();
+                let fx = act.state.apply(msg.0, &in_store, now);
                 act.report_pending();
                 let forward = act.forward(fx.writes, Vec::new());
-                let spilled = fx.spilled;
+                let mut spilled = fx.spilled;
+                if !spilled.is_empty() && act.note_store(now) {
+                    // The buffer is full while the store is out: the oldest payment's order
+                    // may be stuck behind the store, so it is not dead-lettered but handed
+                    // back for redelivery (it waits at the intake's gate meanwhile).
+                    // Debug only: the nacks are counted (`store_failed`), and once the store
+                    // is back every batch may spill until the buffer drains.
+                    tracing::debug!(shard = act.id, payments = spilled.len(), "pending buffer full during a store outage; oldest held payments nacked for redelivery");
+                    for payment in spilled.drain(..) {
+                        payment.ack.nack(crate::ack::NackReason::StoreFailed);
+                    }
+                }
                 forward.then(move |(), act, _| -> ResponseActFuture<Self, ()> {
                     if spilled.is_empty() {
                         Box::pin(actix::fut::ready(()))

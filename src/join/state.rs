@@ -64,6 +64,9 @@ pub struct JoinState {
     dedup: DedupWindow,
     /// How long a payment waits for its order before the recheck and the DLQ.
     hold: Duration,
+    /// When the store was last seen out (see [`Self::store_out`]): no hold ends until one
+    /// hold time after it.
+    store_out_seen: Option<Instant>,
     /// After shutdown began: every event is nacked, since the writer downstream may already
     /// have flushed for the last time.
     draining: bool,
@@ -77,6 +80,7 @@ impl JoinState {
             pending: PendingBuffer::new(limits.pending_capacity),
             dedup: DedupWindow::new(limits.dedup_capacity),
             hold: limits.hold,
+            store_out_seen: None,
             draining: false,
             stats,
         }
@@ -138,11 +142,13 @@ impl JoinState {
         }
         let key = DedupKey::Order(order_id);
         if let Some(seen) = self.dedup.get(key).filter(|s| s.hash == hash) {
-            Stats::incr(&self.stats.duplicates);
             // Skipped only if the durable copy is at least as new. A republished copy is
             // written again, with its newer timestamp: skipping it would let an older
-            // update that arrives later win, against last-write-wins (design §4.3).
+            // update that arrives later win, against last-write-wins (design §4.3). Only a
+            // skipped copy counts as a duplicate: one written counts as written, so that
+            // each delivery is counted in one bucket.
             if seen.ts >= ts {
+                Stats::incr(&self.stats.duplicates);
                 return ack.ack();
             }
         }
@@ -170,17 +176,18 @@ impl JoinState {
         let order_known = self.orders.contains(payment.order_id);
         if let Some(seen) = self.dedup.get(DedupKey::Payment(payment.payment_id)) {
             if seen.hash == hash {
-                Stats::incr(&self.stats.duplicates);
-                // Skipped if the durable copy is at least as new (see `on_order`), or if it
-                // is a DLQ entry of this very content while the order is still unknown:
-                // dead-lettering it again would only publish it to the DLQ topic twice.
-                // Once the order is known it is joined instead: what a redelivery is for.
+                // Skipped (and only then counted as a duplicate) if the durable copy is at
+                // least as new (see `on_order`), or if it is a DLQ entry of this very
+                // content while the order is still unknown: dead-lettering it again would
+                // only publish it to the DLQ topic twice. Once the order is known it is
+                // joined instead: what a redelivery is for.
                 let skip = if seen.dead_lettered {
                     !order_known
                 } else {
                     seen.ts >= ts
                 };
                 if skip {
+                    Stats::incr(&self.stats.duplicates);
                     return ack.ack();
                 }
             }
@@ -205,8 +212,28 @@ impl JoinState {
         }
     }
 
+    /// The store was out at `at` (the writer held rows it could not write, or the store
+    /// refused writes or reads): an order may be stuck behind it, so holds stop running out
+    /// until one hold time after the store was last out (design §4.3, "Holds and store
+    /// outages").
+    pub fn store_out(&mut self, at: Instant) {
+        self.store_out_seen = self.store_out_seen.max(Some(at));
+    }
+
+    /// Whether holds are paused at `now` by a store outage (see [`Self::store_out`]).
+    pub fn holds_paused(&self, now: Instant) -> bool {
+        self.store_out_seen
+            .is_some_and(|seen| now < seen + self.hold)
+    }
+
     /// Payments whose hold ended by `now`: recheck the store, then [`resolve`](Self::resolve).
+    /// None while holds are paused by a store outage: their deadlines pass, and they end
+    /// together one hold time after the store is back, once the orders stuck behind it
+    /// had the time a hold gives them.
     pub fn expired(&mut self, now: Instant) -> Vec<HeldPayment> {
+        if self.holds_paused(now) {
+            return Vec::new();
+        }
         self.pending.take_expired(now)
     }
 

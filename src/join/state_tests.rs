@@ -208,3 +208,27 @@ fn a_full_buffer_spills_its_oldest_and_draining_nacks() {
     assert_eq!(s.pending_len(), 0);
     assert_eq!(t.nacks.load(Ordering::SeqCst), 5);
 }
+
+#[test]
+fn no_hold_ends_while_the_store_is_out_nor_within_a_hold_after_it() {
+    let t = Arc::new(Tally::default());
+    let mut s = JoinState::new(&limits(), Arc::new(Stats::default()));
+    let t0 = Instant::now();
+    let secs = |n| t0 + Duration::from_secs(n);
+    let fx = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), t0);
+    assert!(fx.writes.is_empty());
+    // The hold (5 s) would end at 5 s; the store is out from 2 s to 60 s.
+    for at in [2, 5, 30, 60] {
+        s.store_out(secs(at));
+        assert!(s.expired(secs(at)).is_empty(), "paused at {at} s");
+    }
+    // An older report does not shorten the pause.
+    s.store_out(secs(3));
+    assert!(
+        s.expired(secs(64)).is_empty(),
+        "a hold after the store is back"
+    );
+    let ended = s.expired(secs(65));
+    assert_eq!(ended.len(), 1, "ends one hold after the store was last out");
+    assert_eq!(ended[0].payment.payment_id, 10);
+}

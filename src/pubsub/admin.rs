@@ -1,10 +1,12 @@
 //! `ecom-stream setup`'s Pub/Sub half: the three topics and a subscription for each.
 //!
-//! Owns: creating them idempotently, with the configured ack deadline, retention and (when
-//! asked) a dead-letter policy on the two source subscriptions. Must
+//! Owns: creating them idempotently, with the configured ack deadline, retention, the
+//! binding to the store they feed ([`super::binding`]) and (when asked) a dead-letter
+//! policy on the two source subscriptions. Must
 //! never: delete or change an existing topic or subscription (an operator may have tuned it);
 //! it reports what it found instead.
 
+use super::binding::{classify, labels, Found, StoreBinding};
 use super::connect::{self, ClientError};
 use super::PubSubConfig;
 use google_cloud_gax::error::rpc::Code;
@@ -107,6 +109,7 @@ impl SetupError {
 pub async fn setup(
     config: &PubSubConfig,
     settings: SubscriptionSettings,
+    binding: &StoreBinding,
 ) -> Result<Vec<SetupStep>, SetupError> {
     let topics = connect::topic_admin(config).await?;
     let subscriptions = connect::subscription_admin(config).await?;
@@ -132,9 +135,13 @@ pub async fn setup(
                     .set_dead_letter_topic(config.topic_path(&config.dlq_topic))
                     .set_max_delivery_attempts(n as i32)
             });
+        // The source subscriptions are bound to the store they feed; nothing consumes
+        // the DLQ's for a store.
+        let labels = (topic != &config.dlq_topic).then(|| labels(binding));
         let result = subscriptions
             .create_subscription()
             .set_name(&name)
+            .set_labels(labels.into_iter().flatten())
             .set_topic(config.topic_path(topic))
             .set_ack_deadline_seconds(settings.ack_deadline.as_secs() as i32)
             .set_message_retention_duration(google_cloud_wkt::Duration::clamp(
@@ -144,9 +151,38 @@ pub async fn setup(
             .set_or_clear_dead_letter_policy(policy)
             .send()
             .await;
-        steps.push(step("subscription", name, result)?);
+        let step = step("subscription", name, result)?;
+        if step.outcome == "exists" && topic != &config.dlq_topic {
+            warn_if_bound_elsewhere(&subscriptions, &step.name, binding).await;
+        }
+        steps.push(step);
     }
     Ok(steps)
+}
+
+/// An existing subscription is left as it is; one bound to another store is worth a line
+/// now, since `run` on this store will refuse it.
+async fn warn_if_bound_elsewhere(
+    subscriptions: &google_cloud_pubsub::client::SubscriptionAdmin,
+    name: &str,
+    binding: &StoreBinding,
+) {
+    let found = subscriptions
+        .get_subscription()
+        .set_subscription(name)
+        .send()
+        .await;
+    if let Ok(found) = found {
+        if let Found::Other(bound) = classify(&found.labels, binding) {
+            tracing::warn!(
+                subscription = %name,
+                "exists and feeds store {bound}, not {} ({}): left as it is; `run` on this \
+                 store refuses it without --rebind-subscriptions",
+                binding.label,
+                binding.describe
+            );
+        }
+    }
 }
 
 fn step<T>(

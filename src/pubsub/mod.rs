@@ -3,6 +3,7 @@
 //! Owns: where the service is and what things are called ([`PubSubConfig`]), and the
 //! clients built from that ([`connect`]). The parts:
 //! - [`admin`]: `setup`'s topics and subscriptions;
+//! - [`binding`]: which store a subscription feeds (`setup` labels it, `run` checks it);
 //! - [`producer`]: `produce`'s mock orders and payments;
 //! - [`probe`]: the cheap round trip that tells whether Pub/Sub answers for our
 //!   subscriptions (start-up check and `run`'s liveness probe).
@@ -15,6 +16,7 @@
 //! or ack a message itself.
 
 pub mod admin;
+pub mod binding;
 pub mod connect;
 pub mod probe;
 pub mod producer;

@@ -273,6 +273,14 @@ pub trait FactSink: Send + Sync + 'static {
     ) -> Option<Vec<Result<(), StoreError>>> {
         None
     }
+
+    /// Of the writes this store committed since it was opened, those that changed nothing
+    /// because the stored version was newer (last-write-wins kept it): what `ingest`
+    /// reports as `superseded` rather than as written. `None` (the default): the store
+    /// cannot tell (Cassandra accepts a write with an older timestamp and shadows it).
+    fn superseded_writes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The join's read-through.

@@ -14,8 +14,9 @@
 //! Here: [`Stats`] and its event counters. Below: `sources` (per-source counters),
 //! `gauges` (live gauges and the kinds they are labelled by), `latency` (fixed-bucket
 //! histograms, also rendered for Prometheus) and `lease` (a subscription's lease and ack
-//! health).
+//! health). Beside them, [`driver_log`] thins the Cassandra driver's repeated warnings.
 
+pub mod driver_log;
 mod gauges;
 mod latency;
 mod lease;

@@ -2,22 +2,24 @@
 //!
 //! Owns: the retry loops around the store (whole batches for stores that write a batch as
 //! one transaction, failed rows only for stores whose rows are independent requests), the
-//! row-by-row split that isolates a failing row, and the store-health and success counts
-//! of every call. Must never: answer a row (the caller does, from the outcomes), or retry
-//! without a bound.
+//! row-by-row split that isolates a row failing on its own, and the store-health and
+//! success counts of every call. Must never: answer a row (the caller does, from the
+//! outcomes), retry without a bound, split a batch the store refused (a retriable error is
+//! the store's state, not a row's), or build an error from another copy of it (the text
+//! would grow with the batch).
 
 use super::WriteContext;
 use crate::retry::{self, Retriable};
 use crate::rng::SplitMix64;
 use crate::store::{FactWrite, StoreError};
 use crate::telemetry::{Stats, StoreOp};
-use std::sync::atomic::Ordering;
 
 /// Writes `writes` with the retry policy and returns one outcome per row, in order.
 ///
-/// A store that writes batches as a unit gets the batch with retries; if that fails, each
-/// row is written once on its own, so one bad row does not fail a thousand good ones, and
-/// a store that refuses everything shows as every row failing retriably.
+/// A store that writes batches as a unit gets the batch with retries. If the store refused
+/// it (a retriable error), every row is refused with that error: the caller holds them.
+/// If it failed for good, each row is written once on its own, so one bad row does not
+/// fail a thousand good ones.
 pub(super) async fn with_policy(
     ctx: &WriteContext,
     writes: &[FactWrite],
@@ -34,24 +36,19 @@ pub(super) async fn with_policy(
     record(ctx, std::slice::from_ref(&result));
     match result {
         Ok(()) => writes.iter().map(|_| Ok(())).collect(),
-        Err(e) if writes.len() == 1 => vec![Err(e)],
+        // A retriable error is the store's state (busy, locked, full, read-only,
+        // unavailable), never one row's: every row of the batch is refused with it, and
+        // writing them one by one could only wait out the same refusal a thousand times.
+        Err(e) if e.is_retriable() || writes.len() == 1 => refused_as_one(e, writes.len()),
         Err(e) => {
-            tracing::warn!(rows = writes.len(), error = %e.chain(), "batch write failed; writing its rows one by one to tell an outage from failing rows");
-            // After a retriable failure, a few rows in a row refused the same way mean the
-            // store is out: trying the other thousand (each waiting out a busy timeout)
-            // would only delay the hold.
-            let probe = if e.is_retriable() {
-                OUTAGE_PROBE_ROWS
-            } else {
-                usize::MAX
-            };
-            row_by_row(ctx, writes, probe).await
+            tracing::warn!(rows = writes.len(), error = %e.chain(), "batch write failed; writing its rows one by one to find the rows that fail on their own");
+            row_by_row(ctx, writes).await
         }
     }
 }
 
-/// Rows tried one by one after a batch failed retriably: if these all fail retriably and
-/// none succeeds, the rest are not tried (see [`with_policy`]).
+/// Rows in a row refused retriably while a failed batch is split: the store went out
+/// meanwhile, and the rest are not tried (each would only wait out a busy timeout).
 const OUTAGE_PROBE_ROWS: usize = 3;
 
 /// Writes `writes` once, without retries: one try of rows held through an outage. A batch
@@ -67,42 +64,39 @@ pub(super) async fn once(ctx: &WriteContext, writes: &[FactWrite]) -> Vec<Result
     record(ctx, std::slice::from_ref(&result));
     match result {
         Ok(()) => writes.iter().map(|_| Ok(())).collect(),
-        Err(e) if e.is_retriable() || writes.len() == 1 => {
-            let mut out = vec![Err(e)];
-            while out.len() < writes.len() {
-                let again = out[0].as_ref().err().map(same_kind);
-                out.push(Err(
-                    again.unwrap_or_else(|| StoreError::unavailable("write facts"))
-                ));
-            }
-            out
-        }
-        Err(_) => row_by_row(ctx, writes, usize::MAX).await,
+        Err(e) if e.is_retriable() || writes.len() == 1 => refused_as_one(e, writes.len()),
+        Err(_) => row_by_row(ctx, writes).await,
     }
 }
 
-/// Each row once, on its own; once the first `probe` rows have all failed retriably, the
-/// others are not tried and get the same (retriable) error.
-async fn row_by_row(
-    ctx: &WriteContext,
-    writes: &[FactWrite],
-    probe: usize,
-) -> Vec<Result<(), StoreError>> {
+/// `rows` outcomes for a batch the store refused as a whole with `cause`: the first row
+/// gets `cause` itself, the others a [`Refusal`] of it.
+fn refused_as_one(cause: StoreError, rows: usize) -> Vec<Result<(), StoreError>> {
+    let mut out = Vec::with_capacity(rows);
+    let copy = Refusal::of(&cause);
+    out.push(Err(cause));
+    out.extend((1..rows).map(|_| Err(copy.error())));
+    out
+}
+
+/// Each row once, on its own; once [`OUTAGE_PROBE_ROWS`] rows in a row have failed
+/// retriably, the others are not tried and are refused with the first of those errors.
+async fn row_by_row(ctx: &WriteContext, writes: &[FactWrite]) -> Vec<Result<(), StoreError>> {
     let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
+    // The current run of retriable refusals: its length and its first error.
+    let mut run: Option<(usize, Refusal)> = None;
     for write in writes {
-        let refused = out.len() >= probe
-            && out
-                .iter()
-                .all(|r| r.as_ref().is_err_and(Retriable::is_retriable));
-        if refused {
-            let again = out.last().and_then(|r| r.as_ref().err()).map(same_kind);
-            out.push(Err(
-                again.unwrap_or_else(|| StoreError::unavailable("write facts"))
-            ));
+        if let Some((_, first)) = run.as_ref().filter(|(n, _)| *n >= OUTAGE_PROBE_ROWS) {
+            out.push(Err(first.error()));
             continue;
         }
         let result = ctx.store.write_facts(std::slice::from_ref(write)).await;
         record(ctx, std::slice::from_ref(&result));
+        run = match (&result, run.take()) {
+            (Err(e), Some((n, first))) if e.is_retriable() => Some((n + 1, first)),
+            (Err(e), None) if e.is_retriable() => Some((1, Refusal::of(e))),
+            _ => None,
+        };
         out.push(result);
     }
     out
@@ -167,25 +161,58 @@ fn pad(mut results: Vec<Result<(), StoreError>>, n: usize) -> Vec<Result<(), Sto
     results
 }
 
-/// The store's health (for `/readyz`) and this writer's success count, from outcomes.
+/// The store's health (for `/readyz`), from outcomes. Only
+/// a refusal (a retriable error) says the store is down: a row that fails on its own (a
+/// trigger, a constraint) says nothing about the store, so it must not flip `/readyz`.
 fn record(ctx: &WriteContext, results: &[Result<(), StoreError>]) {
     if results.iter().any(Result::is_ok) {
-        ctx.successes.fetch_add(1, Ordering::Relaxed);
         ctx.stats
             .on_store_result::<(), String>(StoreOp::Write, &Ok(()));
-    } else if let Some(Err(e)) = results.first() {
+    } else if let Some(Err(e)) = results
+        .iter()
+        .find(|r| r.as_ref().is_err_and(StoreError::is_retriable))
+    {
         ctx.stats
             .on_store_result::<(), _>(StoreOp::Write, &Err(e.chain()));
     }
 }
 
-/// An error of the same kind saying the same (the store's error is not `Clone`): for the
-/// other rows of a batch that failed as one.
-fn same_kind(e: &StoreError) -> StoreError {
-    if e.is_retriable() {
-        StoreError::unavailable(e.chain())
-    } else {
-        StoreError::failed(e.chain())
+/// The error of a row that was not written on its own because the store refused a call
+/// for it (its whole batch, or the rows before it) with `cause`. The store's error is not
+/// `Clone`, so this keeps its kind and text; it is always made from the store's own error,
+/// never from another refusal, so its text cannot grow with the batch (capped besides,
+/// since a line of log must never grow with a batch).
+struct Refusal {
+    retriable: bool,
+    text: String,
+}
+
+/// The most bytes of a store error a [`Refusal`] repeats.
+const REFUSAL_TEXT_MAX: usize = 300;
+
+impl Refusal {
+    fn of(cause: &StoreError) -> Self {
+        let mut text = format!("not written: its batch was refused: {}", cause.chain());
+        if text.len() > REFUSAL_TEXT_MAX {
+            let mut end = REFUSAL_TEXT_MAX;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
+        Refusal {
+            retriable: cause.is_retriable(),
+            text,
+        }
+    }
+
+    fn error(&self) -> StoreError {
+        if self.retriable {
+            StoreError::unavailable(self.text.clone())
+        } else {
+            StoreError::failed(self.text.clone())
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use super::gate::StoreGate;
 use super::tests::{order, Record};
 use super::*;
 use crate::config::RetryPolicy;
+use crate::health::{Component, Readiness};
 use crate::model::Order;
 use crate::store::memory::MemoryStore;
 use crate::store::FactReader;
@@ -23,11 +24,20 @@ struct BatchStore {
     poison: i64,
     refuse: AtomicU64,
     tries_of_poison: AtomicU64,
+    /// If set, each write looks at `/readyz`'s verdict first and counts the times it was
+    /// not ready.
+    readiness: Option<(Arc<Stats>, Readiness)>,
+    seen_unready: AtomicU64,
 }
 
 #[async_trait]
 impl FactSink for BatchStore {
     async fn write_facts(&self, writes: &[FactWrite]) -> Result<(), StoreError> {
+        if let Some((stats, readiness)) = &self.readiness {
+            if readiness.check(stats).is_err() {
+                self.seen_unready.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         let refused = self
             .refuse
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -220,8 +230,8 @@ async fn pubsubs_delivery_attempt_counts_toward_the_bound() {
 async fn an_outage_holds_rows_closes_the_gate_and_nacks_nothing() {
     let store = Arc::new(BatchStore {
         poison: -1,
-        // The first write with its retries (3), the rows one by one (3 probes), then 4
-        // tries of the hold: refused 10 times in all.
+        // The first write with its retries (3), then 7 tries of the hold: refused 10 times
+        // in all.
         refuse: AtomicU64::new(10),
         ..BatchStore::default()
     });
@@ -291,4 +301,146 @@ async fn shutdown_nacks_rows_held_through_an_outage() {
     let answers = answers.lock().expect("lock").clone();
     assert_eq!(answers.len(), 4);
     assert!(answers.iter().all(|a| !a.1), "{answers:?}");
+}
+
+/// A writer context on `store`, as the actor builds it, for the attempt functions.
+fn context(store: Arc<dyn FactSink>, stats: Arc<Stats>) -> WriteContext {
+    let options = fast_options();
+    WriteContext {
+        store,
+        stats,
+        retry: options.retry,
+        gate: Arc::new(StoreGate::default()),
+        failures: poison::FailureCounts::new(),
+        dead_letter: None,
+        max_write_attempts: options.max_write_attempts,
+    }
+}
+
+/// Refuses every write as SQLite does under another connection's lock, after failing the
+/// first call (the whole batch) for good if `first_fails_for_good`.
+struct Refusing {
+    calls: AtomicU64,
+    first_fails_for_good: bool,
+}
+
+#[async_trait]
+impl FactSink for Refusing {
+    async fn write_facts(&self, _: &[FactWrite]) -> Result<(), StoreError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call == 0 && self.first_fails_for_good {
+            return Err(StoreError::failed("write_facts: trigger: order rejected"));
+        }
+        Err(StoreError::unavailable_from(
+            "write_facts (orders_payments_facts)",
+            std::io::Error::other("database is locked"),
+        ))
+    }
+}
+
+#[actix_rt::test]
+async fn the_errors_of_a_large_refused_batch_stay_bounded_and_all_say_retry() {
+    for first_fails_for_good in [false, true] {
+        let store = Arc::new(Refusing {
+            calls: AtomicU64::new(0),
+            first_fails_for_good,
+        });
+        let ctx = context(store.clone(), Arc::new(Stats::default()));
+        let writes: Vec<FactWrite> = (1..=1000).map(order).collect();
+        let results = attempt::with_policy(&ctx, &writes).await;
+        assert_eq!(results.len(), 1000);
+        let longest = results
+            .iter()
+            .map(|r| r.as_ref().err().map_or(0, |e| e.chain().len()))
+            .max()
+            .unwrap_or(0);
+        assert!(
+            longest <= 400,
+            "an error of {longest} bytes (first_fails_for_good={first_fails_for_good}): {:.200}",
+            results[999]
+                .as_ref()
+                .err()
+                .map(StoreError::chain)
+                .unwrap_or_default()
+        );
+        // Every row failed as a refusal (to be held), apart from the batch's own error
+        // when it failed for good (rows are then tried one by one).
+        let retriable = results
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(StoreError::is_retriable))
+            .count();
+        assert_eq!(
+            retriable, 1000,
+            "first_fails_for_good={first_fails_for_good}"
+        );
+        // Refused batch: its retries only. Split batch: the batch, then 3 rows refused in
+        // a row, and the store is taken to be out: no call per row.
+        let calls = store.calls.load(Ordering::SeqCst);
+        assert_eq!(calls, if first_fails_for_good { 4 } else { 3 });
+        let once = attempt::once(&ctx, &writes).await;
+        assert!(once.iter().all(|r| r
+            .as_ref()
+            .is_err_and(|e| e.is_retriable() && e.chain().len() <= 400)));
+    }
+}
+
+#[actix_rt::test]
+async fn a_poison_row_never_makes_the_store_unready() {
+    use crate::dlq::dead_letter::DeadLetter;
+    use crate::dlq::TableOnly;
+
+    let stats = Arc::new(Stats::default());
+    let readiness = Readiness::new();
+    readiness.register(Component::Store);
+    readiness.set(Component::Store, true);
+    let store = Arc::new(BatchStore {
+        poison: 13,
+        readiness: Some((stats.clone(), readiness)),
+        ..BatchStore::default()
+    });
+    let options = fast_options();
+    let dead_letter = DeadLetter::new(
+        Arc::new(MemoryStore::default()),
+        Arc::new(TableOnly),
+        stats.clone(),
+        options.retry.clone(),
+        2,
+        4,
+    )
+    .start();
+    let writer = FactWriter::new(store.clone(), stats.clone(), options)
+        .dead_letter_to(dead_letter.clone())
+        .start();
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let first: Vec<RowWithAck> = (1..=20).map(|id| delivered(id, &answers)).collect();
+    writer.send(WriteBatch(first)).await.expect("writer alive");
+    // Row 13 comes back after each nack until it is dead-lettered (the third failure).
+    for _ in 0..2 {
+        writer.send(Flush).await.expect("writer alive");
+        writer
+            .send(WriteBatch(vec![delivered(13, &answers)]))
+            .await
+            .expect("writer alive");
+    }
+    writer.send(Flush).await.expect("writer alive");
+    dead_letter
+        .send(crate::dlq::dead_letter::Flush)
+        .await
+        .expect("dead-letter actor alive");
+
+    assert_eq!(
+        stats.snapshot().write_dead_lettered,
+        1,
+        "row 13 dead-lettered"
+    );
+    assert!(
+        store.tries_of_poison.load(Ordering::SeqCst) >= 4,
+        "the batch and row 13 on its own failed"
+    );
+    assert_eq!(
+        store.seen_unready.load(Ordering::SeqCst),
+        0,
+        "/readyz stayed ready through every failure of row 13"
+    );
+    assert!(stats.store_up());
 }

@@ -3,8 +3,9 @@
 //! feeding a store that refuses them.
 //!
 //! Owns: the outage state (how many writes are holding rows, since when, what they wrote
-//! on the way out), its two log lines (outage began, outage ended), and the shutdown
-//! switch that releases everything waiting on it. Must never: decide that the store is
+//! on the way out, and when the last outage ended, which the join's holds wait on), its two
+//! log lines (outage began, outage ended), and the shutdown switch that releases everything
+//! waiting on it. Must never: decide that the store is
 //! out (the writer does, [`super::outage`]), or keep anyone waiting once shutdown began.
 
 use crate::store::StoreError;
@@ -34,6 +35,8 @@ struct Outage {
     written: u64,
     /// Rows nacked because shutdown began while they were held.
     nacked: u64,
+    /// When the last outage ended (its last holder wrote its rows).
+    ended: Option<Instant>,
 }
 
 /// Shared by the writer (which closes and opens it) and the intake (which waits on it).
@@ -80,6 +83,19 @@ impl StoreGate {
     /// succeeded (or shutdown began, which waiters learn from [`Self::wait_open`]).
     pub fn is_open(&self, stats: &Stats) -> bool {
         *self.open.borrow() && !stats.store_failing(StoreOp::Read)
+    }
+
+    /// When the store was last out as the pipeline knows it: now, while this gate is closed
+    /// (the writer holds rows it could not write, or reads fail) or the last store write
+    /// was refused; else when the last outage ended; `None` if there was none. What the join
+    /// shards ask before ending a payment's hold (design §4.3): an order may be stuck behind
+    /// the store, and a shard that waited on the writer through the whole outage must still
+    /// learn of it afterwards, so the end is kept, not only sampled.
+    pub fn last_out(&self, stats: &Stats) -> Option<Instant> {
+        if !self.is_open(stats) || stats.store_failing(StoreOp::Write) {
+            return Some(Instant::now());
+        }
+        lock(&self.outage).ended
     }
 
     /// Waits until [`Self::is_open`], or fails once shutdown began.
@@ -145,6 +161,7 @@ impl Drop for HoldGuard<'_> {
             return;
         }
         let lasted = o.since.take().map(|s| s.elapsed()).unwrap_or_default();
+        o.ended = Some(Instant::now());
         if o.nacked > 0 {
             tracing::warn!(
                 duration_ms = lasted.as_millis() as u64,

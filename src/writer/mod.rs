@@ -27,7 +27,6 @@ use crate::telemetry::{Stats, WriterKind};
 use actix::prelude::*;
 use gate::StoreGate;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -78,9 +77,6 @@ pub(crate) struct WriteContext {
     /// Where poison rows go; without it (benches) they are nacked at every failure.
     dead_letter: Option<Addr<DeadLetter>>,
     max_write_attempts: u32,
-    /// Store writes that succeeded: a write that failed while another succeeded was a row
-    /// failure, not an outage.
-    successes: AtomicU64,
 }
 
 pub struct FactWriter {
@@ -108,7 +104,6 @@ impl FactWriter {
             failures: poison::FailureCounts::new(),
             dead_letter: None,
             max_write_attempts: options.max_write_attempts.max(1),
-            successes: AtomicU64::new(0),
         };
         FactWriter {
             ctx: Arc::new(ctx),
@@ -192,12 +187,13 @@ impl FactWriter {
 /// refuses because it is out are held until it takes them ([`outage`]); rows that fail on
 /// their own go the [`poison`] way (nacked, or dead-lettered once their bound is reached).
 ///
-/// Outage or row failure: after the retry policy, a batch some of whose rows were written
-/// had row failures; a batch none of whose rows could be written, while no other write of
-/// this writer succeeded either, met an outage if the errors say "retry later".
+/// Outage or row failure is the store's word, never a guess from what else was written: a
+/// row refused with a retriable error (busy, locked, disk full, read-only, too few
+/// replicas, timed out) met an outage and is held; only a row that failed for good failed
+/// on its own. Guessing from other writes' success nacked whole batches at the start of an
+/// outage (a batch that committed just before the disk filled made every batch refused
+/// after it look like a batch of bad rows).
 async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
-    use std::sync::atomic::Ordering;
-    let before = ctx.successes.load(Ordering::Relaxed);
     // The rows are split, not cloned: the store takes the writes as a slice, and each
     // write is put back with its ack afterwards (a clone of every row cost as much as the
     // rest of the writer, docs/profile.md).
@@ -205,8 +201,6 @@ async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
         batch.into_iter().map(|r| (r.write, r.ack)).unzip();
     let rows = writes.len();
     let results = attempt::with_policy(ctx, &writes).await;
-    let any_written = results.iter().any(Result::is_ok);
-    let others_wrote = ctx.successes.load(Ordering::Relaxed) != before;
     let mut held = Vec::new();
     let mut first_error = None;
     let mut written = 0usize;
@@ -221,7 +215,7 @@ async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
                 written += 1;
                 row.ack.ack();
             }
-            Err(e) if e.is_retriable() && !any_written && !others_wrote => {
+            Err(e) if e.is_retriable() => {
                 first_error.get_or_insert(e);
                 held.push(row);
             }

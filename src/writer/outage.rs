@@ -44,7 +44,6 @@ pub(super) async fn hold_until_written(
         Stats::incr(&ctx.stats.write_retries);
         let writes: Vec<FactWrite> = rows.iter().map(|r| r.write.clone()).collect();
         let results = attempt::once(ctx, &writes).await;
-        let any_written = results.iter().any(Result::is_ok);
         let mut still = Vec::new();
         for (row, result) in rows.into_iter().zip(results) {
             match result {
@@ -53,9 +52,10 @@ pub(super) async fn hold_until_written(
                     guard.written(1);
                     row.ack.ack();
                 }
-                // The store still refuses everything: keep holding.
-                Err(e) if e.is_retriable() && !any_written => still.push(row),
-                // The store takes writes again (or this row is bad on its own).
+                // The store still refuses this row: keep holding it, whatever became of the
+                // others (a refusal is the store's state, never the row's).
+                Err(e) if e.is_retriable() => still.push(row),
+                // The store took the call and rejected this row: bad on its own.
                 Err(e) => poison::row_failed(ctx, row, e).await,
             }
         }

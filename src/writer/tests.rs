@@ -170,6 +170,8 @@ async fn the_writer_retries_only_the_rows_that_failed_retriably_up_to_the_bound(
 
     let answers = answers.lock().expect("lock").clone();
     assert_eq!(answers.len(), 20, "{answers:?}");
+    // Row 13 failed for good (nacked); row 8, still refused after the policy, was held as
+    // an outage and nacked by the drain (Flush), never as a bad row.
     assert!(
         answers
             .iter()

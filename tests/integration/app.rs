@@ -159,6 +159,8 @@ async fn run_in_process_joins_what_was_published_then_stops_when_idle() {
             // is held, the run ends by itself.
             until_idle: Some(Duration::from_secs(3)),
             ack_only: false,
+            replay_every: ecom_stream::app::run::DEFAULT_REPLAY_EVERY,
+            rebind_subscriptions: false,
         },
         metrics_addr: any_port(),
     };

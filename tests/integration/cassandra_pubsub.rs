@@ -45,7 +45,7 @@ fn published_twice_with_garbage_into_cassandra() {
     let Some(w) = World::with_cassandra("cassandra_twice") else {
         return;
     };
-    let mut running = w.start(&["--hold", "2s"]);
+    let mut running = w.start(&["--hold", "2s", "--replay-every", "0"]);
     produce_twice(&w);
     let garbage = publish_garbage(&w);
     wait_until(
@@ -115,7 +115,8 @@ fn dead_letters_but_first_seen(w: &World) -> BTreeMap<i64, Value> {
 /// the same dead letters. A: orders first, ascending, then payments, ascending: each payment
 /// finds its order at once. B: payments first, descending, all dead-lettered (no order yet),
 /// then orders, descending, and `dlq replay` joins the payments afterwards. Both get one
-/// replay pass, so `attempts` match too.
+/// replay pass, so `attempts` match too (the runs replay nothing themselves:
+/// `--replay-every 0`).
 #[test]
 fn the_same_messages_in_two_orders_leave_the_same_rows_in_cassandra() {
     let (Some(a), Some(b)) = (
@@ -125,7 +126,7 @@ fn the_same_messages_in_two_orders_leave_the_same_rows_in_cassandra() {
         return;
     };
 
-    let mut run_a = a.start(&["--hold", "2s"]);
+    let mut run_a = a.start(&["--hold", "2s", "--replay-every", "0"]);
     a.publish_raw("orders_data", orders(1..=ORDERS));
     wait_until(&mut run_a, "every order stored", || {
         orders_stored(&a) == ORDERS as usize
@@ -144,7 +145,7 @@ fn the_same_messages_in_two_orders_leave_the_same_rows_in_cassandra() {
         "{report_a}"
     );
 
-    let mut run_b = b.start(&["--hold", "1s"]);
+    let mut run_b = b.start(&["--hold", "1s", "--replay-every", "0"]);
     b.publish_raw("payments_data", payments((1..=PAYMENTS).rev()));
     wait_until(&mut run_b, "every payment dead-lettered", || {
         b.dead_letters().len() == PAYMENTS as usize

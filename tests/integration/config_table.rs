@@ -349,3 +349,32 @@ fn the_configuration_page_lists_every_setting_with_its_default() {
         }
     }
 }
+
+/// Issue 19 (7c): the password given as a flag (readable by every user in `ps`) is warned
+/// about in one line, once, whatever the command; from its variable it is not.
+#[test]
+fn the_password_flag_is_warned_about_once_and_the_variable_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let needle = "--cassandra-password on the command line is visible";
+    let by_flag = config(
+        dir.path(),
+        &["--cassandra-password".into(), "s3cr3t-flag".into()],
+        &[],
+    )
+    .ok();
+    assert_eq!(by_flag.stderr.matches(needle).count(), 1, "{by_flag}");
+    let warning = by_flag
+        .stderr
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_default();
+    assert!(warning.contains("ECOM_CASSANDRA_PASSWORD"), "{by_flag}");
+    assert!(!by_flag.stderr.contains("s3cr3t-flag"), "{by_flag}");
+    let by_var = config(
+        dir.path(),
+        &[],
+        &[("ECOM_CASSANDRA_PASSWORD".into(), "s3cr3t-var".into())],
+    )
+    .ok();
+    assert!(!by_var.stderr.contains(needle), "{by_var}");
+}

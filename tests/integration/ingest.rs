@@ -208,6 +208,38 @@ fn garbage_lines_are_recorded_by_file_and_line_and_the_rest_lands() {
         .all(|m| !m["error"].as_str().unwrap().is_empty()));
 }
 
+/// A file the load would refuse (a CSV header without the stream's columns) is refused
+/// before the store is opened: no data dir is created. The text summary gives one invalid
+/// count, whichever step found the records invalid.
+#[test]
+fn a_bad_csv_header_creates_nothing_and_the_summary_counts_invalid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_file(&dir.path().join("bad.csv"), &["a,b".into(), "1,2".into()]);
+    let data = dir.path().join("data");
+    let r = run(&data, &["ingest", "--orders", bad.to_str().unwrap()]).failed();
+    assert!(
+        r.stderr.contains("the CSV header lacks the orders column"),
+        "{r}"
+    );
+    assert!(!data.exists(), "a refused file created the data dir: {r}");
+
+    let mut lines = order_lines(1..=3);
+    lines.insert(1, "this is not json".into());
+    let orders = write_file(&dir.path().join("orders.jsonl"), &lines);
+    let r = run(&data, &["ingest", "--orders", orders.to_str().unwrap()]).ok();
+    assert!(!r.stdout.contains("invalid in the file"), "{r}");
+    let invalid_line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("invalid"))
+        .unwrap_or_default();
+    assert_eq!(
+        invalid_line.split_whitespace().nth(1),
+        Some("1"),
+        "{invalid_line:?} in {r}"
+    );
+}
+
 /// Rows committed so far, read straight from the file; 0 while there is none.
 fn committed_rows(data: &Path) -> i64 {
     let path = data.join(DB_FILE);
@@ -539,6 +571,9 @@ fn the_named_timestamp_field_decides_which_version_wins() {
     .ok()
     .json();
     assert_eq!(int(&report, "invalid"), 2, "{report}");
+    // Each record once: the three older versions lost to what was stored.
+    assert_eq!(int(&report, "rows_written"), 4, "{report}");
+    assert_eq!(int(&report, "superseded"), 3, "{report}");
     let (facts, dlq, invalid) = everything(&data);
     assert!(dlq.is_empty(), "{dlq:?}");
     assert_eq!(facts.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
@@ -576,4 +611,126 @@ fn the_named_timestamp_field_decides_which_version_wins() {
         "{why:?}"
     );
     assert!(why.values().all(|e| e.contains("updated_at")), "{why:?}");
+}
+
+/// A gzip file cut short (a copy that stopped, a full disk): what was read cleanly before
+/// the damage is written, and the load then fails naming the file and the first line it
+/// could not read. A rerun with the whole file completes it.
+#[test]
+fn a_truncated_gzip_file_writes_its_clean_beginning_then_fails_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = write_file(&dir.path().join("whole.jsonl.gz"), &order_lines(1..=2000));
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.jsonl.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let data = dir.path().join("data");
+    let c = cut.display().to_string();
+    let r = run(&data, &["ingest", "--json", "--orders", &c]).failed();
+    let line: i64 = r
+        .stderr
+        .split("read error at line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the error names the line: {r}"));
+    assert!(r.stderr.contains(&c), "the error names the file: {r}");
+    assert!(line > 1 && line <= 2000, "{r}");
+    let facts = facts_by_id(&run(&data, &["query", "facts"]).ok());
+    assert_eq!(
+        facts.keys().copied().collect::<Vec<_>>(),
+        (1..line).collect::<Vec<_>>(),
+        "every order before line {line}, and none after: {r}"
+    );
+    eprintln!(
+        "INGEST: a gzip file cut at {} of {} bytes: {} orders written, failed at line {line}",
+        bytes.len() / 2,
+        bytes.len(),
+        facts.len()
+    );
+    let w = whole.display().to_string();
+    run(&data, &["ingest", "--json", "--orders", &w]).ok();
+    assert_eq!(
+        facts_by_id(&run(&data, &["query", "facts"]).ok()).len(),
+        2000
+    );
+}
+
+/// Each record of a load is counted once, in one bucket: written, superseded (a newer
+/// version is already stored), duplicate, dead-lettered or invalid.
+#[test]
+fn each_record_is_counted_once_in_one_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |line: &String, when: &str| {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        v["updated_at"] = Value::from(when);
+        v.to_string()
+    };
+    let first = order_lines(1..=10);
+    let newer: Vec<String> = first
+        .iter()
+        .map(|l| at(l, "2024-05-02T00:00:00Z"))
+        .collect();
+    let older: Vec<String> = first
+        .iter()
+        .map(|l| at(l, "2024-05-01T00:00:00Z"))
+        .collect();
+    let data = dir.path().join("data");
+    let load = |name: &str, lines: &[String]| {
+        let file = write_file(&dir.path().join(name), lines);
+        let f = file.display().to_string();
+        run(
+            &data,
+            &[
+                "ingest",
+                "--json",
+                "--timestamp-field",
+                "updated_at",
+                "--orders",
+                &f,
+            ],
+        )
+        .ok()
+        .json()
+    };
+    let buckets = |r: &Value| {
+        [
+            "rows_written",
+            "superseded",
+            "duplicates",
+            "dead_lettered",
+            "invalid",
+        ]
+        .map(|k| int(r, k))
+    };
+    // The newer versions, then the older ones: these lose to what is stored.
+    assert_eq!(buckets(&load("newer.jsonl", &newer)), [10, 0, 0, 0, 0]);
+    let report = load("older.jsonl", &older);
+    assert_eq!(buckets(&report), [0, 10, 0, 0, 0], "{report}");
+    // The same records in two files, positionally stamped (no --timestamp-field), the
+    // second file newer: its copies are written again, and counted as written only.
+    let a = write_file(&dir.path().join("a.jsonl"), &first);
+    let b = write_file(&dir.path().join("b.jsonl"), &first);
+    let a_time = std::fs::metadata(&a).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_modified(a_time + Duration::from_secs(1))
+        .unwrap();
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    // Each into a store of its own.
+    let twice = |store: &str, second: &str| {
+        run(
+            &dir.path().join(store),
+            &["ingest", "--json", "--orders", &a, "--orders", second],
+        )
+        .ok()
+        .json()
+    };
+    let report = twice("a-then-b", &b);
+    assert_eq!(buckets(&report), [20, 0, 0, 0, 0], "{report}");
+    // The same file twice: the same stamps, so the second copies change nothing and are
+    // skipped as duplicates.
+    let report = twice("a-then-a", &a);
+    assert_eq!(buckets(&report), [10, 0, 10, 0, 0], "{report}");
 }

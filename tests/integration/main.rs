@@ -1,5 +1,6 @@
 //! All integration tests compile as one binary (one link, shared helpers).
 mod app;
+mod binding;
 mod cassandra_cli;
 mod cassandra_dlq;
 mod cassandra_node;

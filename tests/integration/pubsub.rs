@@ -549,7 +549,7 @@ fn everything_published_twice_changes_nothing() {
     let Some(w) = World::new("published_twice") else {
         return;
     };
-    let mut running = w.start(&["--hold", "2s"]);
+    let mut running = w.start(&["--hold", "2s", "--replay-every", "0"]);
     produce_twice(&w);
     wait_until(&mut running, "every message answered", || {
         published_twice_done(&w)

@@ -141,6 +141,12 @@ impl World {
         dlq_by_id_any_order(&self.run(&["dlq", "list"]).ok())
     }
 
+    /// The embedded store's data dir (for the tests that lock its database).
+    #[allow(dead_code)] // tests/redelivery.rs; not the cluster scenarios
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The PID of this world's `run` started by this process (the one whose command line
     /// names this world's data dir). For one `run` at a time.
     pub fn run_pid(&self) -> u32 {

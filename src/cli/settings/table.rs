@@ -183,6 +183,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("retry_max_backoff", "retry-max-backoff", "ECOM_RETRY_MAX_BACKOFF", Dur, Engine, "The cap on any one wait between tries."),
     setting("max_write_attempts", "max-write-attempts", "ECOM_MAX_WRITE_ATTEMPTS", Integer, Engine, "Failed writes of one row, across its deliveries, before it is dead-lettered as write_failed and its message acked."),
     setting("shutdown_deadline", "shutdown-deadline", "ECOM_SHUTDOWN_DEADLINE", Dur, Engine, "Longest time shutdown may take to flush."),
+    setting("replay_every", "replay-every", "ECOM_REPLAY_EVERY", Dur, Run, "A `dlq replay` pass this often inside `run` (safe with several instances), so that late orders' dead-lettered payments are joined without a second process; 0: never."),
     setting("until_idle", "until-idle", "ECOM_UNTIL_IDLE", Dur, Run, "Exit by itself once nothing arrived for DURATION and nothing is held (backfills, load runs). Unset: run until SIGINT/SIGTERM."),
     Setting { key: "ingest_format", flag: "format", env: "ECOM_INGEST_FORMAT", kind: Kind::Enum, scope: Ingest, help: Some("How `ingest` reads its files (gzip is detected by content either way). auto: `.csv` and `.csv.gz` are CSV, anything else JSON lines."), choices: Some(choices::<IngestFormat>) },
     setting("ingest_timestamp_field", "timestamp-field", "ECOM_INGEST_TIMESTAMP_FIELD", Text, Ingest, "The field (JSON) or column (CSV) holding each record's write timestamp: RFC 3339 or µs since the epoch. Unset: the file's modification time plus the record's line number."),

@@ -137,6 +137,9 @@ pub struct Settings {
     pub max_write_attempts: u32,
     #[serde(with = "de::duration")]
     pub shutdown_deadline: Duration,
+    /// Zero: no replay inside `run`.
+    #[serde(with = "de::duration")]
+    pub replay_every: Duration,
     /// Unset: `run` runs until SIGINT/SIGTERM.
     #[serde(with = "de::opt_duration")]
     pub until_idle: Option<Duration>,
@@ -182,6 +185,7 @@ impl Default for Settings {
             retry_max_backoff: engine.retry.max_backoff,
             max_write_attempts: engine.max_write_attempts,
             shutdown_deadline: engine.shutdown_deadline,
+            replay_every: crate::app::run::DEFAULT_REPLAY_EVERY,
             until_idle: None,
             ingest_format: IngestFormat::default(),
             ingest_timestamp_field: None,

@@ -52,8 +52,9 @@ pub struct ReadOptions {
     pub timestamp_field: Option<String>,
 }
 
-/// Why a file could not be read. Nothing of the file after the failure was delivered; what
-/// was delivered before it is durable, and a rerun after the cause is fixed completes it.
+/// Why a file could not be read. Every record before the failing line is delivered (a
+/// truncated gzip file's clean beginning is written, then the load fails naming the line);
+/// nothing from that line on is, and a rerun after the cause is fixed completes it.
 ///
 /// Each variant's text says only its own part; the cause is its `source`, which the CLI
 /// prints after it (`{:#}`), so writing it in the text too would print it twice.
@@ -133,6 +134,9 @@ pub struct FileReader {
     mtime_us: i64,
     timestamp_field: Option<String>,
     done: bool,
+    /// A read error met after some records of a chunk: the chunk is returned first, the
+    /// error at the next call, so that what was read cleanly is not thrown away with it.
+    failed: Option<FileError>,
 }
 
 impl FileReader {
@@ -164,6 +168,7 @@ impl FileReader {
                 _ => field,
             },
             done: false,
+            failed: None,
         })
     }
 
@@ -178,13 +183,28 @@ impl FileReader {
 
     /// Reads until `max_records` records or `max_bytes` payload bytes, or the end. Blocking
     /// file I/O: call it off the async threads.
+    ///
+    /// A read error after some records of the chunk returns those records, and the error at
+    /// the next call.
     pub fn next_chunk(&mut self, max_records: usize, max_bytes: usize) -> Result<Chunk, FileError> {
+        if let Some(e) = self.failed.take() {
+            self.done = true;
+            return Err(e);
+        }
         let mut chunk = Chunk::default();
         let mut bytes = 0;
         while !self.done && (chunk.records() as usize) < max_records && bytes < max_bytes {
-            let raw = match &mut self.parser {
-                Parser::Lines(reader, lines) => lines.next(reader.as_mut())?,
-                Parser::Csv(rows) => rows.next_row()?,
+            let next = match &mut self.parser {
+                Parser::Lines(reader, lines) => lines.next(reader.as_mut()),
+                Parser::Csv(rows) => rows.next_row(),
+            };
+            let raw = match next {
+                Ok(raw) => raw,
+                Err(e) if chunk.records() > 0 || chunk.skipped > 0 => {
+                    self.failed = Some(e);
+                    return Ok(chunk);
+                }
+                Err(e) => return Err(e),
             };
             match raw.map(|r| self.stamp(r)) {
                 None => self.done = true,

@@ -88,9 +88,15 @@ impl Actor for SubscriberActor {
         // library buffers near what we may take. Ours (the semaphores) is the hard bound.
         let per_stream = o.max_outstanding_messages.div_ceil(o.streams) as i64;
         let per_stream_bytes = o.max_outstanding_bytes.div_ceil(o.streams) as i64;
-        // A small queue between the pulls and the batcher: enough to fill a batch while a
-        // hand-over is in flight, not a second buffer.
-        let (tx, rx) = mpsc::channel(o.batch_size.max(16));
+        // The queue between the pulls and the batcher holds whatever the pipeline has not
+        // taken yet: while the intake is paused (a store outage) that is everything the
+        // readers pull. Its bound is the budget itself: each queued message holds a message
+        // permit, so the permits, not the queue, stop the pulling. A smaller queue stopped
+        // the readers early, and what the server had already sent then stayed unread in
+        // the stream, where the client library does not lease it: it came back after one
+        // ack deadline under new ack ids, and our acks of the old copies were ignored (a
+        // redelivery storm after every outage; RESILIENCE.md, "A store outage on a backlog").
+        let (tx, rx) = mpsc::channel(o.max_outstanding_messages.max(1));
         let opener = Arc::new(StreamOpener {
             client: self.client.clone(),
             subscription: self.subscription.clone(),

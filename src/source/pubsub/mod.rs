@@ -5,10 +5,15 @@
 //! Owns: the streams, client-side flow control, and each message's Pub/Sub handler, which
 //! travels inside the envelope's [`AckHandle`](crate::ack::AckHandle) and is answered only by
 //! the pipeline (ack when the effect is durable, nack on failure; an envelope dropped
-//! unanswered nacks). Lease extension of held messages is left to the client library. Must never: ack a message
-//! itself, or hold more than `max_outstanding_messages` / `max_outstanding_bytes` of
-//! unanswered messages: a permit is taken before each pull and returned only by the answer,
-//! so a slow store stops the pulling instead of growing memory (design §4.7).
+//! unanswered nacks). Lease extension is left to the client library, which leases a
+//! message only once it is read from the stream: so the readers take everything the server
+//! sends, up to the budget, also while the pipeline is paused (a store outage), and what
+//! they take waits in the batcher's queue, leased. Must never: ack a message itself, stop
+//! reading for any reason but the budget or a stop (an unread message is unleased and comes
+//! back after one ack deadline), or hold more than `max_outstanding_messages` /
+//! `max_outstanding_bytes` of unanswered messages: a permit is taken before each pull and
+//! returned only by the answer, so a slow store stops the pulling instead of growing memory
+//! (design §4.7).
 //!
 //! Why several streams: one streaming pull from the emulator delivers ~1,900 msg/s on two
 //! cores, while 16 streams on one subscription reach ~20,000/s (see BENCHMARKS.md for the

@@ -138,8 +138,9 @@ impl Reader {
                     _byte_permit: byte_permit,
                 }),
             };
-            // A full queue (the pipeline pushing back) must not hold up a stop: dropping
-            // `pulled` nacks it and returns its permits.
+            // The queue has room for the whole budget (see the actor), so this send waits
+            // only in a race with a stop, which must not be held up: dropping `pulled`
+            // nacks it and returns its permits.
             tokio::select! {
                 biased;
                 _ = stop.wait() => return Ended::Stop,

@@ -134,6 +134,61 @@ pub fn replication_warning(config: &CassandraConfig) -> Option<String> {
     }
 }
 
+/// The keyspace's replication as `system_schema.keyspaces` holds it (`class`,
+/// `replication_factor` or one entry per datacenter).
+async fn keyspace_replication(
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let rows = session
+        .query_unpaged(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await
+        .map_err(|e| super::errors::classify("reading the keyspace's replication", &e))?
+        .into_rows_result()
+        .map_err(|e| StoreError::failed_from("reading the keyspace's replication", e))?;
+    let row = rows
+        .maybe_first_row::<(std::collections::HashMap<String, String>,)>()
+        .map_err(|e| StoreError::failed_from("reading the keyspace's replication", e))?;
+    Ok(row.map(|(r,)| r).unwrap_or_default())
+}
+
+/// The one line `setup` logs for a keyspace with a single replica (in any datacenter): a
+/// node's crash there loses the writes it acknowledged but had not synced to its commit
+/// log, and no other replica has them. `None` for two replicas or more everywhere.
+pub fn single_replica_warning(
+    keyspace: &str,
+    replication: &std::collections::HashMap<String, String>,
+) -> Option<String> {
+    // A factor may read `3/1` (transient replicas): the full replicas come first.
+    let factor = |v: &String| {
+        v.split('/')
+            .next()
+            .and_then(|n| n.trim().parse::<u32>().ok())
+    };
+    let mut single: Vec<&str> = replication
+        .iter()
+        .filter(|(k, _)| k.as_str() != "class")
+        .filter(|(_, v)| factor(v) == Some(1))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if single.is_empty() {
+        return None;
+    }
+    single.sort_unstable();
+    let place = match single.as_slice() {
+        ["replication_factor"] => String::new(),
+        dcs => format!(" in {}", dcs.join(", ")),
+    };
+    Some(format!(
+        "keyspace {keyspace} has replication factor 1{place}: a single node's crash can lose \
+         acknowledged writes unless its commit log syncs before acknowledging \
+         (commitlog_sync: batch or group); use 3 replicas for production (RESILIENCE.md, \"What 0 lost depends on\")"
+    ))
+}
+
 /// Creates the keyspace and tables if missing (`ecom-stream setup`), then waits for schema
 /// agreement. Idempotent. `CREATE KEYSPACE IF NOT EXISTS` leaves an existing keyspace's
 /// replication as it is: change that with `ALTER KEYSPACE` and a repair.
@@ -164,6 +219,20 @@ pub async fn apply_schema(config: &CassandraConfig) -> Result<SchemaApplied, Sto
             },
         )
         .await?;
+    }
+    // Read back, not taken from the setting: an existing keyspace keeps the replication it
+    // was created with, whatever `--cassandra-replication` says now.
+    match keyspace_replication(&session, &config.keyspace).await {
+        Ok(replication) => {
+            if let Some(warning) = single_replica_warning(&config.keyspace, &replication) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(e) => tracing::warn!(
+            keyspace = %config.keyspace,
+            error = %e.chain(),
+            "could not read the keyspace's replication back; its replication factor is unchecked"
+        ),
     }
     let version = session
         .await_schema_agreement()
@@ -261,6 +330,42 @@ mod tests {
         assert!(replication_warning(&c).is_some_and(|w| w.contains("\"dc1\"")));
         c.replication = Replication::PerDc(vec![("dc1".into(), 3), ("dc2".into(), 3)]);
         assert_eq!(replication_warning(&c), None);
+    }
+
+    #[test]
+    fn a_single_replica_is_warned_about_in_one_line() {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let simple = |rf: &str| {
+            map(&[
+                ("class", "org.apache.cassandra.locator.SimpleStrategy"),
+                ("replication_factor", rf),
+            ])
+        };
+        let w = single_replica_warning("ks", &simple("1")).expect("RF 1 is warned about");
+        assert!(
+            w.starts_with("keyspace ks has replication factor 1: "),
+            "{w}"
+        );
+        assert!(w.contains("commitlog_sync"), "{w}");
+        assert!(!w.contains('\n'), "{w}");
+        assert_eq!(single_replica_warning("ks", &simple("3")), None);
+        let nts = map(&[
+            (
+                "class",
+                "org.apache.cassandra.locator.NetworkTopologyStrategy",
+            ),
+            ("dc1", "3"),
+            ("dc2", "1"),
+        ]);
+        let w = single_replica_warning("ks", &nts).expect("one DC with one replica");
+        assert!(w.contains("replication factor 1 in dc2:"), "{w}");
+        let nts = map(&[("class", "NetworkTopologyStrategy"), ("dc1", "3/1")]);
+        assert_eq!(single_replica_warning("ks", &nts), None);
     }
 
     #[test]

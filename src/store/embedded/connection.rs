@@ -32,8 +32,12 @@ impl EmbeddedStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let writer =
             Connection::open_with_flags(&path, flags).map_err(|e| classify(&ctx("open"), e))?;
+        // Setting WAL on a new file and creating the tables take the write lock. Asked for
+        // only briefly here: a command that should wait for a lock held elsewhere tries
+        // again ([`is_locked_elsewhere`]), and a short try keeps it answering a signal
+        // meanwhile. The full wait applies from then on.
         writer
-            .busy_timeout(opts.busy_timeout)
+            .busy_timeout(opts.busy_timeout.min(SCHEMA_LOCK_WAIT))
             .map_err(|e| classify(&ctx("busy_timeout"), e))?;
         let mode: String = writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -52,6 +56,9 @@ impl EmbeddedStore {
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| classify(&ctx("creating tables"), e))?;
+        writer
+            .busy_timeout(opts.busy_timeout)
+            .map_err(|e| classify(&ctx("busy_timeout"), e))?;
 
         let reader = open_read_connection(&path, opts.busy_timeout)?;
         tracing::info!(path = %path.display(), sync = ?opts.sync, "embedded store opened");
@@ -60,6 +67,7 @@ impl EmbeddedStore {
                 path,
                 writer: Some(Mutex::new(writer)),
                 reader: Mutex::new(reader),
+                superseded: Default::default(),
             }),
         })
     }
@@ -98,6 +106,7 @@ impl EmbeddedStore {
                 path,
                 writer: None,
                 reader: Mutex::new(reader),
+                superseded: Default::default(),
             }),
         })
     }
@@ -148,6 +157,25 @@ impl EmbeddedStore {
         })
         .await
     }
+}
+
+/// How long one try at opening the store (WAL, the tables) waits for the write lock.
+const SCHEMA_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether `e` says that another connection holds the lock (busy or locked), as opposed to
+/// the other retriable states (a full disk, a read-only file): what a start may wait out.
+pub fn is_locked_elsewhere(e: &StoreError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(sqlite) = s.downcast_ref::<rusqlite::Error>() {
+            return matches!(
+                sqlite.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A connection that reads an existing database: never creates one, refuses writes.

@@ -57,8 +57,9 @@ fn fact_row(row: &Row<'_>) -> rusqlite::Result<FactRow> {
     })
 }
 
-/// Binds and runs one order upsert on a statement prepared once per batch.
-fn upsert_order(stmt: &mut Statement<'_>, o: &Order, ts: i64) -> rusqlite::Result<()> {
+/// Binds and runs one order upsert on a statement prepared once per batch; the rows it
+/// changed (0: the stored order is newer).
+fn upsert_order(stmt: &mut Statement<'_>, o: &Order, ts: i64) -> rusqlite::Result<usize> {
     stmt.execute(params![
         o.order_id,
         o.customer_id,
@@ -69,11 +70,10 @@ fn upsert_order(stmt: &mut Statement<'_>, o: &Order, ts: i64) -> rusqlite::Resul
         o.order_status,
         o.creation_date,
         ts
-    ])?;
-    Ok(())
+    ])
 }
 
-fn upsert_payment(stmt: &mut Statement<'_>, p: &Payment, ts: i64) -> rusqlite::Result<()> {
+fn upsert_payment(stmt: &mut Statement<'_>, p: &Payment, ts: i64) -> rusqlite::Result<usize> {
     stmt.execute(params![
         p.order_id,
         p.payment_id,
@@ -82,8 +82,7 @@ fn upsert_payment(stmt: &mut Statement<'_>, p: &Payment, ts: i64) -> rusqlite::R
         p.payment_status,
         p.payment_datetime,
         ts
-    ])?;
-    Ok(())
+    ])
 }
 
 #[async_trait]
@@ -93,23 +92,42 @@ impl FactSink for EmbeddedStore {
             return Ok(());
         }
         let writes = writes.to_vec();
-        self.write("write_facts (orders_payments_facts)", move |tx| {
-            // Each statement is taken from rusqlite's cache once per batch, not once per
-            // row: every look-up trims and hashes the statement's text, copies it into a
-            // fresh key, and hashes it again when the statement goes back.
-            let mut orders = tx.prepare_cached(UPSERT_ORDER)?;
-            let mut payments = tx.prepare_cached(UPSERT_PAYMENT)?;
-            for write in &writes {
-                match write {
-                    FactWrite::Order { order, ts } => upsert_order(&mut orders, order, *ts)?,
-                    FactWrite::Payment { payment, ts } => {
-                        upsert_payment(&mut payments, payment, *ts)?
+        let superseded = self
+            .write("write_facts (orders_payments_facts)", move |tx| {
+                // Each statement is taken from rusqlite's cache once per batch, not once per
+                // row: every look-up trims and hashes the statement's text, copies it into a
+                // fresh key, and hashes it again when the statement goes back.
+                let mut orders = tx.prepare_cached(UPSERT_ORDER)?;
+                let mut payments = tx.prepare_cached(UPSERT_PAYMENT)?;
+                let mut superseded = 0;
+                for write in &writes {
+                    let changed = match write {
+                        FactWrite::Order { order, ts } => upsert_order(&mut orders, order, *ts)?,
+                        FactWrite::Payment { payment, ts } => {
+                            upsert_payment(&mut payments, payment, *ts)?
+                        }
+                    };
+                    // The upsert's WHERE refused it: the stored version is newer.
+                    if changed == 0 {
+                        superseded += 1;
                     }
                 }
-            }
-            Ok(())
-        })
-        .await
+                Ok(superseded)
+            })
+            .await?;
+        // Counted once committed: a rolled-back try is tried again and counted then.
+        self.inner
+            .superseded
+            .fetch_add(superseded, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn superseded_writes(&self) -> Option<u64> {
+        Some(
+            self.inner
+                .superseded
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 

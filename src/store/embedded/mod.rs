@@ -28,6 +28,8 @@ mod dead_letters;
 mod facts;
 mod schema;
 
+pub use connection::is_locked_elsewhere;
+
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -97,6 +99,9 @@ struct Inner {
     /// Reads use their own connection so that, under WAL, they never wait for a write in
     /// progress and always see the last commit.
     reader: Mutex<Connection>,
+    /// Committed fact writes that lost to a newer stored version (see
+    /// [`FactSink::superseded_writes`](crate::store::FactSink::superseded_writes)).
+    superseded: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
