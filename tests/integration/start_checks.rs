@@ -245,3 +245,32 @@ fn run_exits_non_zero_naming_a_store_it_cannot_open() {
     let r = Running::spawn(cmd).wait().failed();
     assert_one_error_line(&r, &["not-a-dir"]);
 }
+
+/// `setup --store-only` makes the store ready with no Pub/Sub at all (an `ingest` user's
+/// setup); `setup --pubsub-only` creates the topics and subscriptions and leaves the store
+/// alone. Then a full `setup` finds everything there.
+#[test]
+fn setup_makes_the_store_or_pubsub_ready_alone() {
+    let dir = data_dir();
+    let store_dir = dir.path().join("store-only");
+    let mut cmd = command(&store_dir, &["setup", "--store-only"]);
+    // Nobody listens there: a setup that tried Pub/Sub would fail.
+    cmd.env("PUBSUB_EMULATOR_HOST", "127.0.0.1:1");
+    let r = Running::spawn(cmd).wait().ok();
+    assert!(r.stdout.starts_with("store        ready"), "{r}");
+    assert!(!r.stdout.contains("topic"), "{r}");
+    assert!(store_dir.join(crate::cli::DB_FILE).exists(), "{r}");
+
+    let Some(w) = World::without_setup("setup_parts") else {
+        return;
+    };
+    let r = w.run(&["setup", "--pubsub-only"]).ok();
+    assert_eq!(r.stdout.matches("created").count(), 6, "{r}");
+    assert!(!r.stdout.contains("store "), "{r}");
+    assert!(!w.data_dir().join(crate::cli::DB_FILE).exists(), "{r}");
+    let r = w.run(&["setup"]).ok();
+    assert_eq!(r.stdout.matches("exists").count(), 6, "{r}");
+    assert!(r.stdout.contains("store        ready"), "{r}");
+    let r = w.run(&["setup", "--store-only", "--pubsub-only"]).failed();
+    assert!(r.stderr.contains("cannot be used with"), "{r}");
+}
