@@ -17,9 +17,10 @@ pub mod store;
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::health::{Component, Readiness};
+use crate::ops::status::Identity;
 use crate::ops::{self, OpsServer, ServeError};
 use crate::pubsub::admin::{SetupError, SetupStep, SubscriptionSettings};
-use crate::pubsub::PubSubConfig;
+use crate::pubsub::{Endpoint, PubSubConfig};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use std::net::SocketAddr;
@@ -106,11 +107,28 @@ pub async fn run(
     let readiness = Arc::new(Readiness::new());
     readiness.register(Component::Store);
     readiness.register(Component::PubSub);
+    let engine = &config.options.engine;
+    let source = match &config.pubsub.endpoint {
+        Endpoint::Emulator(host) => format!(
+            "Pub/Sub emulator {host} (project {})",
+            config.pubsub.project
+        ),
+        Endpoint::Google(_) => format!("Pub/Sub project {}", config.pubsub.project),
+    };
+    let identity = Identity {
+        store: config.store.label(),
+        source,
+        hold_seconds: engine.hold.as_secs_f64(),
+        shards: engine.shards,
+        streams: Some(config.options.subscriber.streams),
+        ..Identity::named("run")
+    };
     let server = ops::serve(
         config.metrics_addr,
         stats.clone(),
         readiness.clone(),
         shutdown.clone(),
+        identity,
     )
     .await?;
     on_serving(server.local_addr());
@@ -165,8 +183,21 @@ pub async fn demo(
     readiness.register(Component::Store);
     let server = match config.serve {
         Some(addr) => {
-            let server =
-                ops::serve(addr, stats.clone(), readiness.clone(), shutdown.clone()).await?;
+            let identity = Identity {
+                store: config.store.label(),
+                source: "in-process generator".to_string(),
+                hold_seconds: config.engine.hold.as_secs_f64(),
+                shards: config.engine.shards,
+                ..Identity::named("demo")
+            };
+            let server = ops::serve(
+                addr,
+                stats.clone(),
+                readiness.clone(),
+                shutdown.clone(),
+                identity,
+            )
+            .await?;
             on_serving(server.local_addr());
             Some(server)
         }

@@ -5,6 +5,7 @@ mod cassandra_cli;
 mod cassandra_dlq;
 mod cassandra_node;
 mod cassandra_pubsub;
+mod cited_paths;
 mod cli;
 mod compose;
 mod config;
