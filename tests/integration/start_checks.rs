@@ -274,3 +274,33 @@ fn setup_makes_the_store_or_pubsub_ready_alone() {
     let r = w.run(&["setup", "--store-only", "--pubsub-only"]).failed();
     assert!(r.stderr.contains("cannot be used with"), "{r}");
 }
+
+/// `scripts/cassandra-node start` on a port another process holds says so in one line and
+/// exits 1, before any Java starts (it used to end in a Java stack trace).
+#[test]
+fn the_node_script_names_a_busy_port_instead_of_a_stack_trace() {
+    let busy = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = busy.local_addr().expect("its address").port().to_string();
+    let dir = data_dir();
+    let out = std::process::Command::new("bash")
+        .arg(crate::cassandra_node::repo_root().join("scripts/cassandra-node"))
+        .args(["start", "--dir"])
+        .arg(dir.path().join("node"))
+        .args(["--native-port", &port])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run scripts/cassandra-node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) && !crate::cassandra_node::in_ci() {
+        eprintln!("SKIPPED: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("port 127.0.0.1:{port} (--native-port) is in use")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Exception"), "{stderr}");
+    drop(busy);
+}
