@@ -236,6 +236,9 @@ pub struct DemoReport {
     pub interrupted: bool,
     pub expected_rows: u64,
     pub expected_dlq: u64,
+    /// The store held no row and no dead letter when the run began: only then do
+    /// `expected_rows` and `expected_dlq` describe what `query` and `dlq list` will show.
+    pub store_was_empty: bool,
 }
 
 /// Why the demo could not run.
@@ -258,6 +261,8 @@ pub async fn run(
 ) -> Result<DemoReport, DemoError> {
     let sc = scenario(opts);
     let messages = (sc.main.len() + sc.late.len()) as u64;
+    let store_was_empty = store.scan_facts(None, 1).await?.items.is_empty()
+        && store.scan_dead_letters(None, 1).await?.items.is_empty();
     let pipeline = Pipeline::start(engine, store.clone(), Arc::new(TableOnly), stats.clone())?;
     pipeline.shut_on(shutdown.clone());
     let intake = pipeline.intake();
@@ -294,6 +299,7 @@ pub async fn run(
         interrupted,
         expected_rows: sc.expected_rows,
         expected_dlq: sc.expected_dlq,
+        store_was_empty,
     })
 }
 

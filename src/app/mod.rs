@@ -17,9 +17,10 @@ pub mod store;
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::health::{Component, Readiness};
+use crate::ops::status::Identity;
 use crate::ops::{self, OpsServer, ServeError};
 use crate::pubsub::admin::{SetupError, SetupStep, SubscriptionSettings};
-use crate::pubsub::PubSubConfig;
+use crate::pubsub::{Endpoint, PubSubConfig};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub enum AppError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error(transparent)]
+    Reach(#[from] crate::pubsub::probe::ReachError),
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// A Cassandra setting found wrong before connecting (a TLS file that is not PEM).
     #[error(transparent)]
@@ -104,11 +107,28 @@ pub async fn run(
     let readiness = Arc::new(Readiness::new());
     readiness.register(Component::Store);
     readiness.register(Component::PubSub);
+    let engine = &config.options.engine;
+    let source = match &config.pubsub.endpoint {
+        Endpoint::Emulator(host) => format!(
+            "Pub/Sub emulator {host} (project {})",
+            config.pubsub.project
+        ),
+        Endpoint::Google(_) => format!("Pub/Sub project {}", config.pubsub.project),
+    };
+    let identity = Identity {
+        store: config.store.label(),
+        source,
+        hold_seconds: engine.hold.as_secs_f64(),
+        shards: engine.shards,
+        streams: Some(config.options.subscriber.streams),
+        ..Identity::named("run")
+    };
     let server = ops::serve(
         config.metrics_addr,
         stats.clone(),
         readiness.clone(),
         shutdown.clone(),
+        identity,
     )
     .await?;
     on_serving(server.local_addr());
@@ -163,8 +183,21 @@ pub async fn demo(
     readiness.register(Component::Store);
     let server = match config.serve {
         Some(addr) => {
-            let server =
-                ops::serve(addr, stats.clone(), readiness.clone(), shutdown.clone()).await?;
+            let identity = Identity {
+                store: config.store.label(),
+                source: "in-process generator".to_string(),
+                hold_seconds: config.engine.hold.as_secs_f64(),
+                shards: config.engine.shards,
+                ..Identity::named("demo")
+            };
+            let server = ops::serve(
+                addr,
+                stats.clone(),
+                readiness.clone(),
+                shutdown.clone(),
+                identity,
+            )
+            .await?;
             on_serving(server.local_addr());
             Some(server)
         }
@@ -208,8 +241,18 @@ pub async fn ingest(
 #[derive(Debug)]
 pub struct SetupReport {
     pub steps: Vec<SetupStep>,
-    /// The store made ready, with its schema version where it has one.
-    pub store: String,
+    /// The store made ready, with its schema version where it has one (`None`: not asked).
+    pub store: Option<String>,
+}
+
+/// Which parts `setup` makes ready: both by default; `--store-only` is for a user of
+/// `ingest` or of a store alone, who has no Pub/Sub to reach.
+#[derive(Debug, Clone, Copy)]
+pub struct SetupParts {
+    /// The topics and subscriptions, after Pub/Sub has answered within this wait.
+    pub pubsub: Option<std::time::Duration>,
+    /// The store's tables.
+    pub store: bool,
 }
 
 /// `ecom-stream setup`: creates the topics and subscriptions, bound to the store
@@ -220,6 +263,7 @@ pub async fn setup(
     store: &StoreConfig,
     pubsub: &PubSubConfig,
     settings: SubscriptionSettings,
+    parts: SetupParts,
 ) -> Result<SetupReport, AppError> {
     pubsub.validate()?;
     settings.validate()?;
@@ -227,12 +271,21 @@ pub async fn setup(
         // Builds the driver's configuration (TLS included) without connecting.
         crate::store::cassandra::session::builder(c)?;
     }
-    if let StoreConfig::Embedded { .. } = store {
+    if let (StoreConfig::Embedded { .. }, true) = (store, parts.store) {
         // Before the subscriptions: opening creates the directory, whose canonical path is
         // the identity they are bound to.
         store::open(store, Access::Write).await?;
     }
-    let steps = crate::pubsub::admin::setup(pubsub, settings, &store.binding()).await?;
+    let steps = match parts.pubsub {
+        Some(wait) => {
+            crate::pubsub::probe::wait_until_reachable(pubsub, wait).await?;
+            crate::pubsub::admin::setup(pubsub, settings, &store.binding()).await?
+        }
+        None => Vec::new(),
+    };
+    if !parts.store {
+        return Ok(SetupReport { steps, store: None });
+    }
     let store = match store {
         StoreConfig::Cassandra(c) => {
             let applied = crate::store::cassandra::apply_schema(c).await?;
@@ -246,5 +299,8 @@ pub async fn setup(
         // Opened (and its tables created) above.
         StoreConfig::Embedded { .. } => store.label(),
     };
-    Ok(SetupReport { steps, store })
+    Ok(SetupReport {
+        steps,
+        store: Some(store),
+    })
 }

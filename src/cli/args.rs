@@ -18,7 +18,7 @@ use std::time::Duration;
 #[command(
     name = "ecom-stream",
     version,
-    about = "Joins e-commerce orders and payments from Pub/Sub into Cassandra/ScyllaDB"
+    about = "Joins e-commerce orders and payments from Pub/Sub (or files) into one row per order, in an embedded store (SQLite, the default) or Cassandra/ScyllaDB"
 )]
 pub struct Cli {
     /// The TOML config file (default: ecom-stream.toml in the working directory, if
@@ -31,8 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The whole pipeline in one process: built-in producers → join → embedded store, a DLQ
-    /// replay, then a summary.
+    /// The whole pipeline in one process: built-in producers → join → the store (embedded by
+    /// default, or --store cassandra), a DLQ replay, then a summary.
     Demo(DemoArgs),
     /// The production pipeline: Pub/Sub → join → store, until SIGINT/SIGTERM.
     Run(RunArgs),
@@ -75,6 +75,13 @@ pub enum DlqCommand {
         #[command(flatten)]
         export: ExportArgs,
     },
+}
+
+impl DlqCommand {
+    /// Whether the command only reads the store (`list`), as opposed to changing it.
+    pub fn only_reads(&self) -> bool {
+        matches!(self, DlqCommand::List { .. })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +220,13 @@ pub struct SetupArgs {
     /// From the resolved settings.
     #[arg(skip)]
     pub pubsub: PubSubSettings,
+    /// Only the store's tables (`schema.cql` on Cassandra), no Pub/Sub: for `ingest` or a
+    /// store of your own.
+    #[arg(long, conflicts_with = "pubsub_only")]
+    pub store_only: bool,
+    /// Only the topics and subscriptions, not the store.
+    #[arg(long)]
+    pub pubsub_only: bool,
 }
 
 #[derive(Debug, Args)]

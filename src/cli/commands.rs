@@ -173,12 +173,18 @@ pub(super) async fn run_setup(store_args: &StoreArgs, args: SetupArgs) -> anyhow
     let pubsub = args.pubsub.to_config()?;
     let settings = args.pubsub.to_settings()?;
     let store = store_args.to_config()?;
-    let report = app::setup(&store, &pubsub, settings).await?;
+    let parts = app::SetupParts {
+        pubsub: (!args.store_only).then_some(args.pubsub.connect_wait),
+        store: !args.pubsub_only,
+    };
+    let report = app::setup(&store, &pubsub, settings, parts).await?;
     let mut out = std::io::stdout().lock();
     for step in &report.steps {
         writeln!(out, "{:<12} {:<8} {}", step.kind, step.outcome, step.name)?;
     }
-    writeln!(out, "store        ready    {}", report.store)?;
+    if let Some(store) = &report.store {
+        writeln!(out, "store        ready    {store}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -200,6 +206,9 @@ pub(super) async fn run_produce(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     };
     opts.validate()?;
+    // Nothing is published (and no progress bar drawn) until Pub/Sub answers: without it
+    // the client would retry in silence for ever.
+    crate::pubsub::probe::wait_until_reachable(&pubsub, args.pubsub.connect_wait).await?;
     let report = crate::pubsub::producer::produce(&pubsub, &opts, !args.json).await?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -28,13 +28,14 @@ use output::print_config;
 /// Parses the command line, resolves the settings (file, variables, flags), runs the
 /// command, and turns any error into one line on stderr.
 pub fn main() -> ExitCode {
-    let matches = match command().try_get_matches_from(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match command().try_get_matches_from(&args) {
         Ok(matches) => matches,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, &args),
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, &args),
     };
     let file = settings::locate(cli.config.clone());
     let resolved = match settings::resolve(
@@ -120,9 +121,11 @@ fn bind_error(e: &anyhow::Error, resolved: &Resolved) -> Option<settings::Settin
     })
 }
 
-/// Help and version print as clap made them; a bad flag prints one line, naming the
-/// setting's variable and file key too when the flag is a setting's.
-fn usage_error(e: clap::Error) -> ExitCode {
+/// Help and version print as clap made them. A bad flag or command prints clap's error line
+/// (naming the setting's variable and file key too when the flag is one of the command's
+/// settings), then clap's tip (`a similar argument exists: '--hold'`) and its pointer to
+/// `--help`.
+fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if matches!(
         e.kind(),
@@ -141,18 +144,40 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .map(str::trim)
         .collect();
     let first = first.join(" ");
-    // The argument clap names, as `--flag <VALUE>`: its first word is the flag.
+    // The argument clap names, as `--flag <VALUE>`: its first word is the flag. Two commands
+    // may share a flag name for different things (`ingest --format`, `query --format`), so
+    // the setting counts only where the command given takes it.
+    let command = subcommand(args);
     let setting = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => {
-            arg.split_whitespace().next().and_then(settings::by_flag)
-        }
+        Some(ContextValue::String(arg)) => arg
+            .split_whitespace()
+            .next()
+            .and_then(settings::by_flag)
+            .filter(|s| s.applies_to(command.as_deref())),
         _ => None,
     };
     match setting {
         Some(s) => eprintln!("{first} ({}, file key `{}`; set by the flag)", s.env, s.key),
         None => eprintln!("{first}"),
     }
+    // The tips and the pointer to --help; the usage block between them is left to --help.
+    for line in text.lines().skip_while(|l| !l.trim().is_empty()) {
+        let line = line.trim();
+        if line.starts_with("tip:") || line.starts_with("For more information") {
+            eprintln!("  {line}");
+        }
+    }
     ExitCode::from(2)
+}
+
+/// The subcommand named on the command line (its first word that is one), if any.
+fn subcommand(args: &[std::ffi::OsString]) -> Option<String> {
+    let cmd = command();
+    args.iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| cmd.find_subcommand(a).is_some())
+        .map(str::to_string)
 }
 
 /// Logs go to stderr (stdout is the commands' output). The filter is the `log` setting,
@@ -164,7 +189,7 @@ fn init_logging(resolved: &Resolved) -> anyhow::Result<()> {
     let settings = &resolved.settings;
     let filter_text = match &settings.log {
         Some(f) => f.clone(),
-        None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
+        None => std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.to_string()),
     };
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&filter_text)
@@ -214,9 +239,25 @@ fn init_logging(resolved: &Resolved) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log filter when neither `--log` nor RUST_LOG says otherwise: our INFO lines, and the
+/// Cassandra driver's WARN and ERROR only (its INFO lines, such as "No sharding information
+/// received" on every connection to Cassandra proper, are chatter a user cannot act on).
+const DEFAULT_LOG_FILTER: &str = "info,scylla=warn";
+
+/// How long a command that only reads (`query`, `dlq list`) waits for a Cassandra node when
+/// `--cassandra-connect-wait` is not set: someone at a terminal wants the answer, or the
+/// reason there is none, in seconds, not after the minute `run` allows a cluster to come up.
+const READ_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn run(cli: Cli, resolved: &Resolved) -> anyhow::Result<ExitCode> {
     let settings = &resolved.settings;
     let store = StoreArgs::of(settings);
+    let mut read_store = store.clone();
+    let wait_is_default = settings::by_key("cassandra.connect_wait")
+        .is_some_and(|s| resolved.origin(s) == settings::Origin::Default);
+    if wait_is_default {
+        read_store.cassandra.cassandra_connect_wait = READ_CONNECT_WAIT;
+    }
     let metrics_addr = settings.metrics_addr;
     match cli.command {
         Command::Demo(mut args) => {
@@ -244,8 +285,9 @@ async fn run(cli: Cli, resolved: &Resolved) -> anyhow::Result<ExitCode> {
             args.pubsub = settings.pubsub();
             run_produce(args).await
         }
+        Command::Dlq { command } if command.only_reads() => run_dlq(&read_store, command).await,
         Command::Dlq { command } => run_dlq(&store, command).await,
-        Command::Query { command } => run_query(&store, command).await,
+        Command::Query { command } => run_query(&read_store, command).await,
         Command::Config => print_config(resolved),
     }
 }

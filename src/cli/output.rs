@@ -73,11 +73,21 @@ pub(super) fn write_summary(
     )?;
     writeln!(out, "  elapsed                {:>9.2}s  ({:.0} msg/s, including the hold of unmatched payments)", secs, r.source.delivered as f64 / secs)?;
     writeln!(out, "  store                  {store}")?;
-    writeln!(
-        out,
-        "expected afterwards: `query facts` {} rows, `dlq list` {} entries",
-        r.expected_rows, r.expected_dlq
-    )
+    if r.store_was_empty {
+        writeln!(
+            out,
+            "expected afterwards: `query facts` {} rows, `dlq list` {} entries",
+            r.expected_rows, r.expected_dlq
+        )
+    } else {
+        // The counts a fresh store would show say nothing about one with earlier rows.
+        writeln!(
+            out,
+            "the store was not empty before this run: `query facts` and `dlq list` show its \
+             earlier rows too (a fresh store, another --data-dir or keyspace, gives exactly {} rows and {} entries)",
+            r.expected_rows, r.expected_dlq
+        )
+    }
 }
 
 pub(super) fn write_run_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {

@@ -14,8 +14,8 @@
 use crate::health::Readiness;
 use crate::model::StreamKind;
 use crate::telemetry::{
-    histogram_header, Stats, ACK_LATENCY_HELP, ACK_LATENCY_METRIC, WRITE_LATENCY_HELP,
-    WRITE_LATENCY_METRIC,
+    histogram_header, Stats, ACK_LATENCY_HELP, ACK_LATENCY_METRIC, PUBLISH_TO_ACK_HELP,
+    PUBLISH_TO_ACK_METRIC, WRITE_LATENCY_HELP, WRITE_LATENCY_METRIC,
 };
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -172,6 +172,17 @@ pub fn render(stats: &Stats, readiness: &Readiness) -> Option<String> {
         stats.lease(topic).snapshot().ack_latency.prometheus_series(
             &mut text,
             ACK_LATENCY_METRIC,
+            &format!("source=\"{}\"", topic.as_str()),
+        );
+    }
+    text.push_str(&histogram_header(
+        PUBLISH_TO_ACK_METRIC,
+        PUBLISH_TO_ACK_HELP,
+    ));
+    for topic in [StreamKind::Orders, StreamKind::Payments] {
+        stats.source(topic).publish_to_ack().prometheus_series(
+            &mut text,
+            PUBLISH_TO_ACK_METRIC,
             &format!("source=\"{}\"", topic.as_str()),
         );
     }

@@ -103,12 +103,14 @@ impl Drop for OpsServer {
 
 /// What every request handler reads.
 struct Shared {
+    identity: status::Identity,
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
     history: status::History,
 }
 
 /// Binds `addr` and serves the routes above until the returned [`OpsServer`] is dropped.
+/// `identity` heads the status page.
 ///
 /// When `shutdown` fires it marks `readiness` as shutting down while it keeps serving, so probes see `503` during the drain and the final counters
 /// can still be scraped. Must be called inside a tokio runtime (the actix System is one).
@@ -117,12 +119,14 @@ pub async fn serve(
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
     shutdown: Shutdown,
+    identity: status::Identity,
 ) -> Result<OpsServer, ServeError> {
     let bind_err = |source| ServeError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     exporter::install();
     let shared = Arc::new(Shared {
+        identity,
         history: status::History::default(),
         stats,
         readiness,
@@ -221,7 +225,12 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
         },
         "/status.json" => {
-            let body = status::render(&shared.stats, &shared.readiness, &shared.history);
+            let body = status::render(
+                &shared.identity,
+                &shared.stats,
+                &shared.readiness,
+                &shared.history,
+            );
             reply(StatusCode::OK, "application/json", body)
         }
         "/" | "/index.html" => reply(

@@ -1,13 +1,15 @@
 //! The status page's data: `/status.json`, and the page itself (`status.html`).
 //!
-//! Owns: a short history of samples (one a second, the last [`HISTORY_LEN`]) so that a page
-//! opened mid-run draws its charts at once, and the JSON the page polls. Must never: grow
-//! (the history is a fixed-size ring) or compute anything the page could not check: it
-//! serves raw cumulative values, and the page derives rates from them.
+//! Owns: the process's [`Identity`] (what runs, against what), a short history of samples
+//! (one a second, the last [`HISTORY_LEN`]) so that a page opened mid-run draws its charts at
+//! once, and the JSON the page polls. Must never: grow (the history is a fixed-size ring),
+//! show a secret (the identity names the store's directory or nodes and keyspace, never its
+//! credentials), or compute anything the page could not check: it serves raw cumulative
+//! values, and the page derives rates and percentiles from them.
 
 use crate::health::Readiness;
 use crate::model::StreamKind;
-use crate::telemetry::{LatencySnapshot, Stats};
+use crate::telemetry::{LatencySnapshot, Stats, PUBLISH_TO_ACK_BUCKETS};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -22,6 +24,38 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Samples kept: two minutes at one a second.
 pub const HISTORY_LEN: usize = 120;
+
+/// What this process is, for the page's header: set once at start by the command.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    /// The command serving the page: `demo` or `run`.
+    pub mode: &'static str,
+    /// Where rows go: the data directory, or the Cassandra nodes and keyspace (no credentials).
+    pub store: String,
+    /// Where messages come from: the in-process generator, or the Pub/Sub endpoint and project.
+    pub source: String,
+    pub version: &'static str,
+    /// How long a payment whose order is unknown is held.
+    pub hold_seconds: f64,
+    pub shards: usize,
+    /// Pub/Sub streaming pulls per subscription (`run` only).
+    pub streams: Option<usize>,
+}
+
+impl Identity {
+    /// An identity naming only the mode (in-process servers of tests).
+    pub fn named(mode: &'static str) -> Self {
+        Identity {
+            mode,
+            store: String::new(),
+            source: String::new(),
+            version: env!("CARGO_PKG_VERSION"),
+            hold_seconds: 0.0,
+            shards: 0,
+            streams: None,
+        }
+    }
+}
 
 /// One moment of the counters the page charts (cumulative values, not rates).
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +74,9 @@ pub struct Sample {
     pub write_count: u64,
     pub write_sum_seconds: f64,
     pub write_buckets: Vec<u64>,
+    /// Publish-to-ack lag of both sources together (buckets as `publish_to_ack_bounds`).
+    pub lag_count: u64,
+    pub lag_buckets: Vec<u64>,
 }
 
 /// The ring of recent samples.
@@ -83,6 +120,15 @@ impl History {
             buckets,
             ..
         } = g.write_latency;
+        let (mut lag_count, mut lag_buckets) = (0, vec![]);
+        for topic in [StreamKind::Orders, StreamKind::Payments] {
+            let lag = stats.source(topic).publish_to_ack();
+            lag_count += lag.count;
+            lag_buckets.resize(lag.buckets.len(), 0);
+            for (sum, n) in lag_buckets.iter_mut().zip(&lag.buckets) {
+                *sum += n;
+            }
+        }
         Sample {
             t: self.started.elapsed().as_secs_f64(),
             orders_received: orders.received,
@@ -97,6 +143,8 @@ impl History {
             write_count: count,
             write_sum_seconds: sum_seconds,
             write_buckets: buckets,
+            lag_count,
+            lag_buckets,
         }
     }
 
@@ -110,9 +158,15 @@ impl History {
     }
 }
 
-/// `/status.json`: readiness, every counter, per-source counters, gauges, and the history
-/// with a sample of this moment last.
-pub fn render(stats: &Stats, readiness: &Readiness, history: &History) -> String {
+/// `/status.json`: the identity, readiness, every counter, the DLQ entries now, the last
+/// invalid reasons, per-source counters, gauges, and the history with a sample of this
+/// moment last.
+pub fn render(
+    identity: &Identity,
+    stats: &Stats,
+    readiness: &Readiness,
+    history: &History,
+) -> String {
     let mut samples = history.samples();
     samples.push(history.sample(stats));
     let sources: serde_json::Map<String, serde_json::Value> = stats
@@ -149,10 +203,18 @@ pub fn render(stats: &Stats, readiness: &Readiness, history: &History) -> String
         .collect();
     let g = stats.gauges();
     let ready = readiness.check(stats);
+    let counters = stats.snapshot();
     json!({
+        "identity": identity,
+        "uptime_seconds": history.started.elapsed().as_secs_f64(),
         "ready": ready.is_ok(),
         "not_ready": ready.err().map(|e| e.to_string()),
-        "counters": stats.snapshot(),
+        "counters": counters,
+        // What this process can know without scanning the table: the payments it
+        // dead-lettered, minus the entries its replays removed. Entries left by earlier
+        // processes are not in it (`dlq list` counts the table).
+        "dlq_entries_now": counters.dead_lettered.saturating_sub(counters.replayed),
+        "recent_invalid": stats.recent_invalid().snapshot(),
         "sources": sources,
         "gauges": {
             "pending_payments": g.pending_payments,
@@ -162,6 +224,7 @@ pub fn render(stats: &Stats, readiness: &Readiness, history: &History) -> String
             "store_up": g.store_up,
         },
         "write_latency_bounds": g.write_latency.bounds,
+        "publish_to_ack_bounds": PUBLISH_TO_ACK_BUCKETS,
         "history": samples,
     })
     .to_string()

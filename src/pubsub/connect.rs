@@ -16,8 +16,8 @@ use std::time::Duration;
 #[error("cannot connect to Pub/Sub ({endpoint}){hint}")]
 pub struct ConnectError {
     pub endpoint: String,
-    /// What to do about it, for the real service (empty for the emulator).
-    pub hint: &'static str,
+    /// What was tried and what to do about it ([`PubSubConfig::unreachable_hint`]).
+    pub hint: String,
     #[source]
     pub source: ClientError,
 }
@@ -121,14 +121,27 @@ impl PubSubConfig {
         }
     }
 
+    /// What was tried and what to do about it, for a Pub/Sub that does not answer or takes
+    /// no credentials: a newcomer's first error is most often the wrong one of the two.
+    pub fn unreachable_hint(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Emulator(host) => format!(
+                " (PUBSUB_EMULATOR_HOST or --pubsub-emulator-host names the emulator at {host}: \
+                 start it there, e.g. `gcloud beta emulators pubsub start --host-port={host}`, \
+                 or unset it to use the real service)"
+            ),
+            Endpoint::Google(_) => " (no PUBSUB_EMULATOR_HOST, so the real service was tried \
+                 with Application Default Credentials: for the emulator set \
+                 PUBSUB_EMULATOR_HOST=127.0.0.1:8085; for Google Cloud run `gcloud auth \
+                 application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a key file)"
+                .to_string(),
+        }
+    }
+
     fn connect_error(&self, e: google_cloud_gax::client_builder::Error) -> ConnectError {
-        let hint = match self.endpoint {
-            Endpoint::Google(_) => " (outside Google Cloud, set up Application Default Credentials, or set PUBSUB_EMULATOR_HOST for the emulator)",
-            Endpoint::Emulator(_) => "",
-        };
         ConnectError {
             endpoint: self.describe_endpoint(),
-            hint,
+            hint: self.unreachable_hint(),
             source: ClientError::build(e),
         }
     }
@@ -222,12 +235,35 @@ pub async fn subscription_admin(config: &PubSubConfig) -> Result<SubscriptionAdm
 }
 
 /// One line for a failed RPC: the status code and message when the service answered, the
-/// transport error otherwise.
+/// transport error otherwise. A call that failed for want of credentials says so in our
+/// words (the library's own text reads "… might succeed. but future attempts may succeed").
 pub fn describe(e: &google_cloud_pubsub::Error) -> String {
+    if is_credentials(e) {
+        return NO_TOKEN.to_string();
+    }
     match e.status() {
         Some(status) => format!("{}: {}", status.code.name(), status.message),
         None => e.to_string(),
     }
+}
+
+/// What a call that could not get an access token says.
+pub const NO_TOKEN: &str = "cannot get an access token from Application Default Credentials";
+
+/// Whether an RPC failed before it was sent because no access token could be had (no
+/// Application Default Credentials, or none that work): the library wraps the credentials'
+/// error as the call's source.
+pub fn is_credentials(e: &google_cloud_pubsub::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<google_cloud_gax::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether an RPC failure may succeed when tried again (unavailable, deadline, overload),
@@ -258,14 +294,18 @@ mod tests {
     }
 
     #[test]
-    fn a_connect_error_keeps_its_cause_and_hints_only_for_the_real_service() {
+    fn a_connect_error_keeps_its_cause_and_says_what_was_tried() {
         let emulator = PubSubConfig::with_defaults("p", Endpoint::Emulator("h:1".into()));
         let e = emulator.connect_error(no_credentials());
-        assert_eq!(e.to_string(), "cannot connect to Pub/Sub (emulator at h:1)");
+        assert!(
+            e.to_string()
+                .starts_with("cannot connect to Pub/Sub (emulator at h:1) (PUBSUB_EMULATOR_HOST"),
+            "{e}"
+        );
         assert!(!e.source.is_retriable());
         let line = format!("{:#}", anyhow::Error::new(e));
         assert!(
-            line.starts_with("cannot connect to Pub/Sub (emulator at h:1): "),
+            line.starts_with("cannot connect to Pub/Sub (emulator at h:1) ("),
             "{line}"
         );
         assert!(line.contains("no credentials found"), "{line}");
@@ -273,7 +313,7 @@ mod tests {
         let e = google.connect_error(no_credentials());
         assert!(
             e.to_string()
-                .contains("set up Application Default Credentials"),
+                .contains("gcloud auth application-default login"),
             "{e}"
         );
         assert!(e

@@ -14,6 +14,7 @@
 use super::connect::{self, ClientError, ConnectError};
 use super::PubSubConfig;
 use crate::model::StreamKind;
+use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::options::RequestOptionsBuilder;
 use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
@@ -34,9 +35,118 @@ pub enum Probe {
     Refused { subscription: String, cause: String },
 }
 
+/// Pub/Sub cannot be reached at all: what every command that needs it says, within its
+/// connect wait, instead of waiting in silence.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    #[error("Pub/Sub ({endpoint}) did not answer within --pubsub-connect-wait ({waited}): {cause}{hint}")]
+    Unanswered {
+        endpoint: String,
+        waited: String,
+        cause: String,
+        /// What was tried and what to do ([`PubSubConfig::unreachable_hint`]).
+        hint: String,
+    },
+    #[error("Pub/Sub ({endpoint}): {cause}{hint}")]
+    Credentials {
+        endpoint: String,
+        cause: String,
+        hint: String,
+    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// Waits until Pub/Sub answers one call (a `GetTopic` of the orders topic; any answer of the
+/// service counts, `NOT_FOUND` included, since `setup` may be about to create it), retrying
+/// what goes unanswered until `wait` has passed. Missing credentials fail at once: waiting
+/// will not bring them.
+pub async fn wait_until_reachable(config: &PubSubConfig, wait: Duration) -> Result<(), ReachError> {
+    let topics = connect::topic_admin(config).await?;
+    Reach::of(config).wait(&topics, wait).await
+}
+
+/// The reachability check, with what its errors say.
+#[derive(Debug, Clone)]
+struct Reach {
+    topic: String,
+    endpoint: String,
+    hint: String,
+}
+
+impl Reach {
+    fn of(config: &PubSubConfig) -> Self {
+        Reach {
+            topic: config.topic_path(&config.orders_topic),
+            endpoint: config.describe_endpoint(),
+            hint: config.unreachable_hint(),
+        }
+    }
+
+    async fn wait(&self, topics: &TopicAdmin, wait: Duration) -> Result<(), ReachError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        let mut warned = false;
+        loop {
+            // No attempt outlives the wait by more than a moment.
+            let deadline = PROBE_DEADLINE
+                .min(wait.saturating_sub(started.elapsed()))
+                .max(Duration::from_millis(100));
+            let call = topics
+                .get_topic()
+                .set_topic(&self.topic)
+                .with_retry_policy(NeverRetry)
+                .with_attempt_timeout(deadline)
+                .send();
+            let cause = match tokio::time::timeout(deadline + Duration::from_millis(500), call)
+                .await
+            {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e))
+                    if connect::is_credentials(&e)
+                        || e.status().map(|s| s.code) == Some(Code::Unauthenticated) =>
+                {
+                    tracing::debug!(error = ?e, "Pub/Sub refused our credentials");
+                    return Err(ReachError::Credentials {
+                        endpoint: self.endpoint.clone(),
+                        cause: connect::describe(&e),
+                        hint: self.hint.clone(),
+                    });
+                }
+                // The service answered: it is there (what it said is for the real call).
+                Ok(Err(e)) if e.status().is_some() && !connect::is_retriable(&e) => return Ok(()),
+                Ok(Err(e)) => connect::describe(&e),
+                Err(_) => format!("no answer within {}", humantime::format_duration(deadline)),
+            };
+            let waited = started.elapsed();
+            if waited >= wait {
+                return Err(ReachError::Unanswered {
+                    endpoint: self.endpoint.clone(),
+                    waited: humantime::format_duration(wait).to_string(),
+                    cause,
+                    hint: self.hint.clone(),
+                });
+            }
+            if !warned {
+                warned = true;
+                tracing::warn!(
+                    endpoint = %self.endpoint, %cause,
+                    wait = %humantime::format_duration(wait),
+                    "Pub/Sub does not answer yet; retrying until --pubsub-connect-wait runs out"
+                );
+            }
+            tokio::time::sleep(pause.min(wait.saturating_sub(waited))).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
 /// Start-up found Pub/Sub refusing a subscription, or not answering within the wait.
 #[derive(Debug, thiserror::Error)]
 pub enum StartCheckError {
+    /// Pub/Sub itself cannot be reached, or takes no credentials from us.
+    #[error(transparent)]
+    Reach(#[from] ReachError),
     /// Not retriable: it needs `setup`, a permission or a name fixed.
     #[error(
         "subscription {subscription}: {cause} (has `ecom-stream setup` been run for this project?)"
@@ -64,6 +174,7 @@ pub struct Prober {
     endpoint: String,
     topics: TopicAdmin,
     dlq_topic: String,
+    reach: Reach,
 }
 
 impl Prober {
@@ -78,6 +189,7 @@ impl Prober {
             endpoint: config.describe_endpoint(),
             topics: connect::topic_admin(config).await?,
             dlq_topic: config.topic_path(&config.dlq_topic),
+            reach: Reach::of(config),
         })
     }
 
@@ -165,6 +277,9 @@ impl Prober {
     /// `wait` has passed, then fails naming the subscription and the last cause.
     pub async fn wait_until_answered(&self, wait: Duration) -> Result<(), StartCheckError> {
         let started = Instant::now();
+        // First Pub/Sub itself (is anyone there, do our credentials work), so that the
+        // error names that rather than a subscription.
+        self.reach.wait(&self.topics, wait).await?;
         let mut pause = Duration::from_millis(200);
         let mut warned = false;
         loop {

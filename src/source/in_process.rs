@@ -382,7 +382,9 @@ impl Acknowledge for InProcessAck {
             message,
             permits,
         } = *self;
-        shared.stats.source(message.topic).on_acked(1);
+        let source = shared.stats.source(message.topic);
+        source.on_acked(1);
+        source.on_acked_published(message.publish_time);
         // Release the permits before waking the loop, so it sees the message as done.
         drop(permits);
         shared.wake_after_ack();

@@ -87,13 +87,20 @@ impl Intake {
                 }),
                 Err(reason) => {
                     tracing::debug!(source = %env.topic, id = %env.message_id, %reason, "invalid payload");
+                    let received_at = now_micros();
+                    self.stats.recent_invalid().push(
+                        env.topic.as_str(),
+                        &env.message_id,
+                        &reason.0,
+                        received_at,
+                    );
                     invalid.push(InvalidRecord {
                         message: InvalidMessage {
                             source: env.topic,
                             message_id: env.message_id,
                             payload: env.data,
                             error: reason.0,
-                            received_at: now_micros(),
+                            received_at,
                         },
                         ack: env.ack,
                     });

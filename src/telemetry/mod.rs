@@ -11,15 +11,17 @@
 //! process-wide recorder; the exporter publishes these same atomics on every scrape, so each
 //! event is still counted in exactly one place.
 //!
-//! Here: [`Stats`] and its event counters. Below: `sources` (per-source counters),
-//! `gauges` (live gauges and the kinds they are labelled by), `latency` (fixed-bucket
-//! histograms, also rendered for Prometheus) and `lease` (a subscription's lease and ack
-//! health). Beside them, [`driver_log`] thins the Cassandra driver's repeated warnings.
+//! Here: [`Stats`] and its event counters. Below: `sources` (per-source counters and the
+//! publish-to-ack lag), `gauges` (live gauges and the kinds they are labelled by), `latency`
+//! (fixed-bucket histograms, also rendered for Prometheus), `lease` (a subscription's lease
+//! and ack health) and `recent` (the last few invalid payloads' reasons). Beside them,
+//! [`driver_log`] thins the Cassandra driver's repeated warnings.
 
 pub mod driver_log;
 mod gauges;
 mod latency;
 mod lease;
+mod recent;
 mod sources;
 
 pub use gauges::{ActorKind, GaugeSnapshot, PendingGauge, StoreOp, WriteInFlight, WriterKind};
@@ -31,7 +33,10 @@ pub use lease::{
     LeaseSnapshot, LeaseStats, Redelivery, ACK_LATENCY_BUCKETS, ACK_LATENCY_HELP,
     ACK_LATENCY_METRIC,
 };
-pub use sources::{SourceSnapshot, SourceStats};
+pub use recent::{InvalidNote, RecentInvalid, RECENT_INVALID};
+pub use sources::{
+    SourceSnapshot, SourceStats, PUBLISH_TO_ACK_BUCKETS, PUBLISH_TO_ACK_HELP, PUBLISH_TO_ACK_METRIC,
+};
 
 use crate::model::StreamKind;
 use gauges::Gauges;
@@ -60,6 +65,8 @@ macro_rules! counters {
             leases: [LeaseStats; 2],
             /// Live gauges and the latency histogram (see [`Gauges`]).
             gauges: Gauges,
+            /// The last few invalid payloads' reasons (the status page shows them).
+            recent_invalid: RecentInvalid,
         }
 
         /// A copy of every counter at one moment.
@@ -258,6 +265,11 @@ impl Stats {
             store_up: g.store_failing.load(Ordering::Relaxed) == 0,
             write_latency: g.write_latency.snapshot(),
         }
+    }
+
+    /// The last few invalid payloads' reasons (no payloads), oldest first.
+    pub fn recent_invalid(&self) -> &RecentInvalid {
+        &self.recent_invalid
     }
 
     /// Per-source counters now, orders first.

@@ -1,21 +1,49 @@
-//! What each source reports for its topic: messages received, acked and nacked (by reason).
+//! What each source reports for its topic: messages received, acked and nacked (by reason),
+//! and how long after its publication each acked message was acked.
 //!
 //! Owns: [`SourceStats`] and its snapshot. Must never: be written by anyone but the sources
 //! (the Pub/Sub subscriber and the in-process source), which are the ones that answer.
 
+use super::latency::{LatencyHistogram, LatencySnapshot};
 use crate::ack::NackReason;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The Prometheus histogram of the time from a message's publication to its ack.
+pub const PUBLISH_TO_ACK_METRIC: &str = "ecom_stream_publish_to_ack_seconds";
+/// Its help line.
+pub const PUBLISH_TO_ACK_HELP: &str =
+    "Time from a message's publish time to its ack (the end-to-end lag; hold included)";
+
+/// Upper bounds (seconds) of the publish-to-ack buckets: from an order acked within a batch
+/// linger to a payment held for its whole hold, or a backlog of half an hour.
+pub const PUBLISH_TO_ACK_BUCKETS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0,
+];
+
 /// What a subscription (or the in-process source) reports, for one topic. The Pub/Sub
 /// subscriber and the in-process source call these; nobody else does.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceStats {
     received: AtomicU64,
     acked: AtomicU64,
     nacked: AtomicU64,
     /// `nacked` split by [`NackReason`], in [`NackReason::ALL`]'s order.
     nacked_by: [AtomicU64; NackReason::ALL.len()],
+    /// Publish time to ack, for acked messages whose publish time the source knows.
+    publish_to_ack: LatencyHistogram,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        SourceStats {
+            received: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            nacked: AtomicU64::new(0),
+            nacked_by: Default::default(),
+            publish_to_ack: LatencyHistogram::new(&PUBLISH_TO_ACK_BUCKETS),
+        }
+    }
 }
 
 impl SourceStats {
@@ -27,6 +55,20 @@ impl SourceStats {
     /// `n` messages were acked.
     pub fn on_acked(&self, n: u64) {
         self.acked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A message published at `published_micros` (µs since the Unix epoch) was acked now.
+    /// A publish time ahead of this clock (skew between machines) counts as no lag.
+    pub fn on_acked_published(&self, published_micros: i64) {
+        let lag = crate::clock::now_micros()
+            .saturating_sub(published_micros)
+            .max(0);
+        self.publish_to_ack.record(lag as f64 / 1e6);
+    }
+
+    /// The publish-to-ack histogram since start.
+    pub fn publish_to_ack(&self) -> LatencySnapshot {
+        self.publish_to_ack.snapshot()
     }
 
     /// `n` messages were nacked for `reason` (they will be redelivered).

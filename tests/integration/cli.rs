@@ -727,6 +727,96 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
     assert!(!missing.exists(), "a read created the data dir: {r}");
 }
 
+/// A mistyped flag or command keeps clap's tip and its pointer to `--help`; a flag is named
+/// as a setting (with its variable) only by the command whose setting it is; a value that is
+/// not one of a setting's choices lists them once, quoted once.
+#[test]
+fn usage_errors_keep_the_tip_and_name_only_the_commands_own_settings() {
+    let dir = data_dir();
+    let d = dir.path();
+    let r = run(d, &["demo", "--hodl", "2s"]).failed();
+    assert!(r.stderr.contains("unexpected argument '--hodl'"), "{r}");
+    assert!(
+        r.stderr.contains("similar argument exists: '--hold'"),
+        "{r}"
+    );
+    assert!(r.stderr.contains("try '--help'"), "{r}");
+    let r = run(d, &["qurey", "facts"]).failed();
+    assert!(
+        r.stderr.contains("similar subcommand exists: 'query'"),
+        "{r}"
+    );
+    // `query --format` is the export format, not the ingest setting of the same flag name.
+    let r = run(d, &["query", "facts", "--format", "tsv"]).failed();
+    assert!(r.stderr.contains("possible values: jsonl, csv"), "{r}");
+    assert!(!r.stderr.contains("ECOM_INGEST_FORMAT"), "{r}");
+    let r = run(d, &["ingest", "--orders", "x", "--format", "tsv"]).failed();
+    assert!(r.stderr.contains("ECOM_INGEST_FORMAT"), "{r}");
+    let r = run_env(d, &["query", "facts"], &[("ECOM_STORE", "sqlite")]).failed();
+    assert_one_error_line(&r, &["ECOM_STORE", "`sqlite`", "`embedded` or `cassandra`"]);
+    assert!(!r.stderr.contains("``"), "doubled backticks: {r}");
+    assert!(!d.join(DB_FILE).exists(), "{r}");
+}
+
+/// `config` prints the value a run would use for settings whose default is worked out at
+/// start, not `null`.
+#[test]
+fn config_prints_the_effective_value_of_derived_defaults() {
+    let dir = data_dir();
+    let r = run_env(dir.path(), &["config"], &[]).ok();
+    let rows: BTreeMap<String, Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .map(|v| {
+            (
+                v["key"].as_str().unwrap_or_default().to_string(),
+                v["value"].clone(),
+            )
+        })
+        .collect();
+    assert!(rows["shards"].as_u64().is_some_and(|n| n >= 1), "{r}");
+    assert!(rows["log"].is_string(), "{r}");
+    assert_eq!(rows["pubsub.orders_subscription"], "orders_data-sub", "{r}");
+    assert_eq!(
+        rows["pubsub.payments_subscription"], "payments_data-sub",
+        "{r}"
+    );
+    assert_eq!(
+        rows["pubsub.dlq_subscription"], "dlq_payments_data-sub",
+        "{r}"
+    );
+    // Unset means "none" for these: still null.
+    assert!(rows["until_idle"].is_null(), "{r}");
+}
+
+/// A read against a Cassandra node that is not there fails within seconds (5 s unless
+/// `--cassandra-connect-wait` says otherwise), with a handful of lines, not a minute of them.
+#[test]
+fn reads_against_an_absent_cassandra_node_fail_within_their_short_wait() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let nodes = format!("127.0.0.1:{port}");
+    let dir = data_dir();
+    for args in [&["query", "facts"][..], &["dlq", "list"]] {
+        let r = run_env(
+            dir.path(),
+            args,
+            &[
+                ("ECOM_STORE", "cassandra"),
+                ("ECOM_CASSANDRA_NODES", &nodes),
+            ],
+        )
+        .failed();
+        assert_one_error_line(&r, &[&nodes, "--cassandra-connect-wait (5s)"]);
+        let warnings = r.stderr.matches(" WARN ").count();
+        assert!(warnings <= 4, "{warnings} WARN lines for a 5 s wait: {r}");
+        assert!(!r.stderr.contains("No sharding information"), "{r}");
+    }
+}
+
 /// `dlq replay --every` repeats passes until Ctrl-C, then exits 0 (design §4.9, §4.8).
 #[test]
 fn dlq_replay_every_repeats_until_interrupted() {

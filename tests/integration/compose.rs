@@ -1,14 +1,16 @@
 //! `docker-compose-cassandra.yml` without a Docker engine: Compose itself validates it
 //! (`docker-compose … config`, Debian's `docker-compose` package), and its images, ports
-//! and health checks are the ones the README documents.
+//! and health checks are the ones `docs/cassandra.md` documents.
 //!
-//! Owns: keeping the compose file and the README's Docker section in step. Must never: need
+//! Owns: keeping the compose file and the docs' "With Docker" section in step. Must never: need
 //! a Docker engine or the network (`config` only parses and resolves the file).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const COMPOSE: &str = "docker-compose-cassandra.yml";
+/// The page that documents it (its "With Docker" section).
+const DOCKER_PAGE: &str = "docs/cassandra.md";
 
 fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
@@ -95,9 +97,9 @@ fn services(compose: &str) -> Vec<(String, String, String, bool)> {
 }
 
 #[test]
-fn compose_images_ports_and_health_checks_match_the_readme() {
+fn compose_images_ports_and_health_checks_match_the_docs() {
     let compose = read(COMPOSE);
-    let readme = read("README.md");
+    let readme = read(DOCKER_PAGE);
     let services = services(&compose);
     let names: Vec<&str> = services.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(names, ["cassandra", "scylla", "pubsub"]);
@@ -109,11 +111,11 @@ fn compose_images_ports_and_health_checks_match_the_readme() {
         );
         assert!(
             readme.contains(image.as_str()),
-            "README does not name image {image}"
+            "{DOCKER_PAGE} does not name image {image}"
         );
         assert!(
             readme.contains(port.as_str()),
-            "README does not name port {port} ({name})"
+            "{DOCKER_PAGE} does not name port {port} ({name})"
         );
     }
     assert!(
@@ -121,5 +123,8 @@ fn compose_images_ports_and_health_checks_match_the_readme() {
         "Cassandra is not a 5.x image"
     );
     assert!(readme.contains(&format!("docker compose -f {COMPOSE} up -d")));
-    assert!(readme.contains("cqlsh"), "README shows no cqlsh query");
+    assert!(
+        readme.contains("cqlsh"),
+        "{DOCKER_PAGE} shows no cqlsh query"
+    );
 }

@@ -2,7 +2,7 @@
 //! config` lists is set once by its flag, once by its variable and once by its file key, and
 //! `config` reports the value and where it came from; flags beat variables beat the file beat
 //! the default; a bad value names the flag, the variable, the key and its source; and the
-//! README's tables list the same settings with the same defaults.
+//! settings tables of `docs/configuration.md` list the same settings with the same defaults.
 //!
 //! Owns: the contract that every setting has all three names. Must never: hard-code the list
 //! of settings (it comes from the binary), or start anything heavier than `config`.
@@ -296,18 +296,21 @@ fn a_refused_setting_names_its_source_before_anything_is_created() {
     }
 }
 
-/// The README's settings tables have one row per setting, `| --flag | ECOM_VAR | default |`,
-/// and the default is what `config` reports.
+/// Where the settings tables live.
+const CONFIGURATION_PAGE: &str = "docs/configuration.md";
+
+/// The settings tables of `docs/configuration.md` have one row per setting, `| --flag |
+/// ECOM_VAR | default |`, and the default is what `config` reports.
 #[test]
-fn the_readme_lists_every_setting_with_its_default() {
+fn the_configuration_page_lists_every_setting_with_its_default() {
     let dir = tempfile::tempdir().expect("tempdir");
     let table = config(dir.path(), &[], &[]).ok().json_lines();
-    let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let readme = std::fs::read_to_string(&readme).expect("README.md");
+    let page = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(CONFIGURATION_PAGE);
+    let tables = std::fs::read_to_string(&page).expect(CONFIGURATION_PAGE);
     let mut missing = Vec::new();
     for row in &table {
         let start = format!("| `{}` | `{}` |", text(row, "flag"), text(row, "env"));
-        let Some(line) = readme.lines().find(|l| l.starts_with(&start)) else {
+        let Some(line) = tables.lines().find(|l| l.starts_with(&start)) else {
             missing.push(start);
             continue;
         };
@@ -326,19 +329,22 @@ fn the_readme_lists_every_setting_with_its_default() {
         };
         assert!(
             same,
-            "README gives {default_cell:?} as the default of {}, `config` says {default:?}",
+            "{CONFIGURATION_PAGE} gives {default_cell:?} as the default of {}, `config` says {default:?}",
             text(row, "flag")
         );
     }
-    assert!(missing.is_empty(), "README rows missing: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "{CONFIGURATION_PAGE} rows missing: {missing:#?}"
+    );
     // And no row for a setting that does not exist.
     let flags: BTreeSet<&str> = table.iter().map(|r| text(r, "flag")).collect();
-    for line in readme.lines().filter(|l| l.starts_with("| `--")) {
+    for line in tables.lines().filter(|l| l.starts_with("| `--")) {
         let flag = line[3..].split('`').next().unwrap_or_default();
         if line.contains("| `ECOM_") {
             assert!(
                 flags.contains(flag),
-                "README lists {flag}, which is no setting"
+                "{CONFIGURATION_PAGE} lists {flag}, which is no setting"
             );
         }
     }

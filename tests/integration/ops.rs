@@ -299,6 +299,42 @@ fn metrics_scraped_during_and_after_a_demo_agree_with_its_summary() {
     let json: Value = serde_json::from_str(&json).expect("status.json is JSON");
     assert_eq!(json["counters"], *stats);
     assert!(!json["history"].as_array().expect("history").is_empty());
+    // Who is serving, against what; the DLQ now (this process's dead letters less its
+    // replays: the 420 payments whose order never came); the last 5 of the 6 invalid
+    // payloads' reasons, without their payloads.
+    let identity = &json["identity"];
+    assert_eq!(identity["mode"], "demo", "{identity}");
+    assert_eq!(identity["store"], dir.path().display().to_string());
+    assert_eq!(identity["version"], env!("CARGO_PKG_VERSION"));
+    assert!(json["uptime_seconds"].as_f64().is_some_and(|s| s > 0.0));
+    assert_eq!(json["dlq_entries_now"], 420);
+    let invalid = json["recent_invalid"].as_array().expect("recent_invalid");
+    assert_eq!(invalid.len(), 5, "{invalid:?}");
+    for note in invalid {
+        assert!(
+            note["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{note}"
+        );
+        assert!(
+            note["source"] == "orders" || note["source"] == "payments",
+            "{note}"
+        );
+        assert!(note.get("payload").is_none(), "{note}");
+    }
+    // The publish-to-ack lag: one sample per acked message (the in-process source knows
+    // every publish time), on /metrics as well.
+    let lag = json["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .expect("a sample");
+    assert_eq!(
+        lag["lag_count"],
+        per_source("ecom_stream_messages_acked_total")
+    );
+    assert_eq!(
+        per_source("ecom_stream_publish_to_ack_seconds_count"),
+        per_source("ecom_stream_messages_acked_total")
+    );
     // Nacks by reason sum to the nacks; the in-process source has no leases to report.
     for source in ["orders", "payments"] {
         let s = &json["sources"][source];
@@ -396,6 +432,7 @@ async fn readyz_is_unready_while_the_store_is_unreachable_and_ready_again_after(
         stats.clone(),
         readiness.clone(),
         shutdown::Shutdown::never(),
+        ops::status::Identity::named("test"),
     )
     .await
     .expect("serve");
@@ -448,6 +485,7 @@ async fn readyz_turns_unready_on_shutdown_while_healthz_stays_ok() {
         Arc::new(ecom_stream::telemetry::Stats::default()),
         readiness.clone(),
         listener,
+        ops::status::Identity::named("test"),
     )
     .await
     .expect("serve");
@@ -583,21 +621,75 @@ fn status_page_shows_live_numbers_in_headless_chromium() {
         "joined",
         "pending",
         "writes",
-        // Lease and ack health: rendered from the sources' data (all zero for `demo`,
-        // whose in-process source has no leases).
-        "over-half-lease",
-        "redelivered-after-ack",
-        "redelivered-while-held",
+        // The DLQ entries now, beside what replays took out of it.
+        "dlq-now",
+        "replayed",
+        "invalid",
+        // The identity header.
+        "shards",
     ] {
         assert!(
             shown(&second, id).is_some(),
             "no number in #{id}:\n{second}"
         );
     }
+    // The identity header names the mode, the store's directory, the hold and the version.
+    for (id, text) in [
+        ("mode", "demo".to_string()),
+        ("store", dir.path().display().to_string()),
+        ("source", "in-process generator".to_string()),
+        ("hold", "1s".to_string()),
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+    ] {
+        assert!(
+            second.contains(&format!("id=\"{id}\">{text}<")),
+            "#{id} does not show {text:?}:\n{second}"
+        );
+    }
+    assert!(second.contains("href=\"metrics\""), "no link to /metrics");
+    // No wall of zeros: the demo has no Pub/Sub leases, so their panel is hidden.
+    assert!(
+        second.contains("id=\"lease-panel\" hidden"),
+        "the lease panel shows outside `run`:\n{second}"
+    );
+    // A script error would show in #updated instead of the poll count.
     assert!(
         second.contains(" polls)<"),
-        "the page never polled:\n{second}"
+        "the page never polled or its script failed:\n{second}"
     );
+    if let Some(path) = std::env::var_os("ECOM_STATUS_SCREENSHOT") {
+        screenshot(&chromium, &url, std::path::Path::new(&path));
+    }
     child.signal("INT");
     child.wait().ok();
+}
+
+/// Writes a PNG of the page as headless Chromium draws it: how `docs/status-page.png` is
+/// made (README, "The status page").
+fn screenshot(chromium: &std::path::Path, url: &str, path: &std::path::Path) {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1400,780",
+            "--virtual-time-budget=3000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", path.display()))
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", chromium.display()));
+    assert!(
+        out.status.success() && path.is_file(),
+        "chromium made no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

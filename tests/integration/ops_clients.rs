@@ -38,6 +38,7 @@ async fn start() -> OpsServer {
         Arc::new(Stats::default()),
         Arc::new(Readiness::new()),
         Shutdown::never(),
+        ops::status::Identity::named("test"),
     )
     .await
     .expect("serve")

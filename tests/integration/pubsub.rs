@@ -530,6 +530,27 @@ fn payments_before_their_orders_are_joined() {
             format!("ecom_stream_pubsub_redelivered_total{{source=\"payments\",how=\"{how}\"}}");
         assert_eq!(metric(&m, &name), 0, "{name}");
     }
+    // Each ack is timed from Pub/Sub's publish time too (the end-to-end lag).
+    let lag_timed = payments("ecom_stream_publish_to_ack_seconds_count");
+    assert_eq!(metric(&m, &lag_timed), 50, "{m:#?}");
+    // The status page's header says what runs: `run`, from the emulator, with its streams.
+    let (status, json) = crate::ops::get(metrics, "/status.json");
+    assert_eq!(status, 200);
+    let json: Value = serde_json::from_str(&json).expect("status.json is JSON");
+    let identity = &json["identity"];
+    assert_eq!(identity["mode"], "run", "{identity}");
+    assert_eq!(identity["hold_seconds"], 60.0, "{identity}");
+    assert!(
+        identity["streams"].as_u64().is_some_and(|n| n > 0),
+        "{identity}"
+    );
+    assert!(
+        identity["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Pub/Sub emulator ")),
+        "{identity}"
+    );
+    assert_eq!(json["dlq_entries_now"], 0);
     let report = stop(running);
     assert!(w.dead_letters().is_empty(), "{report}");
     let facts = w.facts();

@@ -138,7 +138,7 @@ fn run_names_the_address_it_serves_whatever_the_log_level() {
 }
 
 #[test]
-fn run_exits_non_zero_naming_pubsub_when_it_is_unreachable_at_start() {
+fn every_pubsub_command_exits_non_zero_naming_pubsub_when_it_is_unreachable() {
     // A port nobody listens on: bound, then closed.
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -146,17 +146,56 @@ fn run_exits_non_zero_naming_pubsub_when_it_is_unreachable_at_start() {
         .port();
     let host = format!("127.0.0.1:{port}");
     let dir = data_dir();
-    let mut cmd = command(dir.path(), &["run", "--pubsub-connect-wait", "2s"]);
-    cmd.env("PUBSUB_EMULATOR_HOST", &host);
-    cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
-    let r = Running::spawn(cmd).wait().failed();
-    assert_one_error_line(
-        &r,
-        &[&host, "--pubsub-connect-wait (2s)", "orders_data-sub"],
-    );
-    // Waiting was said once, not once per retry.
-    let waiting = r.stderr.matches("does not answer yet").count();
-    assert_eq!(waiting, 1, "{r}");
+    for args in [
+        &["run", "--pubsub-connect-wait", "2s"][..],
+        &["setup", "--pubsub-connect-wait", "2s"],
+        &["produce", "orders", "--pubsub-connect-wait", "2s"],
+    ] {
+        let mut cmd = command(dir.path(), args);
+        cmd.env("PUBSUB_EMULATOR_HOST", &host);
+        cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+        let r = Running::spawn(cmd).wait().failed();
+        // What was tried, for how long, and what to do.
+        assert_one_error_line(
+            &r,
+            &[
+                &format!("emulator at {host}"),
+                "--pubsub-connect-wait (2s)",
+                "gcloud beta emulators pubsub start",
+            ],
+        );
+        // Waiting was said once, not once per retry.
+        let waiting = r.stderr.matches("does not answer yet").count();
+        assert_eq!(waiting, 1, "{args:?}: {r}");
+    }
+}
+
+/// No emulator and no credentials: each command says at once that the real service was
+/// tried with Application Default Credentials, and how to point it at the emulator instead.
+/// The endpoint is a closed loopback port and the credentials file does not exist, so no
+/// request leaves the machine.
+#[test]
+fn every_pubsub_command_without_emulator_or_credentials_says_what_it_tried() {
+    let dir = data_dir();
+    for args in [&["run"][..], &["setup"], &["produce", "payments"]] {
+        let mut cmd = command(dir.path(), args);
+        cmd.env_remove("PUBSUB_EMULATOR_HOST");
+        cmd.env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            dir.path().join("no-such-key.json"),
+        );
+        cmd.env("ECOM_PUBSUB_ENDPOINT", "http://127.0.0.1:1");
+        cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+        let r = Running::spawn(cmd).wait().failed();
+        assert_one_error_line(
+            &r,
+            &["Application Default Credentials", "PUBSUB_EMULATOR_HOST"],
+        );
+        assert!(
+            !r.stderr.contains("has `ecom-stream setup` been run"),
+            "{r}"
+        );
+    }
 }
 
 #[test]
@@ -205,4 +244,63 @@ fn run_exits_non_zero_naming_a_store_it_cannot_open() {
     cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
     let r = Running::spawn(cmd).wait().failed();
     assert_one_error_line(&r, &["not-a-dir"]);
+}
+
+/// `setup --store-only` makes the store ready with no Pub/Sub at all (an `ingest` user's
+/// setup); `setup --pubsub-only` creates the topics and subscriptions and leaves the store
+/// alone. Then a full `setup` finds everything there.
+#[test]
+fn setup_makes_the_store_or_pubsub_ready_alone() {
+    let dir = data_dir();
+    let store_dir = dir.path().join("store-only");
+    let mut cmd = command(&store_dir, &["setup", "--store-only"]);
+    // Nobody listens there: a setup that tried Pub/Sub would fail.
+    cmd.env("PUBSUB_EMULATOR_HOST", "127.0.0.1:1");
+    let r = Running::spawn(cmd).wait().ok();
+    assert!(r.stdout.starts_with("store        ready"), "{r}");
+    assert!(!r.stdout.contains("topic"), "{r}");
+    assert!(store_dir.join(crate::cli::DB_FILE).exists(), "{r}");
+
+    let Some(w) = World::without_setup("setup_parts") else {
+        return;
+    };
+    let r = w.run(&["setup", "--pubsub-only"]).ok();
+    assert_eq!(r.stdout.matches("created").count(), 6, "{r}");
+    assert!(!r.stdout.contains("store "), "{r}");
+    assert!(!w.data_dir().join(crate::cli::DB_FILE).exists(), "{r}");
+    let r = w.run(&["setup"]).ok();
+    assert_eq!(r.stdout.matches("exists").count(), 6, "{r}");
+    assert!(r.stdout.contains("store        ready"), "{r}");
+    let r = w.run(&["setup", "--store-only", "--pubsub-only"]).failed();
+    assert!(r.stderr.contains("cannot be used with"), "{r}");
+}
+
+/// `scripts/cassandra-node start` on a port another process holds says so in one line and
+/// exits 1, before any Java starts (it used to end in a Java stack trace).
+#[test]
+fn the_node_script_names_a_busy_port_instead_of_a_stack_trace() {
+    let busy = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = busy.local_addr().expect("its address").port().to_string();
+    let dir = data_dir();
+    let out = std::process::Command::new("bash")
+        .arg(crate::cassandra_node::repo_root().join("scripts/cassandra-node"))
+        .args(["start", "--dir"])
+        .arg(dir.path().join("node"))
+        .args(["--native-port", &port])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run scripts/cassandra-node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) && !crate::cassandra_node::in_ci() {
+        eprintln!("SKIPPED: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("port 127.0.0.1:{port} (--native-port) is in use")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Exception"), "{stderr}");
+    drop(busy);
 }

@@ -74,8 +74,13 @@ pub enum LoadError {
         #[source]
         source: Box<toml::de::Error>,
     },
-    #[error("unknown setting `{key}` in config file {} (keys are the ECOM_* variables without the prefix, in lower case; tables prefix their name)", path.display())]
-    UnknownKey { key: String, path: PathBuf },
+    #[error("unknown setting `{key}` in config file {}{hint} (keys are the ECOM_* variables without the prefix, in lower case; tables prefix their name)", path.display())]
+    UnknownKey {
+        key: String,
+        path: PathBuf,
+        /// `; did you mean …?` when a setting of that name lives in another table.
+        hint: String,
+    },
     #[error(transparent)]
     Setting(#[from] SettingError),
     /// A figment error about no known setting (not expected: every key is checked first).

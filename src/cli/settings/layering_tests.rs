@@ -161,6 +161,14 @@ fn unknown_keys_and_bad_syntax_fail_with_one_line() {
     for (text, needle) in [
         ("hodl = \"5s\"", "unknown setting `hodl`"),
         ("[pubsub]\nstreamz = 4", "unknown setting `pubsub.streamz`"),
+        (
+            "streams = 8",
+            "x.toml; did you mean `streams` in the `[pubsub]` table?",
+        ),
+        (
+            "[pubsub]\nhold = \"5s\"",
+            "did you mean `hold` at the top level, outside any table?",
+        ),
         ("hold = ", "invalid config file"),
         ("hold = [[1]]", "`hold`"),
     ] {

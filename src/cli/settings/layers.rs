@@ -7,7 +7,7 @@
 //! Must never: put anything into the process environment, or read it other than through the
 //! `env` function it is given (tests and the CLI decide what the environment is).
 
-use super::values::{json_values, value_at};
+use super::values::{derived_value, json_values, value_at};
 use super::{by_flag, by_key, ConfigError, Kind, LoadError, Origin, Setting, SettingError};
 use super::{Settings, SETTINGS};
 use figment::value::{Dict, Map, Value};
@@ -141,6 +141,7 @@ fn check_keys(path: &Path, prefix: &str, table: &toml::Table) -> Result<(), Load
             _ if by_key(&key).is_some() => {}
             _ => {
                 return Err(LoadError::UnknownKey {
+                    hint: elsewhere(name, &key),
                     key,
                     path: path.to_path_buf(),
                 })
@@ -148,6 +149,40 @@ fn check_keys(path: &Path, prefix: &str, table: &toml::Table) -> Result<(), Load
         }
     }
     Ok(())
+}
+
+/// What figment says of a value, in our words where its own would read badly (its list of
+/// variants comes with backticks already, which it wraps in another pair).
+fn problem_text(kind: &figment::error::Kind) -> String {
+    match kind {
+        figment::error::Kind::UnknownVariant(found, expected) => format!(
+            "unknown value `{found}`, expected {}",
+            expected
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// `; did you mean …?` naming the setting called `name` in another table (a top-level
+/// `streams = 8` is `[pubsub] streams`), or nothing when no setting has that name.
+fn elsewhere(name: &str, key: &str) -> String {
+    let Some(setting) = SETTINGS
+        .iter()
+        .find(|s| s.key != key && s.key.rsplit('.').next() == Some(name))
+    else {
+        return String::new();
+    };
+    match setting.key.rsplit_once('.') {
+        Some((table, name)) => format!("; did you mean `{name}` in the `[{table}]` table?"),
+        None => format!(
+            "; did you mean `{}` at the top level, outside any table?",
+            setting.key
+        ),
+    }
 }
 
 /// The settings as the layers resolve them, and where each value came from.
@@ -193,7 +228,7 @@ pub fn resolve(
             Some(setting) => LoadError::Setting(SettingError {
                 setting,
                 origin: origin_of(setting, e.metadata.as_ref()),
-                problem: e.kind.to_string(),
+                problem: problem_text(&e.kind),
                 source: Some(Box::new(e)),
             }),
             None => LoadError::Other(Box::new(e)),
@@ -227,7 +262,9 @@ pub struct Row {
     pub key: &'static str,
     pub flag: String,
     pub env: &'static str,
-    /// JSON null when unset; the password as `<redacted>`.
+    /// The value in effect: for a setting whose default is worked out at start (the shards,
+    /// the log filter, the subscription names), what it works out to; JSON null only when
+    /// unset means "none" (no deadline, no emulator); the password as `<redacted>`.
     pub value: serde_json::Value,
     pub source: String,
     #[serde(rename = "type")]
@@ -265,7 +302,10 @@ impl Resolved {
                 key: s.key,
                 flag: format!("--{}", s.flag),
                 env: s.env,
-                value: value_at(&values, s.key).clone(),
+                value: match value_at(&values, s.key) {
+                    serde_json::Value::Null => derived_value(&self.settings, s.key),
+                    given => given.clone(),
+                },
                 source: self.origin(s).label(s),
                 kind: s.kind,
                 choices: s

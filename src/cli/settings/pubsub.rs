@@ -105,7 +105,7 @@ impl PubSubSettings {
             (None, endpoint) => Endpoint::Google(endpoint.clone()),
         };
         let sub = |given: &Option<String>, topic: &str| {
-            given.clone().unwrap_or_else(|| format!("{topic}-sub"))
+            given.clone().unwrap_or_else(|| default_subscription(topic))
         };
         let config = PubSubConfig {
             project: self.project.clone(),
@@ -147,6 +147,12 @@ impl PubSubSettings {
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// A topic's subscription when none is named: the topic's name + `-sub`, as `setup` creates
+/// it.
+pub(super) fn default_subscription(topic: &str) -> String {
+    format!("{topic}-sub")
 }
 
 #[cfg(test)]

@@ -70,6 +70,14 @@ impl Scope {
     }
 }
 
+impl Setting {
+    /// Whether `command` (a top-level subcommand; `None`: the root) takes this setting's
+    /// flag. Global settings are taken everywhere.
+    pub fn applies_to(&self, command: Option<&str>) -> bool {
+        self.scope == Scope::Global || command.is_some_and(|c| self.scope.commands().contains(&c))
+    }
+}
+
 /// One setting: its three names, and what its flag looks like.
 #[derive(Debug)]
 pub struct Setting {
@@ -194,7 +202,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("pubsub.batch_size", "pubsub-batch-size", "ECOM_PUBSUB_BATCH_SIZE", Integer, Subscriber, "Messages per hand-over to the join."),
     setting("pubsub.max_lease", "pubsub-max-lease", "ECOM_PUBSUB_MAX_LEASE", Dur, Subscriber, "How long the client keeps extending an unanswered message's lease (longer than --hold)."),
     setting("pubsub.lease_extension", "pubsub-lease-extension", "ECOM_PUBSUB_LEASE_EXTENSION", Dur, Subscriber, "How far each lease extension reaches (10s to 600s), and the ack deadline each stream asks for: after a crash, what the dead run held comes back this long later (in waves of it on the emulator)."),
-    setting("pubsub.connect_wait", "pubsub-connect-wait", "ECOM_PUBSUB_CONNECT_WAIT", Dur, Subscriber, "How long `run` waits at start for Pub/Sub to answer for its subscriptions before it exits non-zero."),
+    setting("pubsub.connect_wait", "pubsub-connect-wait", "ECOM_PUBSUB_CONNECT_WAIT", Dur, PubSub, "How long `run`, `setup` and `produce` wait at start for Pub/Sub to answer before they exit non-zero."),
     setting("pubsub.ack_deadline", "ack-deadline", "ECOM_PUBSUB_ACK_DEADLINE", Dur, Subscription, "Ack deadline of created subscriptions (10s to 600s)."),
     setting("pubsub.retention", "retention", "ECOM_PUBSUB_RETENTION", Dur, Subscription, "How long created subscriptions keep unacked messages (10m to 7days)."),
     setting("pubsub.max_delivery_attempts", "max-delivery-attempts", "ECOM_PUBSUB_MAX_DELIVERY_ATTEMPTS", Integer, Subscription, "Give the created orders and payments subscriptions a dead-letter policy to the DLQ topic after this many deliveries (5 to 100); keep --max-write-attempts below it. Unset: no policy."),

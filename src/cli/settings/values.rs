@@ -236,6 +236,23 @@ pub(super) fn json_values(settings: &Settings) -> serde_json::Value {
     serde_json::to_value(settings).unwrap_or(serde_json::Value::Null)
 }
 
+/// What a setting left unset works out to, for those whose default is derived at start
+/// (`config` prints the value a run would use, not `null`); JSON null for the others, whose
+/// unset value means "none".
+pub(super) fn derived_value(settings: &Settings, key: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let subscription = |topic: &str| Value::from(super::pubsub::default_subscription(topic));
+    match key {
+        "shards" => Value::from(settings.engine().shards),
+        // As `init_logging` reads it: the setting, else RUST_LOG, else info.
+        "log" => Value::from(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+        "pubsub.orders_subscription" => subscription(&settings.pubsub.orders_topic),
+        "pubsub.payments_subscription" => subscription(&settings.pubsub.payments_topic),
+        "pubsub.dlq_subscription" => subscription(&settings.pubsub.dlq_topic),
+        _ => Value::Null,
+    }
+}
+
 pub(super) fn value_at<'a>(values: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
     let pointer = format!("/{}", key.replace('.', "/"));
     values.pointer(&pointer).unwrap_or(&serde_json::Value::Null)

@@ -48,6 +48,8 @@ pub(super) struct Counters {
 pub(super) struct Receipt {
     pub(super) bytes: u64,
     pub(super) at: Instant,
+    /// Pub/Sub's publish time, µs since the Unix epoch, where the message carries one.
+    published_micros: Option<i64>,
     seen: Seen,
 }
 
@@ -84,12 +86,13 @@ impl Counters {
 
     /// A message (and its bytes) joined the unanswered set: received, from now on answered
     /// exactly once (ack, nack, or the nack of a drop). `delivery_attempt` is Pub/Sub's,
-    /// where the subscription has a dead-letter policy.
+    /// where the subscription has a dead-letter policy; `published_micros` its publish time.
     pub(super) fn taken(
         &self,
         bytes: u64,
         message_id: &str,
         delivery_attempt: Option<i32>,
+        published_micros: Option<i64>,
     ) -> Receipt {
         let at = Instant::now();
         self.stats.source(self.topic).on_received(1);
@@ -104,7 +107,12 @@ impl Counters {
         let b = self.outstanding_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.outstanding_bytes_high_water
             .fetch_max(b, Ordering::Relaxed);
-        Receipt { bytes, at, seen }
+        Receipt {
+            bytes,
+            at,
+            published_micros,
+            seen,
+        }
     }
 
     /// The message of `receipt` was acked (`None`) or nacked for a reason.
@@ -118,7 +126,12 @@ impl Counters {
             .on_answered(receipt.at, nacked.is_none());
         let source = self.stats.source(self.topic);
         match nacked {
-            None => source.on_acked(1),
+            None => {
+                source.on_acked(1);
+                if let Some(published) = receipt.published_micros {
+                    source.on_acked_published(published);
+                }
+            }
             Some(reason) => source.on_nacked(1, reason),
         }
     }
@@ -131,25 +144,34 @@ mod tests {
     fn counters_track_the_high_water() {
         let stats = Arc::new(Stats::default());
         let c = Counters::new(StreamKind::Payments, stats.clone());
-        let a = c.taken(10, "a", None);
-        let b = c.taken(20, "b", None);
+        let a = c.taken(10, "a", None, None);
+        let b = c.taken(20, "b", None, None);
         c.answered(a, None);
-        c.taken(5, "c", None);
+        // Published a second before its ack: timed from its publication.
+        let published = c.taken(5, "p", None, Some(crate::clock::now_micros() - 1_000_000));
+        c.answered(published, None);
+        c.taken(5, "c", None, None);
         c.answered(b, Some(NackReason::StoreFailed));
         let s = c.snapshot();
         assert_eq!((s.outstanding, s.outstanding_high_water), (1, 2));
         assert_eq!(s.outstanding_bytes_high_water, 30);
-        assert_eq!((s.acked, s.nacked), (1, 1));
-        assert_eq!(s.delivered, 3);
+        assert_eq!((s.acked, s.nacked), (2, 1));
+        assert_eq!(s.delivered, 4);
+        let lag = stats.source(StreamKind::Payments).publish_to_ack();
+        assert_eq!(
+            lag.count, 1,
+            "only the message with a publish time is timed"
+        );
+        assert!(lag.sum_seconds >= 1.0, "{lag:?}");
         let by = stats.source(StreamKind::Payments).nacked_by_reason();
         assert!(by.contains(&(NackReason::StoreFailed, 1)), "{by:?}");
         // "b" comes back after its nack, "a" after its ack.
-        c.taken(20, "b", Some(2));
-        c.taken(10, "a", Some(2));
+        c.taken(20, "b", Some(2), None);
+        c.taken(10, "a", Some(2), None);
         let lease = stats.lease(StreamKind::Payments).snapshot();
         assert_eq!(lease.delivery_attempt_above_one, 2);
         assert!(lease.redelivered.contains(&("after_nack", 1)), "{lease:?}");
         assert!(lease.redelivered.contains(&("after_ack", 1)), "{lease:?}");
-        assert_eq!(lease.ack_latency.count, 1);
+        assert_eq!(lease.ack_latency.count, 2);
     }
 }

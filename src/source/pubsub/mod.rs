@@ -61,7 +61,7 @@ pub struct SubscriberOptions {
     /// stream asks for. After a crash, what the dead process held comes back one such
     /// deadline later on Pub/Sub, in waves of it on the emulator (RESILIENCE.md).
     pub lease_extension: Duration,
-    /// How long `run`'s start check waits for Pub/Sub to answer before it fails.
+    /// How long a command's start check waits for Pub/Sub to answer before it fails.
     pub connect_wait: Duration,
 }
 
@@ -79,7 +79,10 @@ impl Default for SubscriberOptions {
             // on the emulator (measured: RESILIENCE.md, "Recovery after a SIGKILL"); the
             // client re-extends every 3 s, well within it.
             lease_extension: Duration::from_secs(10),
-            connect_wait: Duration::from_secs(60),
+            // A Pub/Sub that answers does so in milliseconds; one that has not answered in
+            // 10 s is usually not there at all (no emulator, the wrong address), and a user
+            // at a terminal should hear so. On Kubernetes a restart retries it anyway.
+            connect_wait: Duration::from_secs(10),
         }
     }
 }

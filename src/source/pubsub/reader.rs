@@ -124,9 +124,16 @@ impl Reader {
                 },
             };
             delivered = true;
-            let receipt =
-                self.counters
-                    .taken(size, &message.message_id, handler.delivery_attempt());
+            let published = message
+                .publish_time
+                .as_ref()
+                .map(|t| t.seconds() * 1_000_000 + i64::from(t.nanos()) / 1000);
+            let receipt = self.counters.taken(
+                size,
+                &message.message_id,
+                handler.delivery_attempt(),
+                published,
+            );
             let pulled = Pulled {
                 message,
                 delivery_attempt: handler.delivery_attempt(),

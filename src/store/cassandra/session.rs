@@ -278,13 +278,19 @@ pub async fn connect(config: &CassandraConfig) -> Result<Session, ConnectError> 
                     let wait = backoff(&CONNECT_BACKOFF, attempt, &mut rng)
                         .max(Duration::from_millis(100))
                         .min(config.connect_wait.saturating_sub(waited));
-                    tracing::warn!(
-                        attempt,
-                        nodes = ?config.nodes,
-                        error = %msg,
-                        wait_ms = wait.as_millis() as u64,
-                        "Cassandra not reachable yet; retrying"
-                    );
+                    // One line at the first failure, then one per doubling of the attempts:
+                    // a node that stays away for the whole wait costs a handful of lines,
+                    // not one per retry.
+                    if attempt.is_power_of_two() {
+                        tracing::warn!(
+                            attempt,
+                            nodes = ?config.nodes,
+                            error = %msg,
+                            wait_ms = wait.as_millis() as u64,
+                            connect_wait = %humantime::format_duration(config.connect_wait),
+                            "Cassandra not reachable yet; retrying until --cassandra-connect-wait runs out"
+                        );
+                    }
                     tokio::time::sleep(wait).await;
                     attempt = attempt.saturating_add(1);
                 }
