@@ -79,10 +79,36 @@ fn delivered(id: i64, answers: &Arc<Mutex<Vec<(i64, bool)>>>) -> RowWithAck {
     }
 }
 
-#[actix_rt::test]
-async fn a_row_the_store_always_rejects_is_dead_lettered_after_the_bound_and_acked() {
+/// A writer on `store` whose poison rows go to a dead-letter actor on `dlq_store` (the
+/// table only, two tries per write, four in flight): the writer, then the dead-letter actor.
+fn writer_with_dead_letter(
+    store: Arc<BatchStore>,
+    dlq_store: Arc<MemoryStore>,
+    stats: &Arc<Stats>,
+) -> (
+    actix::Addr<FactWriter>,
+    actix::Addr<crate::dlq::dead_letter::DeadLetter>,
+) {
     use crate::dlq::dead_letter::DeadLetter;
     use crate::dlq::TableOnly;
+    let options = fast_options();
+    let dead_letter = DeadLetter::new(
+        dlq_store,
+        Arc::new(TableOnly),
+        stats.clone(),
+        options.retry.clone(),
+        2,
+        4,
+    )
+    .start();
+    let writer = FactWriter::new(store, stats.clone(), options)
+        .dead_letter_to(dead_letter.clone())
+        .start();
+    (writer, dead_letter)
+}
+
+#[actix_rt::test]
+async fn a_row_the_store_always_rejects_is_dead_lettered_after_the_bound_and_acked() {
     use crate::store::DeadLetterStore;
 
     let store = Arc::new(BatchStore {
@@ -91,19 +117,7 @@ async fn a_row_the_store_always_rejects_is_dead_lettered_after_the_bound_and_ack
     });
     let stats = Arc::new(Stats::default());
     let dlq_store = Arc::new(MemoryStore::default());
-    let options = fast_options();
-    let dead_letter = DeadLetter::new(
-        dlq_store.clone(),
-        Arc::new(TableOnly),
-        stats.clone(),
-        options.retry.clone(),
-        2,
-        4,
-    )
-    .start();
-    let writer = FactWriter::new(store.clone(), stats.clone(), options)
-        .dead_letter_to(dead_letter.clone())
-        .start();
+    let (writer, dead_letter) = writer_with_dead_letter(store.clone(), dlq_store.clone(), &stats);
     let answers = Arc::new(Mutex::new(Vec::new()));
     // The first delivery of 1..=20; then row 13 comes back after each nack, as a source
     // redelivers it, until it is answered with an ack.
@@ -183,27 +197,13 @@ async fn a_row_the_store_always_rejects_is_dead_lettered_after_the_bound_and_ack
 
 #[actix_rt::test]
 async fn pubsubs_delivery_attempt_counts_toward_the_bound() {
-    use crate::dlq::dead_letter::DeadLetter;
-    use crate::dlq::TableOnly;
-
     let store = Arc::new(BatchStore {
         poison: 13,
         ..BatchStore::default()
     });
     let stats = Arc::new(Stats::default());
-    let options = fast_options();
-    let dead_letter = DeadLetter::new(
-        Arc::new(MemoryStore::default()),
-        Arc::new(TableOnly),
-        stats.clone(),
-        options.retry.clone(),
-        2,
-        4,
-    )
-    .start();
-    let writer = FactWriter::new(store.clone(), stats.clone(), options)
-        .dead_letter_to(dead_letter.clone())
-        .start();
+    let (writer, dead_letter) =
+        writer_with_dead_letter(store.clone(), Arc::new(MemoryStore::default()), &stats);
     let answers = Arc::new(Mutex::new(Vec::new()));
     // A fresh writer (a restart forgot the counts), but Pub/Sub says this is attempt 3.
     let row = RowWithAck {
@@ -386,9 +386,6 @@ async fn the_errors_of_a_large_refused_batch_stay_bounded_and_all_say_retry() {
 
 #[actix_rt::test]
 async fn a_poison_row_never_makes_the_store_unready() {
-    use crate::dlq::dead_letter::DeadLetter;
-    use crate::dlq::TableOnly;
-
     let stats = Arc::new(Stats::default());
     let readiness = Readiness::new();
     readiness.register(Component::Store);
@@ -398,19 +395,8 @@ async fn a_poison_row_never_makes_the_store_unready() {
         readiness: Some((stats.clone(), readiness)),
         ..BatchStore::default()
     });
-    let options = fast_options();
-    let dead_letter = DeadLetter::new(
-        Arc::new(MemoryStore::default()),
-        Arc::new(TableOnly),
-        stats.clone(),
-        options.retry.clone(),
-        2,
-        4,
-    )
-    .start();
-    let writer = FactWriter::new(store.clone(), stats.clone(), options)
-        .dead_letter_to(dead_letter.clone())
-        .start();
+    let (writer, dead_letter) =
+        writer_with_dead_letter(store.clone(), Arc::new(MemoryStore::default()), &stats);
     let answers = Arc::new(Mutex::new(Vec::new()));
     let first: Vec<RowWithAck> = (1..=20).map(|id| delivered(id, &answers)).collect();
     writer.send(WriteBatch(first)).await.expect("writer alive");
