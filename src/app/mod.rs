@@ -271,10 +271,22 @@ pub async fn setup(
         // Builds the driver's configuration (TLS included) without connecting.
         crate::store::cassandra::session::builder(c)?;
     }
-    if let (StoreConfig::Embedded { .. }, true) = (store, parts.store) {
-        // Before the subscriptions: opening creates the directory, whose canonical path is
-        // the identity they are bound to.
-        store::open(store, Access::Write).await?;
+    if let StoreConfig::Embedded { data_dir, .. } = store {
+        // Before the subscriptions: the directory's canonical path is the identity they are
+        // bound to, and `run` computes it from the directory it opens. Opening the store
+        // creates it; `--pubsub-only` creates the directory alone, so the two agree (a path
+        // that does not exist yet cannot be canonicalized: `../data` or a symlink would
+        // hash differently).
+        if parts.store {
+            store::open(store, Access::Write).await?;
+        } else {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                AppError::Store(crate::store::StoreError::failed_from(
+                    format!("creating the data directory {}", data_dir.display()),
+                    e,
+                ))
+            })?;
+        }
     }
     let steps = match parts.pubsub {
         Some(wait) => {

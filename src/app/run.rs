@@ -59,8 +59,8 @@ pub struct RunOptions {
 
 /// How often `run` replays the DLQ by default: a late order's payments are joined within a
 /// minute of it, while a pass (a scan of the whole DLQ table, once per instance) stays rare
-/// next to the stream; each pass bumps `attempts` of the entries still unmatched, so
-/// `attempts` reads roughly as minutes spent waiting.
+/// next to the stream. Each pass of each instance bumps `attempts` of the entries still
+/// unmatched, so with N instances `attempts` grows by about N a minute.
 pub const DEFAULT_REPLAY_EVERY: Duration = Duration::from_secs(60);
 
 /// What a run did; `run --json` prints it.

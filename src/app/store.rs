@@ -209,7 +209,10 @@ pub async fn open_waiting(
         }
         tokio::select! {
             biased;
-            _ = shutdown.wait() => return Ok(None),
+            _ = shutdown.wait() => {
+                waiting(false);
+                return Ok(None);
+            }
             _ = tokio::time::sleep(LOCKED_RETRY) => {},
         }
     }

@@ -164,7 +164,13 @@ impl DeadLetter {
             let _in_flight = stats.write_started(WriterKind::DeadLetter);
             let count = || Stats::incr(&stats.write_retries);
             let table = with_retries(&retry, R::TABLE, count, || R::write(store.as_ref(), &records)).await;
-            stats.on_store_result(StoreOp::Write, &table);
+            // Only a refusal (a retriable error) says the store is down, as for the fact
+            // writer: a record the store rejects for good must not hold /readyz at 503, nor
+            // stop the join's holds from running out (design §4.3).
+            match &table {
+                Err(e) if !e.is_retriable() => {}
+                other => stats.on_store_result(StoreOp::Write, other),
+            }
             let done = match table {
                 Ok(()) => with_retries(&retry, "publish dlq topic", count, || {
                     R::publish(publisher.as_ref(), &records)

@@ -304,3 +304,28 @@ fn the_node_script_names_a_busy_port_instead_of_a_stack_trace() {
     assert!(!stderr.contains("Exception"), "{stderr}");
     drop(busy);
 }
+
+/// `setup --pubsub-only` on a data dir that does not exist yet, named through `..`, binds
+/// the subscriptions to the store `run` then opens there: `run` consumes them instead of
+/// refusing them as another store's (the directory is created, so both canonicalize it).
+#[test]
+fn pubsub_only_setup_binds_to_the_store_run_opens() {
+    let Some(emulator) = crate::emulator::emulator("pubsub_only_binding") else {
+        return;
+    };
+    let project = crate::emulator::fresh_project("pubsub_only_binding");
+    let dir = data_dir();
+    let winding = dir.path().join("not-yet").join("..").join("store");
+    let cmd = |args: &[&str]| {
+        let mut cmd = command(&winding, args);
+        cmd.env("PUBSUB_EMULATOR_HOST", &emulator.host);
+        cmd.env("ECOM_PROJECT", &project);
+        cmd.env("ECOM_METRICS_ADDR", "127.0.0.1:0");
+        cmd
+    };
+    Running::spawn(cmd(&["setup", "--pubsub-only"])).wait().ok();
+    let r = Running::spawn(cmd(&["run", "--until-idle", "1s"]))
+        .wait()
+        .ok();
+    assert!(!r.stderr.contains("not this run's store"), "{r}");
+}
