@@ -245,3 +245,108 @@ impl Handler<Flush> for DeadLetter {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Acknowledge;
+    use crate::model::StreamKind;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Page, ReplayedEntry};
+    use std::sync::Mutex;
+
+    /// A store that rejects every invalid message for good (a constraint, a trigger) and is
+    /// otherwise the memory store.
+    #[derive(Default)]
+    struct RejectsInvalid(MemoryStore);
+
+    #[async_trait]
+    impl DeadLetterStore for RejectsInvalid {
+        async fn put_dead_letters(&self, entries: &[DlqEntry]) -> Result<(), StoreError> {
+            self.0.put_dead_letters(entries).await
+        }
+        async fn scan_dead_letters(
+            &self,
+            after: Option<i64>,
+            limit: usize,
+        ) -> Result<Page<DlqEntry, i64>, StoreError> {
+            self.0.scan_dead_letters(after, limit).await
+        }
+        async fn delete_dead_letters(
+            &self,
+            resolved: &[ReplayedEntry],
+        ) -> Result<Vec<i64>, StoreError> {
+            self.0.delete_dead_letters(resolved).await
+        }
+        async fn bump_dead_letter_attempts(&self, ids: &[i64]) -> Result<(), StoreError> {
+            self.0.bump_dead_letter_attempts(ids).await
+        }
+        async fn put_invalid(&self, _: &[InvalidMessage]) -> Result<(), StoreError> {
+            Err(StoreError::failed("invalid_messages: rejected by a check"))
+        }
+        async fn scan_invalid(
+            &self,
+            after: Option<(StreamKind, String)>,
+            limit: usize,
+        ) -> Result<Page<InvalidMessage, (StreamKind, String)>, StoreError> {
+            self.0.scan_invalid(after, limit).await
+        }
+    }
+
+    /// Records how the message was answered.
+    struct Answer(Arc<Mutex<Vec<bool>>>);
+
+    impl Acknowledge for Answer {
+        fn ack(self: Box<Self>) {
+            self.0.lock().expect("answers").push(true);
+        }
+        fn nack(self: Box<Self>, _: NackReason) {
+            self.0.lock().expect("answers").push(false);
+        }
+    }
+
+    /// A record the store rejects for good is its own failure: it is nacked, and the store
+    /// is not marked down (that would hold `/readyz` at 503 and stop every hold from
+    /// running out, design §4.3, until some fact write happened to succeed).
+    #[actix_rt::test]
+    async fn a_record_rejected_for_good_does_not_mark_the_store_down() {
+        let stats = Arc::new(Stats::default());
+        let dead_letter = DeadLetter::new(
+            Arc::new(RejectsInvalid::default()),
+            Arc::new(crate::dlq::TableOnly),
+            stats.clone(),
+            RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: std::time::Duration::from_millis(1),
+                max_backoff: std::time::Duration::from_millis(2),
+            },
+            2,
+            4,
+        )
+        .start();
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let record = InvalidRecord {
+            message: InvalidMessage {
+                source: StreamKind::Orders,
+                message_id: "m-1".into(),
+                payload: bytes::Bytes::from_static(b"not json"),
+                error: "not JSON".into(),
+                received_at: 0,
+            },
+            ack: AckHandle::new(Answer(answers.clone())),
+        };
+        dead_letter
+            .send(RecordInvalid(vec![record]))
+            .await
+            .expect("dead-letter actor alive");
+        dead_letter
+            .send(Flush)
+            .await
+            .expect("dead-letter actor alive");
+        assert_eq!(*answers.lock().expect("answers"), vec![false]);
+        assert!(
+            !stats.store_failing(StoreOp::Write),
+            "a row's own failure marked the store down"
+        );
+    }
+}
