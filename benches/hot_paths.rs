@@ -8,15 +8,16 @@
 //! - `shard_apply`: one shard's `JoinState::apply` of a batch of 500 orders and their 500
 //!   payments on a fresh state (order cache, dedup window lookups, content hashes, the rows
 //!   and their ack wrappers).
-//! - `ack_path`: 1,000 rows answered as the writer answers them: each handle wrapped to
-//!   teach the dedup window (`on_ack`), then acked.
+//! - `ack_path`: 1,000 rows of one delivered batch answered as the writer answers them:
+//!   each handle a slot of the batch's ledger carrying its durable note, all settled at
+//!   once (`ack::settle`), the notes drained into the shard's dedup window.
 //!
 //! Run: `cargo bench --bench hot_paths`.
 
 mod support;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ecom_stream::ack::{AckHandle, Acknowledge, NackReason};
+use ecom_stream::ack::{self, AckHandle, Answer, Durable, DurableRoutes, Ledger};
 use ecom_stream::config::EngineConfig;
 use ecom_stream::join::dedup::{DedupKey, DedupWindow, Seen};
 use ecom_stream::join::router::shard_of;
@@ -29,14 +30,15 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// An ack that counts, as a source's would do its bookkeeping.
-struct Count(Arc<AtomicU64>);
+/// A batch's ledger that counts its acks, as a source's would do its bookkeeping.
+struct CountLedger(AtomicU64);
 
-impl Acknowledge for Count {
-    fn ack(self: Box<Self>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+impl Ledger for CountLedger {
+    fn settle(&self, slots: &[u32], answer: Answer) {
+        if answer == Answer::Ack {
+            self.0.fetch_add(slots.len() as u64, Ordering::Relaxed);
+        }
     }
-    fn nack(self: Box<Self>, _: NackReason) {}
 }
 
 fn limits() -> JoinLimits {
@@ -116,21 +118,31 @@ fn hot_paths(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    let acked = Arc::new(AtomicU64::new(0));
+    let (routes, mut inboxes) = DurableRoutes::new(1);
     group.bench_function("ack_path", |b| {
         b.iter_batched(
             || DedupWindow::new(1_000_000),
-            |window| {
-                for id in 1..=BATCH as i64 {
-                    let w = window.clone();
-                    let seen = Seen {
-                        hash: id as u64,
-                        ts: id,
-                        dead_lettered: false,
-                    };
-                    AckHandle::new(Count(acked.clone()))
-                        .on_ack(move || w.remember(DedupKey::Order(id), seen))
-                        .ack();
+            |mut window| {
+                let ledger: Arc<dyn Ledger> = Arc::new(CountLedger(AtomicU64::new(0)));
+                let handles: Vec<AckHandle> = (1..=BATCH as i64)
+                    .map(|id| {
+                        let seen = Seen {
+                            hash: id as u64,
+                            ts: id,
+                            dead_lettered: false,
+                        };
+                        AckHandle::slot(ledger.clone(), id as u32).noting(Durable {
+                            shard: 0,
+                            key: DedupKey::Order(id),
+                            seen,
+                        })
+                    })
+                    .collect();
+                ack::settle(handles, Some(&routes));
+                while let Ok(notes) = inboxes[0].try_recv() {
+                    for note in notes {
+                        window.remember(note.key, note.seen);
+                    }
                 }
                 window
             },

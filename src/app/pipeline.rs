@@ -8,6 +8,7 @@
 //!
 //! Must be started inside an actix `System` (the CLI, tests and benches all run one).
 
+use crate::ack::DurableRoutes;
 use crate::config::{ConfigError, EngineConfig};
 use crate::dlq::dead_letter::{self, DeadLetter};
 use crate::dlq::DlqPublisher;
@@ -106,11 +107,15 @@ impl Pipeline {
             max_write_attempts: config.max_write_attempts,
         };
         let gate = Arc::new(StoreGate::default());
+        // The way back from the writers to each shard's dedup window (crate::ack).
+        let (routes, inboxes) = DurableRoutes::new(config.shards);
         let dead_letter = {
             let (store, stats, retry) = (store.clone(), stats.clone(), config.retry.clone());
             let (in_flight, mailbox) = (config.max_in_flight, config.mailbox_capacity);
+            let routes = routes.clone();
             place(io.as_ref().map(Arbiter::handle).as_ref(), move |_| {
                 DeadLetter::new(store, publisher, stats, retry, in_flight, mailbox)
+                    .durable_to(routes)
             })
         };
         let writer = {
@@ -120,6 +125,7 @@ impl Pipeline {
                 FactWriter::new(store, stats, writer_options)
                     .with_gate(gate)
                     .dead_letter_to(dead_letter)
+                    .durable_to(routes)
             })
         };
         let limits = JoinLimits {
@@ -131,7 +137,7 @@ impl Pipeline {
         };
         let mut arbiters: Vec<Arbiter> = io.into_iter().collect();
         let mut shards = Vec::with_capacity(config.shards);
-        for id in 0..config.shards {
+        for (id, inbox) in inboxes.into_iter().enumerate() {
             let arbiter = new_arbiter();
             let (limits, store, stats) = (limits.clone(), store.clone(), stats.clone());
             let (writer, dead_letter, gate) = (writer.clone(), dead_letter.clone(), gate.clone());
@@ -141,6 +147,7 @@ impl Pipeline {
                 move |_| {
                     JoinShard::new(id, &limits, store, writer, dead_letter, stats, mailbox)
                         .with_gate(gate)
+                        .with_durable_inbox(inbox)
                 },
             ));
             arbiters.extend(arbiter);

@@ -5,7 +5,7 @@
 //! ack before the table write and the topic publish both succeeded, or take more records
 //! than its in-flight bound (its handler blocks, so senders wait).
 
-use crate::ack::{AckHandle, NackReason};
+use crate::ack::{self, AckHandle, DurableRoutes, NackReason};
 use crate::clock::now_micros;
 use crate::config::RetryPolicy;
 use crate::dlq::{DlqPublisher, PublishError, REASON_ORDER_NOT_FOUND};
@@ -62,6 +62,8 @@ pub struct DeadLetter {
     max_in_flight: u32,
     /// Set on start: messages waiting before senders park.
     mailbox_capacity: usize,
+    /// Where the notes of recorded payments go back to their shards' dedup windows.
+    durable: Option<Arc<DurableRoutes>>,
 }
 
 impl DeadLetter {
@@ -82,7 +84,14 @@ impl DeadLetter {
             in_flight: Arc::new(Semaphore::new(max_in_flight as usize)),
             max_in_flight,
             mailbox_capacity,
+            durable: None,
         }
+    }
+
+    /// Sends the durable notes of recorded payments back to their shards through `routes`.
+    pub fn durable_to(mut self, routes: Arc<DurableRoutes>) -> Self {
+        self.durable = Some(routes);
+        self
     }
 
     /// Waits for a permit, then runs `work` in the background holding it.
@@ -154,11 +163,12 @@ impl DeadLetter {
         acks: Vec<AckHandle>,
         on_success: fn(&Stats, u64),
     ) -> AtomicResponse<Self, ()> {
-        let (store, publisher, stats, retry) = (
+        let (store, publisher, stats, retry, durable) = (
             self.store.clone(),
             self.publisher.clone(),
             self.stats.clone(),
             self.retry.clone(),
+            self.durable.clone(),
         );
         self.in_background(async move {
             let _in_flight = stats.write_started(WriterKind::DeadLetter);
@@ -182,7 +192,7 @@ impl DeadLetter {
             match done {
                 Ok(()) => {
                     on_success(&stats, records.len() as u64);
-                    acks.into_iter().for_each(AckHandle::ack);
+                    ack::settle(acks, durable.as_deref());
                 }
                 Err(e) => {
                     tracing::error!(table = R::TABLE, records = records.len(), error = %e, "nacking for redelivery");

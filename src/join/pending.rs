@@ -72,6 +72,11 @@ impl PendingBuffer {
         self.held.is_empty()
     }
 
+    /// Whether a payment with this id is held.
+    pub fn is_held(&self, payment_id: i64) -> bool {
+        self.held.contains_key(&payment_id)
+    }
+
     /// Folds a new delivery of an already held payment into the held entry. Returns the
     /// delivery back if the payment is not held.
     pub fn merge(

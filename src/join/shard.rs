@@ -7,6 +7,7 @@
 //! one has been handed on (handlers are atomic, which keeps per-order arrival order, design
 //! §4.6), or send with `do_send` (it ignores mailbox bounds).
 
+use crate::ack::DurableInbox;
 use crate::dlq::dead_letter::{DeadLetter, DeadLetterPayments, UnmatchedPayment};
 use crate::join::pending::HeldPayment;
 use crate::join::state::{JoinLimits, JoinState};
@@ -62,6 +63,9 @@ pub struct JoinShard {
     last_probe: Option<Instant>,
     /// The writer's store-health gate: while it says the store is out, no hold runs out.
     gate: Option<Arc<StoreGate>>,
+    /// Notes of this shard's effects that became durable, from the writer and the
+    /// dead-letter actor: drained into the dedup window before every batch and every tick.
+    durable: Option<DurableInbox>,
 }
 
 /// How often shard 0 reads the store while its reads are failing.
@@ -79,7 +83,7 @@ impl JoinShard {
     ) -> Self {
         JoinShard {
             id,
-            state: JoinState::new(limits, stats.clone()),
+            state: JoinState::new(limits, stats.clone()).with_shard(id),
             pending_gauge: stats.pending_gauge(id),
             store,
             writer,
@@ -89,6 +93,25 @@ impl JoinShard {
             tick: (limits.hold / 10).clamp(Duration::from_millis(5), Duration::from_millis(500)),
             last_probe: None,
             gate: None,
+            durable: None,
+        }
+    }
+
+    /// Reads the notes of this shard's durable effects from `inbox` (see
+    /// [`DurableRoutes`](crate::ack::DurableRoutes)): without it the dedup window stays
+    /// empty and every duplicate is written again, harmlessly.
+    pub fn with_durable_inbox(mut self, inbox: DurableInbox) -> Self {
+        self.durable = Some(inbox);
+        self
+    }
+
+    /// Takes every note waiting in the inbox into the dedup window.
+    fn learn_durable(&mut self) {
+        let Some(inbox) = self.durable.as_mut() else {
+            return;
+        };
+        while let Ok(notes) = inbox.try_recv() {
+            self.state.remember_durable(notes);
         }
     }
 
@@ -231,6 +254,7 @@ impl JoinShard {
     }
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        self.learn_durable();
         self.probe_reads(ctx);
         let now = Instant::now();
         self.note_store(now);
@@ -258,6 +282,7 @@ impl Handler<Events> for JoinShard {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Events, _: &mut Self::Context) -> Self::Result {
+        self.learn_durable();
         let misses = self.state.misses(&msg.0);
         AtomicResponse::new(Box::pin(self.lookup(misses).into_actor(self).then(
             move |found, act, _| {

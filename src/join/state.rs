@@ -6,7 +6,7 @@
 //! actor around it ([`super::shard`]) does the store reads and the sends, so this logic is
 //! tested without actors or time.
 
-use crate::ack::AckHandle;
+use crate::ack::{AckHandle, Durable};
 use crate::join::dedup::{DedupKey, DedupWindow, Seen};
 use crate::join::order_cache::OrderCache;
 use crate::join::pending::{HeldPayment, Merged, PendingBuffer};
@@ -60,8 +60,14 @@ pub struct JoinState {
     orders: OrderCache,
     /// Payments waiting for their order, un-acked.
     pending: PendingBuffer,
-    /// Effects already durable; shared with the ack path, which fills it.
+    /// Effects already durable, learnt from the notes the ack path sends back
+    /// ([`remember_durable`](Self::remember_durable)).
     dedup: DedupWindow,
+    /// Which shard this is: the address of its durable notes.
+    shard: u32,
+    /// Counts of this batch's decisions, added to the shared [`Stats`] once per batch (one
+    /// atomic add per counter per batch, not one per event).
+    tally: Tally,
     /// How long a payment waits for its order before the recheck and the DLQ.
     hold: Duration,
     /// When the store was last seen out (see [`Self::store_out`]): no hold ends until one
@@ -79,10 +85,25 @@ impl JoinState {
             orders: OrderCache::new(limits.order_cache_capacity, limits.order_cache_ttl),
             pending: PendingBuffer::new(limits.pending_capacity),
             dedup: DedupWindow::new(limits.dedup_capacity),
+            shard: 0,
+            tally: Tally::default(),
             hold: limits.hold,
             store_out_seen: None,
             draining: false,
             stats,
+        }
+    }
+
+    /// The shard this state belongs to: where its rows' durable notes are addressed.
+    pub fn with_shard(mut self, shard: usize) -> Self {
+        self.shard = u32::try_from(shard).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Learns what became durable (the notes of rows written and dead letters recorded).
+    pub fn remember_durable(&mut self, notes: impl IntoIterator<Item = Durable>) {
+        for note in notes {
+            self.dedup.remember(note.key, note.seen);
         }
     }
 
@@ -116,11 +137,12 @@ impl JoinState {
             self.orders.insert(found);
             // Payments held for an order the store now shows are joined at once.
             for held in self.pending.take_for_order(found) {
-                Stats::incr(&self.stats.payments_joined_after_hold);
+                self.tally.joined_after_hold += 1;
                 fx.writes
                     .push(self.payment_write(held.payment, held.ts, held.hash, held.ack));
             }
         }
+        fx.writes.reserve(batch.len());
         for Routed { event, ts, ack } in batch {
             let hash = event.content_hash();
             match event {
@@ -128,6 +150,7 @@ impl JoinState {
                 Event::Payment(payment) => self.on_payment(payment, ts, hash, ack, now, &mut fx),
             }
         }
+        self.tally.flush(&self.stats);
         fx
     }
 
@@ -136,7 +159,7 @@ impl JoinState {
         self.orders.insert(order_id);
         // Held payments join whatever this delivery is: the order exists.
         for held in self.pending.take_for_order(order_id) {
-            Stats::incr(&self.stats.payments_joined_after_hold);
+            self.tally.joined_after_hold += 1;
             fx.writes
                 .push(self.payment_write(held.payment, held.ts, held.hash, held.ack));
         }
@@ -148,11 +171,10 @@ impl JoinState {
             // skipped copy counts as a duplicate: one written counts as written, so that
             // each delivery is counted in one bucket.
             if seen.ts >= ts {
-                Stats::incr(&self.stats.duplicates);
+                self.tally.duplicates += 1;
                 return ack.ack();
             }
         }
-        let dedup = self.dedup.clone();
         let seen = Seen {
             hash,
             ts,
@@ -160,7 +182,7 @@ impl JoinState {
         };
         fx.writes.push(RowWithAck {
             write: FactWrite::Order { order, ts },
-            ack: ack.on_ack(move || dedup.remember(key, seen)),
+            ack: ack.noting(self.note(key, seen)),
         });
     }
 
@@ -187,27 +209,36 @@ impl JoinState {
                     seen.ts >= ts
                 };
                 if skip {
-                    Stats::incr(&self.stats.duplicates);
+                    self.tally.duplicates += 1;
                     return ack.ack();
                 }
             }
         }
-        let (payment, ack) = match self.pending.merge(payment, ts, hash, ack) {
-            Ok(Merged::Duplicate) => return Stats::incr(&self.stats.duplicates),
-            Ok(Merged::Updated) => return,
-            Err(not_held) => *not_held,
+        // Asked first, so that the common case (not held) moves the payment on without the
+        // box `merge` hands an unheld delivery back in.
+        let (payment, ack) = if self.pending.is_held(payment.payment_id) {
+            match self.pending.merge(payment, ts, hash, ack) {
+                Ok(Merged::Duplicate) => {
+                    self.tally.duplicates += 1;
+                    return;
+                }
+                Ok(Merged::Updated) => return,
+                Err(not_held) => *not_held,
+            }
+        } else {
+            (payment, ack)
         };
         if order_known {
-            Stats::incr(&self.stats.cache_hits);
-            Stats::incr(&self.stats.payments_joined);
+            self.tally.cache_hits += 1;
+            self.tally.joined += 1;
             fx.writes.push(self.payment_write(payment, ts, hash, ack));
             return;
         }
-        Stats::incr(&self.stats.cache_misses);
-        Stats::incr(&self.stats.payments_held);
+        self.tally.cache_misses += 1;
+        self.tally.held += 1;
         let deadline = now + self.hold;
         if let Some(oldest) = self.pending.hold(payment, ts, hash, ack, deadline) {
-            Stats::incr(&self.stats.spilled_early);
+            self.tally.spilled_early += 1;
             fx.spilled.push(oldest);
         }
     }
@@ -260,28 +291,36 @@ impl JoinState {
             let order_id = h.payment.order_id;
             if in_store.contains(&order_id) || self.orders.contains(order_id) {
                 self.orders.insert(order_id);
-                Stats::incr(&self.stats.payments_joined_after_hold);
+                self.tally.joined_after_hold += 1;
                 out.writes
                     .push(self.payment_write(h.payment, h.ts, h.hash, h.ack));
             } else {
                 out.unmatched.push(h);
             }
         }
+        self.tally.flush(&self.stats);
         out
     }
 
-    /// Wraps a held payment's ack so the dedup window learns, once the DLQ entry is
-    /// durable, that this payment was dead-lettered.
+    /// Notes on a held payment's ack that, once the DLQ entry is durable, this payment was
+    /// dead-lettered: the dedup window learns it from the note.
     pub fn dead_letter_ack(&self, held: &mut HeldPayment) -> AckHandle {
-        let dedup = self.dedup.clone();
         let key = DedupKey::Payment(held.payment.payment_id);
         let seen = Seen {
             hash: held.hash,
             ts: held.ts,
             dead_lettered: true,
         };
-        std::mem::replace(&mut held.ack, AckHandle::none())
-            .on_ack(move || dedup.remember(key, seen))
+        std::mem::replace(&mut held.ack, AckHandle::none()).noting(self.note(key, seen))
+    }
+
+    /// The note that `key`'s effect, `seen`, is durable, addressed to this shard.
+    fn note(&self, key: DedupKey, seen: Seen) -> Durable {
+        Durable {
+            shard: self.shard,
+            key,
+            seen,
+        }
     }
 
     /// Begins shutdown: every held payment is handed back (to be nacked), and every event
@@ -302,7 +341,6 @@ impl JoinState {
     }
 
     fn payment_write(&self, payment: Payment, ts: i64, hash: u64, ack: AckHandle) -> RowWithAck {
-        let dedup = self.dedup.clone();
         let key = DedupKey::Payment(payment.payment_id);
         let seen = Seen {
             hash,
@@ -311,7 +349,38 @@ impl JoinState {
         };
         RowWithAck {
             write: FactWrite::Payment { payment, ts },
-            ack: ack.on_ack(move || dedup.remember(key, seen)),
+            ack: ack.noting(self.note(key, seen)),
+        }
+    }
+}
+
+/// A batch's decisions, counted on the shard's thread and added to [`Stats`] once per batch.
+#[derive(Debug, Default)]
+struct Tally {
+    joined: u64,
+    joined_after_hold: u64,
+    held: u64,
+    spilled_early: u64,
+    duplicates: u64,
+    cache_hits: u64,
+    cache_misses: u64,
+}
+
+impl Tally {
+    fn flush(&mut self, stats: &Stats) {
+        let t = std::mem::take(self);
+        for (counter, n) in [
+            (&stats.payments_joined, t.joined),
+            (&stats.payments_joined_after_hold, t.joined_after_hold),
+            (&stats.payments_held, t.held),
+            (&stats.spilled_early, t.spilled_early),
+            (&stats.duplicates, t.duplicates),
+            (&stats.cache_hits, t.cache_hits),
+            (&stats.cache_misses, t.cache_misses),
+        ] {
+            if n > 0 {
+                Stats::add(counter, n);
+            }
         }
     }
 }

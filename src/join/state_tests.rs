@@ -48,8 +48,17 @@ fn routed(event: Event, ts: i64, t: &Arc<Tally>) -> Routed {
     }
 }
 
-fn ack_all(writes: Vec<RowWithAck>) {
-    writes.into_iter().for_each(|w| w.ack.ack());
+/// Acks as the writer does: the durable notes go back to the state, then the acks.
+fn ack_all(s: &mut JoinState, writes: Vec<RowWithAck>) {
+    ack_durably(s, writes.into_iter().map(|w| w.ack).collect());
+}
+
+fn ack_durably(s: &mut JoinState, acks: Vec<AckHandle>) {
+    let (routes, mut inbox) = crate::ack::DurableRoutes::new(1);
+    crate::ack::settle(acks, Some(&routes));
+    while let Ok(notes) = inbox[0].try_recv() {
+        s.remember_durable(notes);
+    }
 }
 
 #[test]
@@ -64,7 +73,7 @@ fn a_held_payment_joins_when_its_order_arrives() {
     assert_eq!(fx.writes.len(), 2);
     assert_eq!(s.pending_len(), 0);
     assert!(matches!(fx.writes[0].write, FactWrite::Payment { .. }));
-    ack_all(fx.writes);
+    ack_all(&mut s, fx.writes);
     assert_eq!(t.acks.load(Ordering::SeqCst), 2);
 }
 
@@ -96,7 +105,7 @@ fn an_update_to_a_held_payment_is_the_one_written() {
         .collect();
     assert_eq!(written, ["Refunded"]);
     // Both deliveries are answered by that one write.
-    ack_all(fx.writes);
+    ack_all(&mut s, fx.writes);
     assert_eq!(t.acks.load(Ordering::SeqCst), 3);
 }
 
@@ -131,7 +140,7 @@ fn only_durable_effects_make_duplicates() {
     let third = s.apply(vec![routed(order(1), 1, &t)], &HashSet::new(), now);
     assert_eq!(third.writes.len(), 1);
     // Once durable, a redelivery of it (same publish time) is acked without a write...
-    ack_all(second.writes);
+    ack_all(&mut s, second.writes);
     let fourth = s.apply(vec![routed(order(1), 2, &t)], &HashSet::new(), now);
     assert!(fourth.writes.is_empty());
     assert_eq!(t.acks.load(Ordering::SeqCst), 2);
@@ -154,7 +163,8 @@ fn a_dead_lettered_payment_seen_again_joins_once_its_order_is_known() {
     let resolved = s.resolve(std::mem::take(&mut expired), &HashSet::new());
     assert_eq!(resolved.unmatched.len(), 1);
     let mut held = resolved.unmatched.into_iter().next().expect("one");
-    s.dead_letter_ack(&mut held).ack();
+    let dead_lettered = s.dead_letter_ack(&mut held);
+    ack_durably(&mut s, vec![dead_lettered]);
     // Redelivered while the order is still unknown: a duplicate, acked.
     let fx = s.apply(vec![routed(payment(10, 1), 1, &t)], &HashSet::new(), now);
     assert!(fx.writes.is_empty() && s.pending_len() == 0);

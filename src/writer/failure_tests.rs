@@ -313,6 +313,7 @@ fn context(store: Arc<dyn FactSink>, stats: Arc<Stats>) -> WriteContext {
         gate: Arc::new(StoreGate::default()),
         failures: poison::FailureCounts::new(),
         dead_letter: None,
+        durable: None,
         max_write_attempts: options.max_write_attempts,
     }
 }

@@ -19,7 +19,7 @@ pub mod gate;
 mod outage;
 mod poison;
 
-use crate::ack::AckHandle;
+use crate::ack::{self, AckHandle, DurableRoutes};
 use crate::config::RetryPolicy;
 use crate::dlq::dead_letter::DeadLetter;
 use crate::store::{FactSink, FactWrite};
@@ -76,6 +76,8 @@ pub(crate) struct WriteContext {
     failures: poison::FailureCounts,
     /// Where poison rows go; without it (benches) they are nacked at every failure.
     dead_letter: Option<Addr<DeadLetter>>,
+    /// Where the notes of written rows go back to their shards' dedup windows.
+    durable: Option<Arc<DurableRoutes>>,
     max_write_attempts: u32,
 }
 
@@ -103,6 +105,7 @@ impl FactWriter {
             gate: Arc::new(StoreGate::default()),
             failures: poison::FailureCounts::new(),
             dead_letter: None,
+            durable: None,
             max_write_attempts: options.max_write_attempts.max(1),
         };
         FactWriter {
@@ -119,6 +122,15 @@ impl FactWriter {
     pub fn dead_letter_to(mut self, dead_letter: Addr<DeadLetter>) -> Self {
         if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
             ctx.dead_letter = Some(dead_letter);
+        }
+        self
+    }
+
+    /// Sends the durable notes of written rows back to their shards through `routes`.
+    /// Call before starting the actor.
+    pub fn durable_to(mut self, routes: Arc<DurableRoutes>) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.durable = Some(routes);
         }
         self
     }
@@ -202,8 +214,10 @@ async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
     let rows = writes.len();
     let results = attempt::with_policy(ctx, &writes).await;
     let mut held = Vec::new();
+    let mut failed = Vec::new();
     let mut first_error = None;
-    let mut written = 0usize;
+    let mut written = Vec::with_capacity(rows);
+    let mut orders = 0u64;
     let rows_back = writes
         .into_iter()
         .zip(acks)
@@ -211,18 +225,23 @@ async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
     for (row, result) in rows_back.zip(results) {
         match result {
             Ok(()) => {
-                count_written(&ctx.stats, std::slice::from_ref(&row.write));
-                written += 1;
-                row.ack.ack();
+                orders += u64::from(matches!(row.write, FactWrite::Order { .. }));
+                written.push(row.ack);
             }
             Err(e) if e.is_retriable() => {
                 first_error.get_or_insert(e);
                 held.push(row);
             }
-            Err(e) => poison::row_failed(ctx, row, e).await,
+            Err(e) => failed.push((row, e)),
         }
     }
-    if written == rows {
+    let all_written = written.len() == rows;
+    count_written(&ctx.stats, orders, written.len() as u64);
+    ack::settle(written, ctx.durable.as_deref());
+    for (row, e) in failed {
+        poison::row_failed(ctx, row, e).await;
+    }
+    if all_written {
         Stats::incr(&ctx.stats.writer_batches);
     }
     if let Some(error) = first_error {
@@ -230,13 +249,12 @@ async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
     }
 }
 
-fn count_written(stats: &Stats, writes: &[FactWrite]) {
-    let orders = writes
-        .iter()
-        .filter(|w| matches!(w, FactWrite::Order { .. }))
-        .count() as u64;
-    Stats::add(&stats.orders_upserted, orders);
-    Stats::add(&stats.payments_upserted, writes.len() as u64 - orders);
+/// Counts `rows` rows written, `orders` of them orders.
+fn count_written(stats: &Stats, orders: u64, rows: u64) {
+    if rows > 0 {
+        Stats::add(&stats.orders_upserted, orders);
+        Stats::add(&stats.payments_upserted, rows - orders);
+    }
 }
 
 impl Actor for FactWriter {

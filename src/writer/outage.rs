@@ -9,7 +9,7 @@
 //! log per retry, or keep a row whose failure is its own (it goes the poison way).
 
 use super::{attempt, count_written, poison, RowWithAck, WriteContext};
-use crate::ack::NackReason;
+use crate::ack::{self, NackReason};
 use crate::retry;
 use crate::rng::SplitMix64;
 use crate::store::{FactWrite, StoreError};
@@ -45,19 +45,27 @@ pub(super) async fn hold_until_written(
         let writes: Vec<FactWrite> = rows.iter().map(|r| r.write.clone()).collect();
         let results = attempt::once(ctx, &writes).await;
         let mut still = Vec::new();
+        let mut written = Vec::new();
+        let mut failed = Vec::new();
+        let mut orders = 0u64;
         for (row, result) in rows.into_iter().zip(results) {
             match result {
                 Ok(()) => {
-                    count_written(&ctx.stats, std::slice::from_ref(&row.write));
-                    guard.written(1);
-                    row.ack.ack();
+                    orders += u64::from(matches!(row.write, FactWrite::Order { .. }));
+                    written.push(row.ack);
                 }
                 // The store still refuses this row: keep holding it, whatever became of the
                 // others (a refusal is the store's state, never the row's).
                 Err(e) if e.is_retriable() => still.push(row),
                 // The store took the call and rejected this row: bad on its own.
-                Err(e) => poison::row_failed(ctx, row, e).await,
+                Err(e) => failed.push((row, e)),
             }
+        }
+        count_written(&ctx.stats, orders, written.len() as u64);
+        guard.written(written.len() as u64);
+        ack::settle(written, ctx.durable.as_deref());
+        for (row, e) in failed {
+            poison::row_failed(ctx, row, e).await;
         }
         rows = still;
     }
