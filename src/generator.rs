@@ -58,7 +58,7 @@ impl MockData {
         Order {
             order_id,
             customer_id: 1 + r.below(10_000) as i64,
-            item: r.pick(ITEMS).to_string(),
+            item: r.pick(ITEMS).to_string().into(),
             quantity: 1 + r.below(5) as i64,
             price: cents as f64 / 100.0,
             shipping_address: format!(
@@ -66,9 +66,10 @@ impl MockData {
                 1 + r.below(999),
                 r.pick(STREETS),
                 r.pick(CITIES)
-            ),
-            order_status: r.pick(ORDER_STATUSES).to_string(),
-            creation_date: self.datetime(),
+            )
+            .into(),
+            order_status: r.pick(ORDER_STATUSES).to_string().into(),
+            creation_date: self.datetime().into(),
         }
     }
 
@@ -77,10 +78,10 @@ impl MockData {
         Payment {
             payment_id,
             order_id,
-            payment_method: r.pick(PAYMENT_METHODS).to_string(),
-            card_last_four: format!("{:04}", r.below(10_000)),
-            payment_status: r.pick(PAYMENT_STATUSES).to_string(),
-            payment_datetime: self.datetime(),
+            payment_method: r.pick(PAYMENT_METHODS).to_string().into(),
+            card_last_four: format!("{:04}", r.below(10_000)).into(),
+            payment_status: r.pick(PAYMENT_STATUSES).to_string().into(),
+            payment_datetime: self.datetime().into(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! ack/nack path a Pub/Sub subscription does. Must never: count a message as done before it
 //! is acked, or hold more than `max_outstanding` un-acked messages.
 
-use crate::ack::{AckHandle, Acknowledge, NackReason};
+use crate::ack::{AckHandle, Answer, Ledger};
 use crate::clock::now_micros;
 use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 /// A message as published: what the source keeps until it is acked.
@@ -105,10 +105,13 @@ struct Shared {
     stats: Arc<Stats>,
 }
 
-/// What a message holds while it is outstanding; released on ack.
+/// What a message holds while it is outstanding: one message permit and this many byte
+/// permits, taken from the semaphores and given back by [`Shared::release`] on its ack.
+/// Counted by hand, not held as permit objects, so that a batch's acks give back their
+/// permits in one call per semaphore.
+#[derive(Debug, Clone, Copy)]
 struct Permits {
-    _message: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
+    bytes: u32,
 }
 
 /// The in-process source. Clones share state.
@@ -211,9 +214,10 @@ impl InProcessSource {
                 return Delivery::Interrupted;
             }
             let mut batch = Vec::with_capacity(batch_size);
+            let mut kept = Vec::with_capacity(batch_size);
             while batch.len() < batch_size {
                 if let Some((msg, permits)) = self.due_redelivery() {
-                    batch.push(self.envelope(msg, permits));
+                    batch.push(self.envelope(msg, permits, &mut kept));
                     continue;
                 }
                 let Some(msg) = waiting.take().or_else(|| fresh.next()) else {
@@ -221,13 +225,14 @@ impl InProcessSource {
                     break;
                 };
                 match self.permits_for(&msg) {
-                    Some(permits) => batch.push(self.envelope(msg, permits)),
+                    Some(permits) => batch.push(self.envelope(msg, permits, &mut kept)),
                     None => {
                         waiting = Some(msg);
                         break;
                     }
                 }
             }
+            self.open_ledger(&mut batch, kept);
             if batch.is_empty() {
                 if fresh_done && waiting.is_none() && self.outstanding() == 0 {
                     return Delivery::Completed;
@@ -275,33 +280,61 @@ impl InProcessSource {
 
     /// Takes the permits `msg` needs to be outstanding, if they are free now.
     fn permits_for(&self, msg: &Message) -> Option<Permits> {
-        let message = self.shared.outstanding.clone().try_acquire_owned().ok()?;
+        let message = self.shared.outstanding.try_acquire().ok()?;
         let max = self.shared.options.max_outstanding_bytes;
         let n = msg.data.len().clamp(1, max) as u32;
-        let bytes = self.shared.bytes.clone().try_acquire_many_owned(n).ok()?;
-        Some(Permits {
-            _message: message,
-            _bytes: bytes,
-        })
+        let bytes = self.shared.bytes.try_acquire_many(n).ok()?;
+        // Given back by `Shared::release` when the message is acked.
+        message.forget();
+        bytes.forget();
+        Some(Permits { bytes: n })
     }
 
-    fn envelope(&self, mut msg: Message, permits: Permits) -> Envelope {
+    /// The envelope of one delivery of `msg`; the message itself (kept for redelivery) goes
+    /// to `kept`, the batch's ledger-to-be, at the envelope's position.
+    fn envelope(
+        &self,
+        mut msg: Message,
+        permits: Permits,
+        kept: &mut Vec<Option<(Message, Permits)>>,
+    ) -> Envelope {
         if msg.publish_time == 0 {
             msg.publish_time = generation_time();
         }
-        self.shared.stats.source(msg.topic).on_received(1);
-        Envelope {
+        let envelope = Envelope {
             topic: msg.topic,
             message_id: msg.message_id.clone(),
             data: msg.data.clone(),
             publish_time: msg.publish_time,
             // Not counted here: the fact writer's own bound applies.
             delivery_attempt: None,
-            ack: AckHandle::new(InProcessAck {
-                shared: self.shared.clone(),
-                message: msg,
-                permits,
-            }),
+            // Replaced by the message's slot in the batch's ledger (`open_ledger`).
+            ack: AckHandle::none(),
+        };
+        kept.push(Some((msg, permits)));
+        envelope
+    }
+
+    /// Keeps one ledger for the batch: each envelope's answer is its slot in it.
+    fn open_ledger(&self, batch: &mut [Envelope], kept: Vec<Option<(Message, Permits)>>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut received = [0u64; 2];
+        for env in batch.iter() {
+            received[topic_index(env.topic)] += 1;
+        }
+        for (topic, n) in TOPICS.into_iter().zip(received) {
+            if n > 0 {
+                self.shared.stats.source(topic).on_received(n);
+            }
+        }
+        let ledger: Arc<dyn Ledger> = Arc::new(DeliveryLedger {
+            shared: self.shared.clone(),
+            kept: Mutex::new(kept),
+        });
+        for (slot, env) in batch.iter_mut().enumerate() {
+            env.ack = AckHandle::slot(ledger.clone(), slot as u32);
         }
     }
 
@@ -350,56 +383,92 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+const TOPICS: [StreamKind; 2] = [StreamKind::Orders, StreamKind::Payments];
+
+fn topic_index(topic: StreamKind) -> usize {
+    match topic {
+        StreamKind::Orders => 0,
+        StreamKind::Payments => 1,
+    }
+}
+
 impl Shared {
-    /// Wakes the delivery loop when an ack lets it act: every `wake_every` acks (room for
+    /// Gives back the permits of `messages` acked messages holding `bytes` byte permits.
+    fn release(&self, messages: usize, bytes: usize) {
+        self.outstanding.add_permits(messages);
+        self.bytes.add_permits(bytes);
+    }
+
+    /// Wakes the delivery loop when acks let it act: every `wake_every` acks (room for
     /// another batch) and whenever nothing is outstanding (a delivery may be complete). A
     /// wake per ack cost a cross-thread wake-up (a syscall and a context switch) per message
     /// while the loop waited for a chunk's last acks (docs/profile.md); the loop also looks
     /// again every 20 ms.
-    fn wake_after_ack(&self) {
-        let n = self.acks.fetch_add(1, Ordering::Relaxed) + 1;
+    fn wake_after_acks(&self, n: u64) {
+        let before = self.acks.fetch_add(n, Ordering::Relaxed);
         let idle = self.outstanding.available_permits() == self.options.max_outstanding;
-        if idle || n.is_multiple_of(self.wake_every) {
+        if idle || before / self.wake_every != (before + n) / self.wake_every {
             self.changed.notify_one();
         }
     }
 }
 
-/// The answer path of one delivered message.
-struct InProcessAck {
+/// The ledger of one delivered batch: each message kept for redelivery, with the permits
+/// it holds, until its slot is settled.
+struct DeliveryLedger {
     shared: Arc<Shared>,
-    /// Kept for redelivery on nack, as Pub/Sub keeps an un-acked message.
-    message: Message,
-    /// Held until acked: the message is outstanding until then, also while it waits for
-    /// redelivery after a nack.
-    permits: Permits,
+    kept: Mutex<Vec<Option<(Message, Permits)>>>,
 }
 
-impl Acknowledge for InProcessAck {
-    fn ack(self: Box<Self>) {
-        let InProcessAck {
-            shared,
-            message,
-            permits,
-        } = *self;
-        let source = shared.stats.source(message.topic);
-        source.on_acked(1);
-        source.on_acked_published(message.publish_time);
-        // Release the permits before waking the loop, so it sees the message as done.
-        drop(permits);
-        shared.wake_after_ack();
-    }
-
-    fn nack(self: Box<Self>, reason: NackReason) {
-        let InProcessAck {
-            shared,
-            message,
-            permits,
-        } = *self;
-        shared.stats.source(message.topic).on_nacked(1, reason);
-        let due = Instant::now() + shared.options.redelivery_delay;
-        lock(&shared.redeliver).push_back((due, message, permits));
-        shared.changed.notify_one();
+impl Ledger for DeliveryLedger {
+    fn settle(&self, slots: &[u32], answer: Answer) {
+        let stats = &self.shared.stats;
+        match answer {
+            Answer::Ack => {
+                let (mut messages, mut bytes, mut acked) = (0usize, 0usize, [0u64; 2]);
+                {
+                    let mut kept = lock(&self.kept);
+                    for &slot in slots {
+                        let Some((message, permits)) =
+                            kept.get_mut(slot as usize).and_then(Option::take)
+                        else {
+                            continue;
+                        };
+                        stats
+                            .source(message.topic)
+                            .on_acked_published(message.publish_time);
+                        acked[topic_index(message.topic)] += 1;
+                        messages += 1;
+                        bytes += permits.bytes as usize;
+                    }
+                }
+                for (topic, n) in TOPICS.into_iter().zip(acked) {
+                    if n > 0 {
+                        stats.source(topic).on_acked(n);
+                    }
+                }
+                // Release the permits before waking the loop, so it sees the messages as done.
+                self.shared.release(messages, bytes);
+                self.shared.wake_after_acks(messages as u64);
+            }
+            Answer::Nack(reason) => {
+                let nacked: Vec<(Message, Permits)> = {
+                    let mut kept = lock(&self.kept);
+                    slots
+                        .iter()
+                        .filter_map(|&slot| kept.get_mut(slot as usize).and_then(Option::take))
+                        .collect()
+                };
+                let due = Instant::now() + self.shared.options.redelivery_delay;
+                let mut queue = lock(&self.shared.redeliver);
+                for (message, permits) in nacked {
+                    stats.source(message.topic).on_nacked(1, reason);
+                    queue.push_back((due, message, permits));
+                }
+                drop(queue);
+                self.shared.changed.notify_one();
+            }
+        }
     }
 }
 

@@ -49,17 +49,17 @@ impl FactEntry {
         FactRow {
             order_id,
             customer_id: order.map(|o| o.customer_id),
-            item: order.map(|o| o.item.clone()),
+            item: order.map(|o| o.item.to_string()),
             quantity: order.map(|o| o.quantity),
             price: order.map(|o| o.price),
-            shipping_address: order.map(|o| o.shipping_address.clone()),
-            order_status: order.map(|o| o.order_status.clone()),
-            creation_date: order.map(|o| o.creation_date.clone()),
+            shipping_address: order.map(|o| o.shipping_address.to_string()),
+            order_status: order.map(|o| o.order_status.to_string()),
+            creation_date: order.map(|o| o.creation_date.to_string()),
             payment_id: payment.map(|p| p.payment_id),
-            payment_method: payment.map(|p| p.payment_method.clone()),
-            card_last_four: payment.map(|p| p.card_last_four.clone()),
-            payment_status: payment.map(|p| p.payment_status.clone()),
-            payment_datetime: payment.map(|p| p.payment_datetime.clone()),
+            payment_method: payment.map(|p| p.payment_method.to_string()),
+            card_last_four: payment.map(|p| p.card_last_four.to_string()),
+            payment_status: payment.map(|p| p.payment_status.to_string()),
+            payment_datetime: payment.map(|p| p.payment_datetime.to_string()),
         }
     }
 }

@@ -42,7 +42,7 @@ fn plain_order(order_id: i64) -> Order {
     Order {
         order_id,
         customer_id: 7,
-        item: String::new(), // an empty text in a written group
+        item: String::new().into(), // an empty text in a written group
         quantity: 0,
         price: 1e21,
         shipping_address: "1 Main St".into(),

@@ -134,7 +134,7 @@ fn order(order_id: i64, status: &str) -> Order {
     Order {
         order_id,
         customer_id: 100 + order_id,
-        item: format!("item-{order_id}"),
+        item: format!("item-{order_id}").into(),
         quantity: 2,
         price: 19.5,
         shipping_address: "1 Main St".into(),
@@ -173,17 +173,17 @@ fn row(order_id: i64, o: Option<&Order>, p: Option<&Payment>) -> FactRow {
     FactRow {
         order_id,
         customer_id: o.map(|o| o.customer_id),
-        item: o.map(|o| o.item.clone()),
+        item: o.map(|o| o.item.to_string()),
         quantity: o.map(|o| o.quantity),
         price: o.map(|o| o.price),
-        shipping_address: o.map(|o| o.shipping_address.clone()),
-        order_status: o.map(|o| o.order_status.clone()),
-        creation_date: o.map(|o| o.creation_date.clone()),
+        shipping_address: o.map(|o| o.shipping_address.to_string()),
+        order_status: o.map(|o| o.order_status.to_string()),
+        creation_date: o.map(|o| o.creation_date.to_string()),
         payment_id: p.map(|p| p.payment_id),
-        payment_method: p.map(|p| p.payment_method.clone()),
-        card_last_four: p.map(|p| p.card_last_four.clone()),
-        payment_status: p.map(|p| p.payment_status.clone()),
-        payment_datetime: p.map(|p| p.payment_datetime.clone()),
+        payment_method: p.map(|p| p.payment_method.to_string()),
+        card_last_four: p.map(|p| p.card_last_four.to_string()),
+        payment_status: p.map(|p| p.payment_status.to_string()),
+        payment_datetime: p.map(|p| p.payment_datetime.to_string()),
     }
 }
 

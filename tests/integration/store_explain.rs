@@ -12,7 +12,7 @@ fn order(order_id: i64, status: &str) -> Order {
     Order {
         order_id,
         customer_id: 500 + order_id,
-        item: format!("item-{order_id}"),
+        item: format!("item-{order_id}").into(),
         quantity: 1,
         price: 0.1 + 0.2,
         shipping_address: "1 Main St, Springfield".into(),

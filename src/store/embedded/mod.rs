@@ -118,6 +118,22 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// A text field binds as SQLite TEXT straight from its bytes, without a copy.
+impl rusqlite::types::ToSql for crate::model::Text {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(self.as_bytes()),
+        ))
+    }
+}
+
+/// A text field reads back as TEXT, validated as UTF-8 like a `String`.
+impl rusqlite::types::FromSql for crate::model::Text {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(crate::model::Text::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! What the contract suite cannot reach: error classification under real lock
