@@ -1,44 +1,104 @@
-//! The answer path of one pulled message.
+//! The answer path of pulled messages: each message's entry, and the ledger of a batch.
 //!
-//! Owns: [`PubSubAck`] (the library's handler plus the flow-control permits the message
-//! holds) and [`Pulled`]. Must never: ack or nack on its own initiative: only the pipeline
-//! answers, through the envelope's [`AckHandle`]; a drop nacks.
+//! Owns: [`Entry`] (the library's handler plus the flow-control permits the message holds,
+//! answered exactly once: by its batch's ledger, or by the nack of a drop), [`Pulled`] and
+//! [`PulledBatch`], the [`Ledger`] of one batch. Must never: ack or nack on its own
+//! initiative: only the pipeline answers, through the envelopes' [`AckHandle`](crate::ack::AckHandle)s.
 
 use super::counters::{Counters, Receipt};
-use crate::ack::{AckHandle, Acknowledge, NackReason};
+use crate::ack::{Answer, Ledger, NackReason};
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler as PubSubHandler;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// The answer path of one Pub/Sub message: the library's handler plus the flow-control
-/// permits it holds until answered.
-pub(super) struct PubSubAck {
-    pub(super) handler: PubSubHandler,
-    pub(super) receipt: Receipt,
-    pub(super) counters: Arc<Counters>,
-    pub(super) _message_permit: OwnedSemaphorePermit,
-    pub(super) _byte_permit: OwnedSemaphorePermit,
+/// One pulled message's answer path: the library's handler plus the flow-control permits
+/// it holds until answered. Dropped unanswered (a stop while it waits for a batch), it nacks
+/// and is counted like any other nack.
+pub(super) struct Entry {
+    handler: Option<PubSubHandler>,
+    receipt: Receipt,
+    counters: Arc<Counters>,
+    _message_permit: OwnedSemaphorePermit,
+    _byte_permit: OwnedSemaphorePermit,
 }
 
-impl Acknowledge for PubSubAck {
-    fn ack(self: Box<Self>) {
-        self.counters.answered(self.receipt, None);
-        self.handler.ack();
+impl Entry {
+    pub(super) fn new(
+        handler: PubSubHandler,
+        receipt: Receipt,
+        counters: Arc<Counters>,
+        message_permit: OwnedSemaphorePermit,
+        byte_permit: OwnedSemaphorePermit,
+    ) -> Self {
+        Entry {
+            handler: Some(handler),
+            receipt,
+            counters,
+            _message_permit: message_permit,
+            _byte_permit: byte_permit,
+        }
     }
 
-    fn nack(self: Box<Self>, reason: NackReason) {
-        self.counters.answered(self.receipt, Some(reason));
-        self.handler.nack();
+    fn answer(&mut self, answer: Answer) {
+        let Some(handler) = self.handler.take() else {
+            return;
+        };
+        match answer {
+            Answer::Ack => {
+                self.counters.answered(self.receipt, None);
+                handler.ack();
+            }
+            Answer::Nack(reason) => {
+                self.counters.answered(self.receipt, Some(reason));
+                handler.nack();
+            }
+        }
     }
 }
 
-/// A message pulled and paid for (permits taken), on its way to a batch. Its answer path is
-/// an [`AckHandle`] from the start, so a message dropped on the way (at a stop) is nacked
-/// and counted like any other.
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.answer(Answer::Nack(NackReason::Dropped));
+    }
+}
+
+/// A message pulled and paid for (permits taken), on its way to a batch.
 pub(super) struct Pulled {
     pub(super) message: Message,
     /// Pub/Sub's delivery count (only on subscriptions with a dead-letter policy).
     pub(super) delivery_attempt: Option<i32>,
-    pub(super) ack: AckHandle,
+    pub(super) entry: Entry,
+}
+
+/// The ledger of one batch handed to the pipeline: its messages' entries, by slot. A write
+/// answers its rows of the batch with one call (one lock), and the permits of each go back
+/// as it is answered.
+pub(super) struct PulledBatch {
+    entries: Mutex<Vec<Option<Entry>>>,
+}
+
+impl PulledBatch {
+    pub(super) fn new(entries: Vec<Option<Entry>>) -> Self {
+        PulledBatch {
+            entries: Mutex::new(entries),
+        }
+    }
+}
+
+impl Ledger for PulledBatch {
+    fn settle(&self, slots: &[u32], answer: Answer) {
+        // A poisoned lock (a panic mid-settle) is taken over: each entry answers at most once
+        // whatever happened, and giving up would leave messages unanswered.
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for &slot in slots {
+            // Taken out, so that its permits go back now, not when the whole batch is done.
+            if let Some(mut entry) = entries.get_mut(slot as usize).and_then(Option::take) {
+                entry.answer(answer);
+            }
+        }
+    }
 }

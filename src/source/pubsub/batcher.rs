@@ -4,8 +4,9 @@
 //! it has stopped: what is queued then is dropped (nacked), and its end waits for the
 //! hand-overs in flight.
 
-use super::answer::Pulled;
+use super::answer::{Pulled, PulledBatch};
 use super::Sink;
+use crate::ack::{AckHandle, Ledger};
 use crate::clock::now_micros;
 use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
@@ -36,13 +37,19 @@ impl Batcher {
                     None => break,
                 },
             };
-            let mut batch = Vec::with_capacity(self.batch_size.min(1024));
-            batch.push(envelope(self.topic, first));
+            let cap = self.batch_size.min(1024);
+            let (mut batch, mut entries) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+            batch.push(envelope(self.topic, first, &mut entries));
             while batch.len() < self.batch_size {
                 match self.rx.try_recv() {
-                    Ok(p) => batch.push(envelope(self.topic, p)),
+                    Ok(p) => batch.push(envelope(self.topic, p, &mut entries)),
                     Err(_) => break,
                 }
+            }
+            // One ledger for the batch: each envelope's answer is its slot in it.
+            let ledger: Arc<dyn Ledger> = Arc::new(PulledBatch::new(entries));
+            for (slot, env) in batch.iter_mut().enumerate() {
+                env.ack = AckHandle::slot(ledger.clone(), slot as u32);
             }
             // Dropping `batch` on a stop nacks it.
             let permit = tokio::select! {
@@ -70,12 +77,19 @@ impl Batcher {
     }
 }
 
-fn envelope(topic: StreamKind, p: Pulled) -> Envelope {
+/// The envelope of `p`; its entry goes to `entries`, the batch's ledger-to-be, at the
+/// envelope's position.
+fn envelope(
+    topic: StreamKind,
+    p: Pulled,
+    entries: &mut Vec<Option<super::answer::Entry>>,
+) -> Envelope {
     let Pulled {
         message,
         delivery_attempt,
-        ack,
+        entry,
     } = p;
+    entries.push(Some(entry));
     let publish_time = message
         .publish_time
         .as_ref()
@@ -88,6 +102,7 @@ fn envelope(topic: StreamKind, p: Pulled) -> Envelope {
         publish_time,
         // Pub/Sub counts from 1; anything else is "not counted".
         delivery_attempt: delivery_attempt.and_then(|n| u32::try_from(n).ok()),
-        ack,
+        // Replaced by the message's slot in the batch's ledger.
+        ack: AckHandle::none(),
     }
 }

@@ -7,10 +7,9 @@
 //! reports to the [`StreamSignals`]; the watch decides).
 
 use super::actor::StreamOpener;
-use super::answer::{PubSubAck, Pulled};
+use super::answer::{Entry, Pulled};
 use super::counters::Counters;
 use super::watch::StreamSignals;
-use crate::ack::AckHandle;
 use crate::pubsub::connect::ClientError;
 use crate::shutdown::Shutdown;
 use google_cloud_pubsub::subscriber::MessageStream;
@@ -137,13 +136,13 @@ impl Reader {
             let pulled = Pulled {
                 message,
                 delivery_attempt: handler.delivery_attempt(),
-                ack: AckHandle::new(PubSubAck {
+                entry: Entry::new(
                     handler,
                     receipt,
-                    counters: self.counters.clone(),
-                    _message_permit: message_permit,
-                    _byte_permit: byte_permit,
-                }),
+                    self.counters.clone(),
+                    message_permit,
+                    byte_permit,
+                ),
             };
             // The queue has room for the whole budget (see the actor), so this send waits
             // only in a race with a stop, which must not be held up: dropping `pulled`

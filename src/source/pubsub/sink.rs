@@ -30,7 +30,7 @@ pub struct AckOnly;
 #[async_trait]
 impl Sink for AckOnly {
     async fn submit(&self, batch: Vec<Envelope>) -> Result<(), PipelineClosed> {
-        batch.into_iter().for_each(|e| e.ack.ack());
+        crate::ack::settle(batch.into_iter().map(|e| e.ack), None);
         Ok(())
     }
 }
