@@ -164,11 +164,16 @@ pub async fn run(
     let signals = Arc::new(StreamSignals::default());
     let arbiter = Arbiter::new();
     let mut subscribers = Vec::new();
+    // A partial hand-over waits as long as a partial write does.
+    let subscriber = SubscriberOptions {
+        linger: opts.engine.linger,
+        ..opts.subscriber.clone()
+    };
     for topic in [StreamKind::Orders, StreamKind::Payments] {
         let actor = SubscriberActor::connect(
             pubsub,
             topic,
-            opts.subscriber.clone(),
+            subscriber.clone(),
             sink.clone(),
             stats.clone(),
             signals.clone(),

@@ -35,14 +35,24 @@ impl OrderCache {
 
     /// Whether `order_id` is known and not yet expired.
     pub fn contains(&self, order_id: i64) -> bool {
+        self.contains_at(order_id, Instant::now())
+    }
+
+    /// Whether `order_id` is known and not expired at `now` (the shard reads the clock once
+    /// per batch, not once per event).
+    pub fn contains_at(&self, order_id: i64, now: Instant) -> bool {
         self.known
             .get(&order_id)
-            .is_some_and(|(at, _)| at.elapsed() < self.ttl)
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) < self.ttl)
     }
 
     /// Remembers `order_id` (again: its time to live starts over).
     pub fn insert(&mut self, order_id: i64) {
-        let now = Instant::now();
+        self.insert_at(order_id, Instant::now());
+    }
+
+    /// Remembers `order_id` as of `now`.
+    pub fn insert_at(&mut self, order_id: i64, now: Instant) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.known.insert(order_id, (now, seq));

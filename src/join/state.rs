@@ -65,6 +65,8 @@ pub struct JoinState {
     dedup: DedupWindow,
     /// Which shard this is: the address of its durable notes.
     shard: u32,
+    /// When the batch being applied started, for the order cache.
+    clock: std::time::Instant,
     /// Counts of this batch's decisions, added to the shared [`Stats`] once per batch (one
     /// atomic add per counter per batch, not one per event).
     tally: Tally,
@@ -86,6 +88,7 @@ impl JoinState {
             pending: PendingBuffer::new(limits.pending_capacity),
             dedup: DedupWindow::new(limits.dedup_capacity),
             shard: 0,
+            clock: std::time::Instant::now(),
             tally: Tally::default(),
             hold: limits.hold,
             store_out_seen: None,
@@ -110,10 +113,13 @@ impl JoinState {
     /// Order ids of payments in `batch` whose order is not cached: the store read-through to
     /// do (one read for the whole batch) before [`apply`](Self::apply).
     pub fn misses(&self, batch: &[Routed]) -> Vec<i64> {
+        let clock = std::time::Instant::now();
         let mut ids: Vec<i64> = batch
             .iter()
             .filter_map(|r| match &r.event {
-                Event::Payment(p) if !self.orders.contains(p.order_id) => Some(p.order_id),
+                Event::Payment(p) if !self.orders.contains_at(p.order_id, clock) => {
+                    Some(p.order_id)
+                }
                 _ => None,
             })
             .collect();
@@ -124,6 +130,9 @@ impl JoinState {
 
     /// Takes a batch in arrival order. `in_store`: order ids the read-through found.
     pub fn apply(&mut self, batch: Vec<Routed>, in_store: &HashSet<i64>, now: Instant) -> Effects {
+        // The order cache's clock, read once per batch: a batch takes microseconds, and its
+        // time to live is minutes.
+        self.clock = std::time::Instant::now();
         let mut fx = Effects::default();
         if self.draining {
             // Shutdown began: the writer may already have flushed, so nothing new is taken:
@@ -134,7 +143,7 @@ impl JoinState {
             return fx;
         }
         for &found in in_store {
-            self.orders.insert(found);
+            self.orders.insert_at(found, self.clock);
             // Payments held for an order the store now shows are joined at once.
             for held in self.pending.take_for_order(found) {
                 self.tally.joined_after_hold += 1;
@@ -156,7 +165,7 @@ impl JoinState {
 
     fn on_order(&mut self, order: Order, ts: i64, hash: u64, ack: AckHandle, fx: &mut Effects) {
         let order_id = order.order_id;
-        self.orders.insert(order_id);
+        self.orders.insert_at(order_id, self.clock);
         // Held payments join whatever this delivery is: the order exists.
         for held in self.pending.take_for_order(order_id) {
             self.tally.joined_after_hold += 1;
@@ -195,7 +204,7 @@ impl JoinState {
         now: Instant,
         fx: &mut Effects,
     ) {
-        let order_known = self.orders.contains(payment.order_id);
+        let order_known = self.orders.contains_at(payment.order_id, self.clock);
         if let Some(seen) = self.dedup.get(DedupKey::Payment(payment.payment_id)) {
             if seen.hash == hash {
                 // Skipped (and only then counted as a duplicate) if the durable copy is at

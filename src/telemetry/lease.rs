@@ -116,9 +116,15 @@ impl LeaseStats {
 
     /// The message received at `received` was answered now (`acked` or nacked).
     pub fn on_answered(&self, received: Instant, acked: bool) {
+        self.on_answered_at(received, acked, Instant::now());
+    }
+
+    /// The same, answered at `now`: a batch's answers read the clock once.
+    pub fn on_answered_at(&self, received: Instant, acked: bool, now: Instant) {
         self.slot(received).fetch_sub(1, Ordering::Relaxed);
         if acked {
-            self.ack_latency.record(received.elapsed().as_secs_f64());
+            self.ack_latency
+                .record(now.saturating_duration_since(received).as_secs_f64());
         }
     }
 

@@ -60,9 +60,12 @@ impl SourceStats {
     /// A message published at `published_micros` (µs since the Unix epoch) was acked now.
     /// A publish time ahead of this clock (skew between machines) counts as no lag.
     pub fn on_acked_published(&self, published_micros: i64) {
-        let lag = crate::clock::now_micros()
-            .saturating_sub(published_micros)
-            .max(0);
+        self.on_acked_published_at(published_micros, crate::clock::now_micros());
+    }
+
+    /// The same, acked at `now_micros`: a batch's acks read the clock once.
+    pub fn on_acked_published_at(&self, published_micros: i64, now_micros: i64) {
+        let lag = now_micros.saturating_sub(published_micros).max(0);
         self.publish_to_ack.record(lag as f64 / 1e6);
     }
 

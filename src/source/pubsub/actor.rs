@@ -126,6 +126,7 @@ impl Actor for SubscriberActor {
             topic: self.topic,
             sink: self.sink.clone(),
             batch_size: o.batch_size,
+            linger: o.linger,
             concurrency: o.submit_concurrency.max(1),
             in_flight: Arc::new(Semaphore::new(o.submit_concurrency.max(1))),
             stop: self.stopped.clone(),

@@ -5,7 +5,7 @@
 //! [`PulledBatch`], the [`Ledger`] of one batch. Must never: ack or nack on its own
 //! initiative: only the pipeline answers, through the envelopes' [`AckHandle`](crate::ack::AckHandle)s.
 
-use super::counters::{Counters, Receipt};
+use super::counters::{AnswerTime, Counters, Receipt};
 use crate::ack::{Answer, Ledger, NackReason};
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler as PubSubHandler;
@@ -40,17 +40,17 @@ impl Entry {
         }
     }
 
-    fn answer(&mut self, answer: Answer) {
+    fn answer(&mut self, answer: Answer, now: AnswerTime) {
         let Some(handler) = self.handler.take() else {
             return;
         };
         match answer {
             Answer::Ack => {
-                self.counters.answered(self.receipt, None);
+                self.counters.answered_at(self.receipt, None, now);
                 handler.ack();
             }
             Answer::Nack(reason) => {
-                self.counters.answered(self.receipt, Some(reason));
+                self.counters.answered_at(self.receipt, Some(reason), now);
                 handler.nack();
             }
         }
@@ -59,7 +59,9 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.answer(Answer::Nack(NackReason::Dropped));
+        if self.handler.is_some() {
+            self.answer(Answer::Nack(NackReason::Dropped), AnswerTime::now());
+        }
     }
 }
 
@@ -94,10 +96,11 @@ impl Ledger for PulledBatch {
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = AnswerTime::now();
         for &slot in slots {
             // Taken out, so that its permits go back now, not when the whole batch is done.
             if let Some(mut entry) = entries.get_mut(slot as usize).and_then(Option::take) {
-                entry.answer(answer);
+                entry.answer(answer, now);
             }
         }
     }

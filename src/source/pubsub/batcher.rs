@@ -20,6 +20,8 @@ pub(super) struct Batcher {
     pub(super) topic: StreamKind,
     pub(super) sink: Arc<dyn Sink>,
     pub(super) batch_size: usize,
+    /// Longest wait for a partial batch once its first message is in.
+    pub(super) linger: std::time::Duration,
     pub(super) concurrency: usize,
     pub(super) in_flight: Arc<Semaphore>,
     pub(super) stop: Shutdown,
@@ -40,10 +42,24 @@ impl Batcher {
             let cap = self.batch_size.min(1024);
             let (mut batch, mut entries) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
             batch.push(envelope(self.topic, first, &mut entries));
+            // What is queued now, then what comes within the linger: at a steady rate the
+            // server sends a few messages at a time, and a batch per few cost the pipeline's
+            // per-batch hops per few (issue 21). A backlog fills the batch without waiting.
+            let due = tokio::time::Instant::now() + self.linger;
             while batch.len() < self.batch_size {
-                match self.rx.try_recv() {
-                    Ok(p) => batch.push(envelope(self.topic, p, &mut entries)),
-                    Err(_) => break,
+                let next = match self.rx.try_recv() {
+                    Ok(p) => Some(p),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                        biased;
+                        _ = stop.wait() => None,
+                        p = self.rx.recv() => p,
+                        _ = tokio::time::sleep_until(due) => None,
+                    },
+                };
+                match next {
+                    Some(p) => batch.push(envelope(self.topic, p, &mut entries)),
+                    None => break,
                 }
             }
             // One ledger for the batch: each envelope's answer is its slot in it.

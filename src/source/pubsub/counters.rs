@@ -43,6 +43,23 @@ pub(super) struct Counters {
     ids: RecentIds,
 }
 
+/// When answers happened: the monotonic clock (ack latency) and the wall clock in µs since
+/// the Unix epoch (publish-to-ack lag).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AnswerTime {
+    at: Instant,
+    micros: i64,
+}
+
+impl AnswerTime {
+    pub(super) fn now() -> Self {
+        AnswerTime {
+            at: Instant::now(),
+            micros: crate::clock::now_micros(),
+        }
+    }
+}
+
 /// What a received message's answer must tell [`Counters::answered`].
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Receipt {
@@ -116,20 +133,31 @@ impl Counters {
     }
 
     /// The message of `receipt` was acked (`None`) or nacked for a reason.
+    #[cfg(test)]
     pub(super) fn answered(&self, receipt: Receipt, nacked: Option<NackReason>) {
+        self.answered_at(receipt, nacked, AnswerTime::now());
+    }
+
+    /// The same, answered at `now` (a batch's answers read the clock once).
+    pub(super) fn answered_at(
+        &self,
+        receipt: Receipt,
+        nacked: Option<NackReason>,
+        now: AnswerTime,
+    ) {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.outstanding_bytes
             .fetch_sub(receipt.bytes, Ordering::Relaxed);
         self.ids.answered(receipt.seen, nacked.is_none());
         self.stats
             .lease(self.topic)
-            .on_answered(receipt.at, nacked.is_none());
+            .on_answered_at(receipt.at, nacked.is_none(), now.at);
         let source = self.stats.source(self.topic);
         match nacked {
             None => {
                 source.on_acked(1);
                 if let Some(published) = receipt.published_micros {
-                    source.on_acked_published(published);
+                    source.on_acked_published_at(published, now.micros);
                 }
             }
             Some(reason) => source.on_nacked(1, reason),

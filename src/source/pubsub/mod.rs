@@ -52,6 +52,11 @@ pub struct SubscriberOptions {
     pub max_outstanding_bytes: usize,
     /// Envelopes per hand-over to the pipeline.
     pub batch_size: usize,
+    /// Longest wait for a partial hand-over once its first message is in: `run` uses the
+    /// writer's `--linger`. At a steady rate the server sends a few messages at a time, and
+    /// handing each few over on its own paid the whole pipeline's per-batch hops (thread
+    /// wake-ups, actor messages, a commit) for each few (issue 21).
+    pub linger: Duration,
     /// Hand-overs in flight at once.
     pub submit_concurrency: usize,
     /// How long the client keeps extending a message's lease; must exceed the hold time,
@@ -73,6 +78,7 @@ impl Default for SubscriberOptions {
             max_outstanding_messages: 20_000,
             max_outstanding_bytes: 100 * 1024 * 1024,
             batch_size: 500,
+            linger: Duration::from_millis(5),
             submit_concurrency: 4,
             max_lease: Duration::from_secs(3600),
             // Short, so that a restart after a crash has everything back in about a minute

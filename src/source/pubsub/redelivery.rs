@@ -4,17 +4,19 @@
 //! how each was answered. Must never: grow with traffic, or affect what happens to a
 //! message: it only tells the lease metrics what came back and in which state.
 //!
-//! Why a direct-mapped table of hashes: it costs one hash and one atomic swap per message
+//! Why a direct-mapped table of hashes: it costs one hash (foldhash) and one atomic swap per message
 //! and a fixed 512 KiB, whatever the traffic. An id is forgotten once about 65,536 other
 //! messages have passed its slot, and two ids whose 62-bit hashes collide in one slot would
 //! be taken for one: both only under-count or (at odds of 2^-62) mis-count a metric.
 
 use crate::telemetry::Redelivery;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const SLOTS: usize = 1 << 16;
+/// A fixed, unkeyed hash: nothing here needs protection from chosen collisions (a collision
+/// only mis-counts a metric), and SipHash cost a full hash per message.
+const ID_HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
 /// The low two bits of a slot hold the state of the message in it.
 const STATE_MASK: u64 = 0b11;
 const HELD: u64 = 0b01;
@@ -42,9 +44,7 @@ pub(super) struct Seen(u64);
 impl RecentIds {
     /// Records `message_id` as received and held; says how it was seen before, if it was.
     pub(super) fn received(&self, message_id: &str) -> (Seen, Option<Redelivery>) {
-        let mut h = DefaultHasher::new();
-        message_id.hash(&mut h);
-        let key = h.finish() & !STATE_MASK;
+        let key = ID_HASH.hash_one(message_id) & !STATE_MASK;
         let before = self.slot(key).swap(key | HELD, Ordering::Relaxed);
         let again = (before & !STATE_MASK == key).then_some(match before & STATE_MASK {
             ACKED => Redelivery::AfterAck,
