@@ -176,7 +176,7 @@ pub static SETTINGS: &[Setting] = &[
     setting("dedup_capacity", "dedup-capacity", "ECOM_DEDUP_CAPACITY", Integer, Engine, "Written ids remembered per shard for duplicate detection."),
     setting("mailbox_capacity", "mailbox-capacity", "ECOM_MAILBOX_CAPACITY", Integer, Engine, "Batches an actor mailbox holds before senders wait."),
     setting("batch_size", "batch-size", "ECOM_BATCH_SIZE", Integer, Engine, "Rows per store write."),
-    setting("linger", "linger", "ECOM_LINGER", Dur, Engine, "Longest wait for a batch to fill."),
+    setting("linger", "linger", "ECOM_LINGER", Dur, Engine, "Longest wait for a batch to fill: a write, and in run a Pub/Sub hand-over."),
     setting("max_in_flight", "max-in-flight", "ECOM_MAX_IN_FLIGHT", Integer, Engine, "Store writes in flight at once."),
     setting("retry_attempts", "retry-attempts", "ECOM_RETRY_ATTEMPTS", Integer, Engine, "Tries of a store call that fails with a retriable error."),
     setting("retry_backoff", "retry-backoff", "ECOM_RETRY_BACKOFF", Dur, Engine, "Longest wait before a store call's second try; it doubles with each further try (full jitter)."),
