@@ -7,6 +7,11 @@
 //!   loop over a `HashMap`, rows collected in batches and dropped: the least work a join can
 //!   do.
 //!
+//! - `engine/cpu_per_event`: not a criterion figure but printed by it: the process's CPU
+//!   time (all threads) per event through the pipeline at 1, 2 and 4 shards, the median of
+//!   5 runs each. The shards share nothing, so it should stay flat as shards are added
+//!   (issue 21: within 15 %), whatever the cores do to the wall time.
+//!
 //! Run: `cargo bench --bench engine`. Results and their ratio go in BENCHMARKS.md.
 
 mod support;
@@ -89,5 +94,41 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine);
+/// The CPU time of the whole process so far (every thread), from the kernel.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU per event at 1, 2 and 4 shards (median of 5 runs each), printed.
+fn cpu_per_event(_: &mut Criterion) {
+    let msgs = messages(ORDERS);
+    let events = msgs.len() as f64;
+    for shards in [1, 2, 4] {
+        let mut runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let before = process_cpu();
+                run_pipeline(msgs.clone(), shards);
+                (process_cpu() - before).as_nanos() as f64 / events
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        println!(
+            "engine/cpu_per_event/{shards}_shards: {:.0} ns CPU per event (median of 5; runs {})",
+            runs[2],
+            runs.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+criterion_group!(benches, engine, cpu_per_event);
 criterion_main!(benches);

@@ -73,6 +73,12 @@ impl Text {
         // Never fails: the bytes are UTF-8 by construction (see the type's doc).
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// The UTF-8 bytes, without the check [`as_str`](Self::as_str) makes: what hashing and
+    /// binding to a store need.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::ops::Deref for Text {
@@ -124,11 +130,12 @@ impl PartialEq<String> for Text {
     }
 }
 
-/// Hashed as the `str` it holds, so that a content hash does not depend on how the text
-/// is stored.
+/// Hashed exactly as the `str` it holds (its bytes, then 0xff), so that a content hash does
+/// not depend on how the text is stored, without re-checking the UTF-8 per hash.
 impl Hash for Text {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 
@@ -424,6 +431,17 @@ mod tests {
         let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let err = decode(StreamKind::Payments, &Bytes::from(garbage)).expect_err("garbage");
         assert!(err.0.len() <= MAX_ERROR_LEN);
+    }
+
+    #[test]
+    fn text_hashes_as_the_str_it_holds() {
+        let hash = |h: &dyn Fn(&mut rustc_hash::FxHasher)| {
+            let mut state = rustc_hash::FxHasher::default();
+            h(&mut state);
+            state.finish()
+        };
+        let text = Text::from("Laptop");
+        assert_eq!(hash(&|s| text.hash(s)), hash(&|s| "Laptop".hash(s)));
     }
 
     #[test]
