@@ -53,6 +53,12 @@ impl EmbeddedStore {
         writer
             .pragma_update(None, "synchronous", opts.sync.pragma())
             .map_err(|e| classify(&ctx("synchronous"), e))?;
+        // Each upsert dirties the page of its key; with SQLite's default 2 MiB cache a table
+        // of more than a few thousand rows is read back from the kernel page by page at
+        // every commit (9.6 KiB read per message at a steady 5,000 msg/s: issue 21).
+        writer
+            .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(|e| classify(&ctx("cache_size"), e))?;
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| classify(&ctx("creating tables"), e))?;
@@ -158,6 +164,10 @@ impl EmbeddedStore {
         .await
     }
 }
+
+/// The writer connection's page cache, in KiB, as SQLite's negative `cache_size` takes it:
+/// 32 MiB, about 100,000 rows of the facts table.
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
 
 /// How long one try at opening the store (WAL, the tables) waits for the write lock.
 const SCHEMA_LOCK_WAIT: Duration = Duration::from_secs(1);
