@@ -172,7 +172,9 @@ impl AckHandle {
 
     /// The same handle, noting what becomes durable when it is acked: how the dedup window
     /// of `note.shard` learns of it, through [`settle`]. A plain [`ack`](Self::ack) drops
-    /// the note, which costs a later duplicate one harmless rewrite and nothing else.
+    /// the note: a later duplicate is then written again (harmless: writes are idempotent),
+    /// or, for a dead-lettered payment, held and dead-lettered again. Every path that makes
+    /// an effect durable settles.
     pub fn noting(mut self, note: Durable) -> AckHandle {
         self.note = Some(note);
         self

@@ -74,6 +74,14 @@ impl Text {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// A copy that owns its bytes. A decoded text is a slice of its payload, which for
+    /// Pub/Sub is a slice of the client's receive buffer, holding other messages too:
+    /// whatever is kept for long (a held payment, a row held through a store outage) keeps
+    /// a copy instead, so that it does not keep that whole buffer alive.
+    pub fn detached(&self) -> Text {
+        Text(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The UTF-8 bytes, without the check [`as_str`](Self::as_str) makes: what hashing and
     /// binding to a store need.
     pub fn as_bytes(&self) -> &[u8] {
@@ -185,6 +193,34 @@ pub struct Payment {
     pub card_last_four: Text,
     pub payment_status: Text,
     pub payment_datetime: Text,
+}
+
+impl Order {
+    /// Makes every text field own its bytes (see [`Text::detached`]).
+    pub fn detach(&mut self) {
+        for text in [
+            &mut self.item,
+            &mut self.shipping_address,
+            &mut self.order_status,
+            &mut self.creation_date,
+        ] {
+            *text = text.detached();
+        }
+    }
+}
+
+impl Payment {
+    /// Makes every text field own its bytes (see [`Text::detached`]).
+    pub fn detach(&mut self) {
+        for text in [
+            &mut self.payment_method,
+            &mut self.card_last_four,
+            &mut self.payment_status,
+            &mut self.payment_datetime,
+        ] {
+            *text = text.detached();
+        }
+    }
 }
 
 /// An order on the wire, its text borrowed from the payload where it has no escapes.

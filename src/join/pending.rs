@@ -100,6 +100,8 @@ impl PendingBuffer {
         let mut moved = None;
         if outcome == Merged::Updated && ts >= held.ts {
             let old_order = held.payment.order_id;
+            let mut payment = payment;
+            payment.detach();
             held.payment = payment;
             held.ts = ts;
             held.hash = hash;
@@ -120,12 +122,15 @@ impl PendingBuffer {
     /// taken out and returned, to be spilled early.
     pub fn hold(
         &mut self,
-        payment: Payment,
+        mut payment: Payment,
         ts: i64,
         hash: u64,
         ack: AckHandle,
         deadline: Instant,
     ) -> Option<HeldPayment> {
+        // Held for seconds: its text must not keep the buffer it was decoded from (for
+        // Pub/Sub, the client's receive buffer with other messages in it) alive meanwhile.
+        payment.detach();
         let spilled = if self.len() >= self.capacity {
             self.pop_oldest()
         } else {

@@ -6,7 +6,7 @@
 //! ack/nack path a Pub/Sub subscription does. Must never: count a message as done before it
 //! is acked, or hold more than `max_outstanding` un-acked messages.
 
-use crate::ack::{AckHandle, Answer, Ledger};
+use crate::ack::{AckHandle, Answer, Ledger, NackReason};
 use crate::clock::now_micros;
 use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
@@ -93,7 +93,7 @@ struct Shared {
     /// `max_outstanding` and by `max_outstanding_bytes`.
     redeliver: Mutex<VecDeque<(Instant, Message, Permits)>>,
     /// Woken on every nack, and on acks when the delivery loop can act on them (see
-    /// [`Shared::wake_after_ack`]).
+    /// [`Shared::wake_after_acks`]).
     changed: Notify,
     /// Acks so far: every `wake_every`-th wakes the loop.
     acks: AtomicU64,
@@ -109,7 +109,7 @@ struct Shared {
 /// permits, taken from the semaphores and given back by [`Shared::release`] on its ack.
 /// Counted by hand, not held as permit objects, so that a batch's acks give back their
 /// permits in one call per semaphore.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Permits {
     bytes: u32,
 }
@@ -331,7 +331,8 @@ impl InProcessSource {
         }
         let ledger: Arc<dyn Ledger> = Arc::new(DeliveryLedger {
             shared: self.shared.clone(),
-            kept: Mutex::new(kept),
+            // Shrunk to the batch: the ledger lives as long as its last unanswered message.
+            kept: Mutex::new(kept.into_boxed_slice()),
         });
         for (slot, env) in batch.iter_mut().enumerate() {
             env.ack = AckHandle::slot(ledger.clone(), slot as u32);
@@ -393,6 +394,19 @@ fn topic_index(topic: StreamKind) -> usize {
 }
 
 impl Shared {
+    /// Queues nacked messages (with the permits they still hold) for redelivery after the
+    /// redelivery delay, and counts them.
+    fn redeliver_later(&self, nacked: Vec<(Message, Permits)>, reason: NackReason) {
+        let due = Instant::now() + self.options.redelivery_delay;
+        let mut queue = lock(&self.redeliver);
+        for (message, permits) in nacked {
+            self.stats.source(message.topic).on_nacked(1, reason);
+            queue.push_back((due, message, permits));
+        }
+        drop(queue);
+        self.changed.notify_one();
+    }
+
     /// Gives back the permits of `messages` acked messages holding `bytes` byte permits.
     fn release(&self, messages: usize, bytes: usize) {
         self.outstanding.add_permits(messages);
@@ -417,8 +431,11 @@ impl Shared {
 /// it holds, until its slot is settled.
 struct DeliveryLedger {
     shared: Arc<Shared>,
-    kept: Mutex<Vec<Option<(Message, Permits)>>>,
+    kept: Mutex<Box<[Kept]>>,
 }
+
+/// A ledger slot: the message and its permits until answered.
+type Kept = Option<(Message, Permits)>;
 
 impl Ledger for DeliveryLedger {
     fn settle(&self, slots: &[u32], answer: Answer) {
@@ -426,6 +443,7 @@ impl Ledger for DeliveryLedger {
         match answer {
             Answer::Ack => {
                 let (mut messages, mut bytes, mut acked) = (0usize, 0usize, [0u64; 2]);
+                let now = now_micros();
                 {
                     let mut kept = lock(&self.kept);
                     for &slot in slots {
@@ -436,7 +454,7 @@ impl Ledger for DeliveryLedger {
                         };
                         stats
                             .source(message.topic)
-                            .on_acked_published(message.publish_time);
+                            .on_acked_published_at(message.publish_time, now);
                         acked[topic_index(message.topic)] += 1;
                         messages += 1;
                         bytes += permits.bytes as usize;
@@ -459,15 +477,25 @@ impl Ledger for DeliveryLedger {
                         .filter_map(|&slot| kept.get_mut(slot as usize).and_then(Option::take))
                         .collect()
                 };
-                let due = Instant::now() + self.shared.options.redelivery_delay;
-                let mut queue = lock(&self.shared.redeliver);
-                for (message, permits) in nacked {
-                    stats.source(message.topic).on_nacked(1, reason);
-                    queue.push_back((due, message, permits));
-                }
-                drop(queue);
-                self.shared.changed.notify_one();
+                self.shared.redeliver_later(nacked, reason);
             }
+        }
+    }
+}
+
+/// A ledger goes when its last handle does, and every handle answers its slot when it goes,
+/// so nothing is left here then. If something were (a panic between taking a slot out of
+/// its handle and settling it), it is handed back for redelivery, with its permits, as a
+/// drop is: never lost, and never holding the source's budget for ever.
+impl Drop for DeliveryLedger {
+    fn drop(&mut self) {
+        let kept = self
+            .kept
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left: Vec<(Message, Permits)> = kept.iter_mut().filter_map(Option::take).collect();
+        if !left.is_empty() {
+            self.shared.redeliver_later(left, NackReason::Dropped);
         }
     }
 }

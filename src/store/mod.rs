@@ -41,6 +41,15 @@ pub enum FactWrite {
 }
 
 impl FactWrite {
+    /// Makes the row's text own its bytes: for a row kept for long (see
+    /// [`Text::detached`](crate::model::Text::detached)).
+    pub fn detach(&mut self) {
+        match self {
+            FactWrite::Order { order, .. } => order.detach(),
+            FactWrite::Payment { payment, .. } => payment.detach(),
+        }
+    }
+
     pub fn order_id(&self) -> i64 {
         match self {
             FactWrite::Order { order, .. } => order.order_id,

@@ -24,6 +24,11 @@ pub(super) async fn hold_until_written(
 ) {
     let guard = ctx.gate.hold(rows.len(), &error);
     let mut rows = rows;
+    // Held for as long as the outage lasts: their text must not keep the buffers it was
+    // decoded from alive meanwhile.
+    for row in &mut rows {
+        row.write.detach();
+    }
     let mut rng = SplitMix64::from_entropy();
     let mut attempt = 1u32;
     while !rows.is_empty() {

@@ -77,13 +77,16 @@ pub(super) struct Pulled {
 /// answers its rows of the batch with one call (one lock), and the permits of each go back
 /// as it is answered.
 pub(super) struct PulledBatch {
-    entries: Mutex<Vec<Option<Entry>>>,
+    entries: Mutex<Box<[Option<Entry>]>>,
 }
 
 impl PulledBatch {
     pub(super) fn new(entries: Vec<Option<Entry>>) -> Self {
         PulledBatch {
-            entries: Mutex::new(entries),
+            // Shrunk to the batch: a ledger lives as long as its last unanswered message (a
+            // held payment), and a few messages gathered into a vector sized for a full
+            // batch would keep the whole vector alive meanwhile.
+            entries: Mutex::new(entries.into_boxed_slice()),
         }
     }
 }

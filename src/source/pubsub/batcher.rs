@@ -45,7 +45,8 @@ impl Batcher {
             // What is queued now, then what comes within the linger: at a steady rate the
             // server sends a few messages at a time, and a batch per few cost the pipeline's
             // per-batch hops per few (issue 21). A backlog fills the batch without waiting.
-            let due = tokio::time::Instant::now() + self.linger;
+            let linger = tokio::time::sleep(self.linger);
+            tokio::pin!(linger);
             while batch.len() < self.batch_size {
                 let next = match self.rx.try_recv() {
                     Ok(p) => Some(p),
@@ -54,7 +55,7 @@ impl Batcher {
                         biased;
                         _ = stop.wait() => None,
                         p = self.rx.recv() => p,
-                        _ = tokio::time::sleep_until(due) => None,
+                        _ = &mut linger => None,
                     },
                 };
                 match next {
