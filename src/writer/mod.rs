@@ -22,7 +22,7 @@ mod poison;
 use crate::ack::{self, AckHandle, DurableRoutes};
 use crate::config::RetryPolicy;
 use crate::dlq::dead_letter::DeadLetter;
-use crate::store::{FactSink, FactWrite};
+use crate::store::{FactSink, FactWrite, StoreError};
 use crate::telemetry::{Stats, WriterKind};
 use actix::prelude::*;
 use gate::StoreGate;
@@ -213,48 +213,68 @@ async fn write_batch(ctx: &WriteContext, batch: Vec<RowWithAck>) {
         batch.into_iter().map(|r| (r.write, r.ack)).unzip();
     let rows = writes.len();
     let results = attempt::with_policy(ctx, &writes).await;
-    let mut held = Vec::new();
-    let mut failed = Vec::new();
-    let mut first_error = None;
-    let mut written = Vec::with_capacity(rows);
-    let mut orders = 0u64;
     let rows_back = writes
         .into_iter()
         .zip(acks)
         .map(|(write, ack)| RowWithAck { write, ack });
-    for (row, result) in rows_back.zip(results) {
+    let refused = answer(ctx, rows_back.zip(results)).await;
+    if refused.written == rows as u64 {
+        Stats::incr(&ctx.stats.writer_batches);
+    }
+    if let Some(error) = refused.first_error {
+        outage::hold_until_written(ctx, refused.rows, error).await;
+    }
+}
+
+/// The rows of a write the store refused retriably (an outage), and its first such error.
+struct Refused {
+    rows: Vec<RowWithAck>,
+    first_error: Option<StoreError>,
+    /// Rows written by the same write (the outage guard counts them).
+    written: u64,
+}
+
+/// Answers each row of one write by its result: the written rows are settled together
+/// (their durable notes first), a row rejected for good goes the [`poison`] way, and the
+/// rows refused retriably are handed back, to be held ([`outage`]).
+async fn answer(
+    ctx: &WriteContext,
+    results: impl Iterator<Item = (RowWithAck, Result<(), StoreError>)>,
+) -> Refused {
+    let mut refused = Refused {
+        rows: Vec::new(),
+        first_error: None,
+        written: 0,
+    };
+    let mut written = Vec::new();
+    let mut failed = Vec::new();
+    let mut orders = 0u64;
+    for (row, result) in results {
         match result {
             Ok(()) => {
                 orders += u64::from(matches!(row.write, FactWrite::Order { .. }));
                 written.push(row.ack);
             }
+            // A refusal is the store's state, never the row's: held, whatever became of
+            // the others.
             Err(e) if e.is_retriable() => {
-                first_error.get_or_insert(e);
-                held.push(row);
+                refused.first_error.get_or_insert(e);
+                refused.rows.push(row);
             }
+            // The store took the call and rejected this row: bad on its own.
             Err(e) => failed.push((row, e)),
         }
     }
-    let all_written = written.len() == rows;
-    count_written(&ctx.stats, orders, written.len() as u64);
+    refused.written = written.len() as u64;
+    if refused.written > 0 {
+        Stats::add(&ctx.stats.orders_upserted, orders);
+        Stats::add(&ctx.stats.payments_upserted, refused.written - orders);
+    }
     ack::settle(written, ctx.durable.as_deref());
     for (row, e) in failed {
         poison::row_failed(ctx, row, e).await;
     }
-    if all_written {
-        Stats::incr(&ctx.stats.writer_batches);
-    }
-    if let Some(error) = first_error {
-        outage::hold_until_written(ctx, held, error).await;
-    }
-}
-
-/// Counts `rows` rows written, `orders` of them orders.
-fn count_written(stats: &Stats, orders: u64, rows: u64) {
-    if rows > 0 {
-        Stats::add(&stats.orders_upserted, orders);
-        Stats::add(&stats.payments_upserted, rows - orders);
-    }
+    refused
 }
 
 impl Actor for FactWriter {

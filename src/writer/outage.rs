@@ -8,8 +8,8 @@
 //! before shutdown (a nack is an immediate redelivery: the storm this exists to prevent),
 //! log per retry, or keep a row whose failure is its own (it goes the poison way).
 
-use super::{attempt, count_written, poison, RowWithAck, WriteContext};
-use crate::ack::{self, NackReason};
+use super::{attempt, RowWithAck, WriteContext};
+use crate::ack::NackReason;
 use crate::retry;
 use crate::rng::SplitMix64;
 use crate::store::{FactWrite, StoreError};
@@ -49,30 +49,9 @@ pub(super) async fn hold_until_written(
         Stats::incr(&ctx.stats.write_retries);
         let writes: Vec<FactWrite> = rows.iter().map(|r| r.write.clone()).collect();
         let results = attempt::once(ctx, &writes).await;
-        let mut still = Vec::new();
-        let mut written = Vec::new();
-        let mut failed = Vec::new();
-        let mut orders = 0u64;
-        for (row, result) in rows.into_iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    orders += u64::from(matches!(row.write, FactWrite::Order { .. }));
-                    written.push(row.ack);
-                }
-                // The store still refuses this row: keep holding it, whatever became of the
-                // others (a refusal is the store's state, never the row's).
-                Err(e) if e.is_retriable() => still.push(row),
-                // The store took the call and rejected this row: bad on its own.
-                Err(e) => failed.push((row, e)),
-            }
-        }
-        count_written(&ctx.stats, orders, written.len() as u64);
-        guard.written(written.len() as u64);
-        ack::settle(written, ctx.durable.as_deref());
-        for (row, e) in failed {
-            poison::row_failed(ctx, row, e).await;
-        }
-        rows = still;
+        let refused = super::answer(ctx, rows.into_iter().zip(results)).await;
+        guard.written(refused.written);
+        rows = refused.rows;
     }
     drop(guard);
 }
