@@ -261,7 +261,11 @@ mod tests {
             let level: i64 = writer
                 .pragma_query_value(None, "synchronous", |r| r.get(0))
                 .expect("synchronous");
+            let checkpoint: i64 = writer
+                .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+                .expect("wal_autocheckpoint");
             assert_eq!((mode.as_str(), level), ("wal", expected));
+            assert_eq!(checkpoint, 10_000, "the longer WAL of issue 21");
         }
     }
 
