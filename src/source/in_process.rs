@@ -12,7 +12,7 @@ use crate::model::StreamKind;
 use crate::shutdown::Shutdown;
 use crate::source::intake::Intake;
 use crate::source::Envelope;
-use crate::telemetry::Stats;
+use crate::telemetry::{AckLags, Stats};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -444,6 +444,7 @@ impl Ledger for DeliveryLedger {
             Answer::Ack => {
                 let (mut messages, mut bytes, mut acked) = (0usize, 0usize, [0u64; 2]);
                 let now = now_micros();
+                let mut lags = [AckLags::at(now), AckLags::at(now)];
                 {
                     let mut kept = lock(&self.kept);
                     for &slot in slots {
@@ -452,17 +453,17 @@ impl Ledger for DeliveryLedger {
                         else {
                             continue;
                         };
-                        stats
-                            .source(message.topic)
-                            .on_acked_published_at(message.publish_time, now);
-                        acked[topic_index(message.topic)] += 1;
+                        let topic = topic_index(message.topic);
+                        lags[topic].push(stats.source(message.topic), message.publish_time);
+                        acked[topic] += 1;
                         messages += 1;
                         bytes += permits.bytes as usize;
                     }
                 }
-                for (topic, n) in TOPICS.into_iter().zip(acked) {
+                for ((topic, n), lags) in TOPICS.into_iter().zip(acked).zip(&lags) {
                     if n > 0 {
                         stats.source(topic).on_acked(n);
+                        stats.source(topic).on_acked_lags(lags);
                     }
                 }
                 // Release the permits before waking the loop, so it sees the messages as done.

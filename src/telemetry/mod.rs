@@ -35,7 +35,8 @@ pub use lease::{
 };
 pub use recent::{InvalidNote, RecentInvalid, RECENT_INVALID};
 pub use sources::{
-    SourceSnapshot, SourceStats, PUBLISH_TO_ACK_BUCKETS, PUBLISH_TO_ACK_HELP, PUBLISH_TO_ACK_METRIC,
+    AckLags, SourceSnapshot, SourceStats, PUBLISH_TO_ACK_BUCKETS, PUBLISH_TO_ACK_HELP,
+    PUBLISH_TO_ACK_METRIC,
 };
 
 use crate::model::StreamKind;

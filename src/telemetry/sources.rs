@@ -4,7 +4,7 @@
 //! Owns: [`SourceStats`] and its snapshot. Must never: be written by anyone but the sources
 //! (the Pub/Sub subscriber and the in-process source), which are the ones that answer.
 
-use super::latency::{LatencyHistogram, LatencySnapshot};
+use super::latency::{LatencyHistogram, LatencySnapshot, LatencyTally, MAX_BUCKETS};
 use crate::ack::NackReason;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,32 @@ pub const PUBLISH_TO_ACK_HELP: &str =
 pub const PUBLISH_TO_ACK_BUCKETS: [f64; 15] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0,
 ];
+const _: () = assert!(PUBLISH_TO_ACK_BUCKETS.len() < MAX_BUCKETS);
+
+/// The publish-to-ack lags of one batch of acks, answered at one moment: counted here and
+/// added to the source's histogram at once ([`SourceStats::on_acked_lags`]).
+#[derive(Debug, Default)]
+pub struct AckLags {
+    now_micros: i64,
+    tally: LatencyTally,
+}
+
+impl AckLags {
+    /// Lags of acks answered at `now_micros` (µs since the Unix epoch).
+    pub fn at(now_micros: i64) -> Self {
+        AckLags {
+            now_micros,
+            tally: LatencyTally::default(),
+        }
+    }
+
+    /// A message of `source` published at `published_micros` was acked. A publish time
+    /// ahead of this clock (skew between machines) counts as no lag.
+    pub fn push(&mut self, source: &SourceStats, published_micros: i64) {
+        let lag = self.now_micros.saturating_sub(published_micros).max(0);
+        self.tally.record(&source.publish_to_ack, lag as f64 / 1e6);
+    }
+}
 
 /// What a subscription (or the in-process source) reports, for one topic. The Pub/Sub
 /// subscriber and the in-process source call these; nobody else does.
@@ -67,6 +93,11 @@ impl SourceStats {
     pub fn on_acked_published_at(&self, published_micros: i64, now_micros: i64) {
         let lag = now_micros.saturating_sub(published_micros).max(0);
         self.publish_to_ack.record(lag as f64 / 1e6);
+    }
+
+    /// Adds the lags of a batch of acks of this source, counted with [`AckLags::push`].
+    pub fn on_acked_lags(&self, lags: &AckLags) {
+        self.publish_to_ack.add(&lags.tally);
     }
 
     /// The publish-to-ack histogram since start.
