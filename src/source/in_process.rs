@@ -454,7 +454,7 @@ impl Ledger for DeliveryLedger {
                             continue;
                         };
                         let topic = topic_index(message.topic);
-                        lags[topic].push(stats.source(message.topic), message.publish_time);
+                        lags[topic].push(message.publish_time);
                         acked[topic] += 1;
                         messages += 1;
                         bytes += permits.bytes as usize;

@@ -1,7 +1,8 @@
 //! The write-latency histogram: one source for the status page and for Prometheus.
 //!
-//! Owns: the buckets, recording a sample, the snapshot and its Prometheus text form (a
-//! `histogram` with cumulative `_bucket{le=…}` lines, `_sum` and `_count`). Must never:
+//! Owns: the buckets, recording a sample (one at a time, or a [`LatencyTally`] of many at
+//! once), the snapshot and its Prometheus text form (a `histogram` with cumulative
+//! `_bucket{le=…}` lines, `_sum` and `_count`). Must never:
 //! record through the `metrics` facade as well: every sample is counted once, here.
 
 use serde::Serialize;
@@ -47,18 +48,11 @@ impl LatencyHistogram {
     }
 
     pub(super) fn record(&self, secs: f64) {
-        let i = self.bucket_of(secs);
+        let i = bucket_of(self.bounds, secs);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(micros_of(secs), Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn bucket_of(&self, secs: f64) -> usize {
-        self.bounds
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(self.bounds.len())
     }
 
     /// Adds what `tally` counted: one atomic add per bucket it touched, and two more.
@@ -105,15 +99,24 @@ pub(super) const MAX_BUCKETS: usize = 16;
 const _: () = assert!(WRITE_LATENCY_BUCKETS.len() < MAX_BUCKETS);
 
 impl LatencyTally {
-    /// Counts one sample of `secs`, bucketed as `hist` buckets it.
-    pub(super) fn record(&mut self, hist: &LatencyHistogram, secs: f64) {
+    /// Counts one sample of `secs`, bucketed by `bounds`: those of the histogram it will be
+    /// added to.
+    pub(super) fn record(&mut self, bounds: &[f64], secs: f64) {
         // Never clamps: every histogram's bounds are checked against MAX_BUCKETS when
         // compiled; the clamp only keeps a mistake from panicking.
-        let i = hist.bucket_of(secs).min(MAX_BUCKETS - 1);
+        let i = bucket_of(bounds, secs).min(MAX_BUCKETS - 1);
         self.buckets[i] += 1;
         self.sum_micros += micros_of(secs);
         self.count += 1;
     }
+}
+
+/// The bucket of a sample of `secs`: the first bound it does not exceed, or +Inf's.
+fn bucket_of(bounds: &[f64], secs: f64) -> usize {
+    bounds
+        .iter()
+        .position(|&b| secs <= b)
+        .unwrap_or(bounds.len())
 }
 
 fn micros_of(secs: f64) -> u64 {
@@ -195,7 +198,7 @@ mod tests {
         let mut tally = LatencyTally::default();
         for secs in samples {
             one_by_one.record(secs);
-            tally.record(&at_once, secs);
+            tally.record(&WRITE_LATENCY_BUCKETS, secs);
         }
         at_once.add(&tally);
         assert_eq!(at_once.snapshot(), one_by_one.snapshot());

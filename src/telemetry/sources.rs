@@ -39,12 +39,19 @@ impl AckLags {
         }
     }
 
-    /// A message of `source` published at `published_micros` was acked. A publish time
-    /// ahead of this clock (skew between machines) counts as no lag.
-    pub fn push(&mut self, source: &SourceStats, published_micros: i64) {
-        let lag = self.now_micros.saturating_sub(published_micros).max(0);
-        self.tally.record(&source.publish_to_ack, lag as f64 / 1e6);
+    /// A message published at `published_micros` was acked.
+    pub fn push(&mut self, published_micros: i64) {
+        self.tally.record(
+            &PUBLISH_TO_ACK_BUCKETS,
+            lag_secs(published_micros, self.now_micros),
+        );
     }
+}
+
+/// Seconds from publication to ack. A publish time ahead of this clock (skew between
+/// machines) counts as no lag.
+fn lag_secs(published_micros: i64, now_micros: i64) -> f64 {
+    now_micros.saturating_sub(published_micros).max(0) as f64 / 1e6
 }
 
 /// What a subscription (or the in-process source) reports, for one topic. The Pub/Sub
@@ -91,8 +98,8 @@ impl SourceStats {
 
     /// The same, acked at `now_micros`: a batch's acks read the clock once.
     pub fn on_acked_published_at(&self, published_micros: i64, now_micros: i64) {
-        let lag = now_micros.saturating_sub(published_micros).max(0);
-        self.publish_to_ack.record(lag as f64 / 1e6);
+        self.publish_to_ack
+            .record(lag_secs(published_micros, now_micros));
     }
 
     /// Adds the lags of a batch of acks of this source, counted with [`AckLags::push`].
