@@ -306,6 +306,56 @@ async fn both_halves_in_one_batch_make_one_row(store: &dyn Store) {
     assert_eq!(fact(store, 3).await, row(3, Some(&o), Some(&p)));
 }
 
+/// An order and a payment of one row in one batch keep each group's own last-write-wins
+/// against what is stored (a store that merges the two into one statement must too).
+async fn a_batch_pair_keeps_each_groups_last_write_wins(store: &dyn Store) {
+    // Stored order newer, payment new: only the payment lands.
+    let (stored, p) = (order(11, "Delivered"), payment(110, 11, "Completed"));
+    write(store, &[w_order(&stored, 500)]).await;
+    write(
+        store,
+        &[w_order(&order(11, "Stale"), 100), w_payment(&p, 100)],
+    )
+    .await;
+    assert_eq!(fact(store, 11).await, row(11, Some(&stored), Some(&p)));
+
+    // Stored payment newer, order new (the payment first in the batch): only the order lands.
+    let (o, stored) = (order(12, "Shipped"), payment(120, 12, "Refunded"));
+    write(store, &[w_payment(&stored, 500)]).await;
+    write(
+        store,
+        &[w_payment(&payment(121, 12, "Stale"), 100), w_order(&o, 100)],
+    )
+    .await;
+    assert_eq!(fact(store, 12).await, row(12, Some(&o), Some(&stored)));
+
+    // Both older than what is stored: the row is left alone.
+    write(
+        store,
+        &[
+            w_order(&order(12, "Older"), 50),
+            w_payment(&payment(122, 12, "Older"), 50),
+        ],
+    )
+    .await;
+    assert_eq!(fact(store, 12).await, row(12, Some(&o), Some(&stored)));
+
+    // Several writes of a group around the pair: the newest of each group wins.
+    let (o, p) = (order(13, "Delivered"), payment(131, 13, "Completed"));
+    write(
+        store,
+        &[
+            w_payment(&payment(130, 13, "Pending"), 10),
+            w_order(&order(13, "Shipped"), 10),
+            w_order(&o, 30),
+            w_payment(&p, 20),
+            w_order(&order(13, "Stale"), 20),
+        ],
+    )
+    .await;
+    assert_eq!(fact(store, 13).await, row(13, Some(&o), Some(&p)));
+}
+
 async fn a_group_write_never_clobbers_the_other_group(store: &dyn Store) {
     let (o, p) = (order(4, "Shipped"), payment(40, 4, "Completed"));
     write(store, &[w_order(&o, 100), w_payment(&p, 100)]).await;
@@ -386,6 +436,23 @@ async fn local_equal_timestamps_replace(store: &dyn Store) {
     assert_eq!(
         fact(store, 6).await,
         row(6, None, Some(&same_ts)),
+        "equal ts must replace"
+    );
+    // Inside one batch, with an order of the row after them: the later of two equal
+    // payments wins (a store that merges a row's order and payment must merge that one).
+    let (o, later) = (order(9, "Shipped"), payment(91, 9, "Completed"));
+    write(
+        store,
+        &[
+            w_payment(&payment(90, 9, "Pending"), 400),
+            w_payment(&later, 400),
+            w_order(&o, 300),
+        ],
+    )
+    .await;
+    assert_eq!(
+        fact(store, 9).await,
+        row(9, Some(&o), Some(&later)),
         "equal ts must replace"
     );
 }
@@ -802,6 +869,7 @@ macro_rules! contract_tests {
                 order_then_payment_make_one_row,
                 payment_then_order_make_the_same_row,
                 both_halves_in_one_batch_make_one_row,
+                a_batch_pair_keeps_each_groups_last_write_wins,
                 a_group_write_never_clobbers_the_other_group,
                 order_group_is_last_write_wins,
                 payment_group_is_last_write_wins,
@@ -887,6 +955,48 @@ mod embedded_on_disk {
             .expect_err("reader wrote");
         assert!(!err.is_retriable());
         assert!(err.to_string().contains("read-only"), "{err}");
+    }
+
+    /// Each write refused by last-write-wins is counted once as superseded (what `ingest`
+    /// reports), whatever else of its row the batch holds.
+    #[tokio::test]
+    async fn superseded_writes_are_counted_per_write_in_a_batch_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        let superseded = || store.superseded_writes().expect("counted");
+        store
+            .write_facts(&[
+                w_order(&order(1, "Delivered"), 500),
+                w_payment(&payment(20, 2, "Refunded"), 500),
+            ])
+            .await
+            .expect("write");
+        assert_eq!(superseded(), 0);
+        let stale_pairs = [
+            // Row 1: the order loses, the payment lands.
+            w_order(&order(1, "Stale"), 100),
+            w_payment(&payment(10, 1, "Completed"), 100),
+            // Row 2: the payment loses, the order lands.
+            w_payment(&payment(21, 2, "Stale"), 100),
+            w_order(&order(2, "Shipped"), 100),
+            // Row 3: new, both land.
+            w_order(&order(3, "Shipped"), 100),
+            w_payment(&payment(30, 3, "Completed"), 100),
+        ];
+        store.write_facts(&stale_pairs).await.expect("write");
+        assert_eq!(superseded(), 2);
+        // The same batch again: everything equal to what is stored lands again (`>=`)…
+        store.write_facts(&stale_pairs).await.expect("write");
+        assert_eq!(superseded(), 4);
+        // …and a pair older on both sides is refused whole, counted twice.
+        store
+            .write_facts(&[
+                w_order(&order(3, "Older"), 50),
+                w_payment(&payment(31, 3, "Older"), 50),
+            ])
+            .await
+            .expect("write");
+        assert_eq!(superseded(), 6);
     }
 
     #[tokio::test]
