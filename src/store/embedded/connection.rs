@@ -7,7 +7,7 @@
 //! to read one.
 
 use super::schema::{SCHEMA, TABLES};
-use super::{EmbeddedOptions, EmbeddedStore, Inner, DB_FILE, DEFAULT_BUSY_TIMEOUT};
+use super::{EmbeddedOptions, EmbeddedStore, Inner, SyncMode, DB_FILE, DEFAULT_BUSY_TIMEOUT};
 use crate::store::StoreError;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use rusqlite::{Transaction, TransactionBehavior};
@@ -64,8 +64,14 @@ impl EmbeddedStore {
         // checkpoint every 1,000 pages) nearly every page was copied once per write; a
         // longer WAL folds the writes of one page between two checkpoints into one copy
         // (10.4 against 7.2 KiB written per message at a steady 5,000 msg/s: issue 21).
+        // Not under `synchronous=NORMAL`: there the WAL is fsynced only at checkpoints, so
+        // its length is what a power loss can take of acknowledged writes.
+        let checkpoint_pages = match opts.sync {
+            SyncMode::Full => WAL_AUTOCHECKPOINT_PAGES,
+            SyncMode::Normal => SQLITE_DEFAULT_AUTOCHECKPOINT_PAGES,
+        };
         writer
-            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .pragma_update(None, "wal_autocheckpoint", checkpoint_pages)
             .map_err(|e| classify(&ctx("wal_autocheckpoint"), e))?;
         writer
             .execute_batch(SCHEMA)
@@ -177,10 +183,15 @@ impl EmbeddedStore {
 /// 32 MiB, about 100,000 rows of the facts table.
 const WRITER_CACHE_KIB: i64 = -32 * 1024;
 
-/// Pages in the WAL before a commit folds them back into the database: 10,000 pages, so
-/// the WAL file grows to about 40 MiB (SQLite's default is 1,000, about 4 MiB) and stays
-/// that size.
+/// Pages in the WAL before a commit folds them back into the database, under
+/// `synchronous=FULL`: 10,000 pages, so the WAL file grows to about 40 MiB. It can grow
+/// further while a long read in another process (`query`, `dlq list`) keeps the checkpoint
+/// from reaching the WAL's end, and the file keeps its largest size until the last
+/// connection closes.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// SQLite's own default (about 4 MiB of WAL), kept under `synchronous=NORMAL`.
+const SQLITE_DEFAULT_AUTOCHECKPOINT_PAGES: i64 = 1_000;
 
 /// How long one try at opening the store (WAL, the tables) waits for the write lock.
 const SCHEMA_LOCK_WAIT: Duration = Duration::from_secs(1);
