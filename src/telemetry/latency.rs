@@ -60,6 +60,14 @@ impl LatencyHistogram {
         if tally.count == 0 {
             return;
         }
+        // A tally recorded with other bounds than this histogram's would lose its top
+        // buckets here (`+Inf` would then no longer equal `_count`).
+        debug_assert!(
+            tally.buckets[self.buckets.len().min(MAX_BUCKETS)..]
+                .iter()
+                .all(|&n| n == 0),
+            "a latency tally added to a histogram with fewer buckets"
+        );
         for (bucket, &n) in self.buckets.iter().zip(&tally.buckets) {
             if n > 0 {
                 bucket.fetch_add(n, Ordering::Relaxed);
@@ -102,8 +110,10 @@ impl LatencyTally {
     /// Counts one sample of `secs`, bucketed by `bounds`: those of the histogram it will be
     /// added to.
     pub(super) fn record(&mut self, bounds: &[f64], secs: f64) {
-        // Never clamps: every histogram's bounds are checked against MAX_BUCKETS when
-        // compiled; the clamp only keeps a mistake from panicking.
+        // Never clamps for the bounds in use (WRITE_LATENCY_BUCKETS and
+        // PUBLISH_TO_ACK_BUCKETS are checked against MAX_BUCKETS when compiled); the clamp
+        // only keeps other bounds from panicking. `add` does not know the bounds: the caller
+        // passes those of the histogram it will add to.
         let i = bucket_of(bounds, secs).min(MAX_BUCKETS - 1);
         self.buckets[i] += 1;
         self.sum_micros += micros_of(secs);
