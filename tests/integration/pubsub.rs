@@ -786,6 +786,19 @@ pub(crate) fn sigkill_then_restart(w: &World, n: i64) {
     // streams for a while (see above), so the fewer it had, the sooner the rest comes back.
     let mut running = w.start(&["--hold", "30s", "--pubsub-streams", "1"]);
     // Published while the run runs, for a few seconds, so that the kill lands mid-stream.
+    // Only once it pulls: a run still connecting (to a Cassandra node under CI's load, say)
+    // when the producers finish would find all of it waiting and could join it whole before
+    // the kill (a CI run failed so).
+    while !running.stderr_so_far().contains("running endpoint=") {
+        if let Some(status) = running.try_wait() {
+            panic!(
+                "exited ({status}) before it ran: {}",
+                running.output_so_far()
+            );
+        }
+        running.check_not_hung("the run's subscribers to start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let producers = produce_in_background(w, &ids, "500");
     wait_until(&mut running, "some rows written", || {
         w.facts().len() as i64 >= n / 10
